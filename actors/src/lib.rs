@@ -1,0 +1,18 @@
+//! Sidekick's behaviour: the actor tree, the messages between actors, and the pure rules they
+//! follow. The outside world (llama.cpp, fjall, Discord, Prometheus) is reached through the
+//! traits in [`ports`], implemented by the `sidekick` binary.
+
+pub mod commands;
+pub mod conversation;
+pub mod metric_names;
+pub mod model;
+pub mod params;
+pub mod ports;
+pub mod prompt;
+pub mod restart;
+pub mod stream_text;
+pub mod supervisor;
+pub mod watchdog;
+
+pub use conversation::{ChannelDefaults, ChannelMsg, Inbound, ReplyEvent};
+pub use supervisor::{RootMsg, RootSupervisor, TreeArgs, TreeStatus};

@@ -1,0 +1,25 @@
+//! Every metric Sidekick exports. The README lists them; keep the two in step.
+
+pub const MESSAGES_SEEN: &str = "sidekick_messages_seen_total";
+pub const REPLIES_SENT: &str = "sidekick_replies_sent_total";
+pub const REPLY_LATENCY: &str = "sidekick_reply_latency_seconds";
+pub const TIME_TO_FIRST_TOKEN: &str = "sidekick_time_to_first_token_seconds";
+pub const TOKENS_GENERATED: &str = "sidekick_tokens_generated_total";
+pub const PROMPT_TOKENS: &str = "sidekick_prompt_tokens_total";
+pub const PROMPT_TOKENS_REUSED: &str = "sidekick_prompt_tokens_reused_total";
+pub const QUEUE_DEPTH: &str = "sidekick_queue_depth";
+pub const INFLIGHT_SEQUENCES: &str = "sidekick_inflight_sequences";
+pub const MODEL_LOAD_SECONDS: &str = "sidekick_model_load_seconds";
+pub const ACTOR_RESTARTS: &str = "sidekick_actor_restarts_total";
+pub const UPTIME_SECONDS: &str = "sidekick_uptime_seconds";
+pub const ERRORS: &str = "sidekick_errors_total";
+pub const WATCHDOG_STALLS: &str = "sidekick_watchdog_stalls_total";
+
+/// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
+pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
+pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN];
+
+/// Counts an error of `kind` (a short snake_case word).
+pub fn count_error(kind: &'static str) {
+    metrics::counter!(ERRORS, "kind" => kind).increment(1);
+}

@@ -1,0 +1,87 @@
+//! The model actor: the one owner of the language model. It loads the model once (again
+//! only after a restart) and hands jobs to the model's own decoding thread, so decoding never
+//! runs on the async runtime.
+
+use crate::metric_names as m;
+use crate::ports::{GenerationJob, GenEvent, LanguageModel, ModelError, ModelInfo, ModelLoader};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+pub enum ModelMsg {
+    Generate(GenerationJob),
+    Info(RpcReplyPort<ModelInfo>),
+    /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
+    Drain(Duration, RpcReplyPort<()>),
+    /// Fault injection for supervision tests: the handler panics.
+    InjectPanic,
+}
+
+/// Where channels find the current model actor; the supervisor updates it on restart.
+#[derive(Clone, Default)]
+pub struct ModelHandle(Arc<RwLock<Option<ActorRef<ModelMsg>>>>);
+
+impl ModelHandle {
+    pub fn get(&self) -> Option<ActorRef<ModelMsg>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn set(&self, actor: Option<ActorRef<ModelMsg>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = actor;
+    }
+}
+
+pub struct ModelActor;
+
+pub struct ModelState {
+    engine: Arc<dyn LanguageModel>,
+}
+
+impl Actor for ModelActor {
+    type Msg = ModelMsg;
+    type State = ModelState;
+    type Arguments = Arc<dyn ModelLoader>;
+
+    async fn pre_start(&self, _: ActorRef<ModelMsg>, loader: Self::Arguments) -> Result<ModelState, ActorProcessingErr> {
+        let started = Instant::now();
+        // Loading reads ~100 MB and builds the context: keep it off the async workers.
+        let engine = tokio::task::spawn_blocking(move || loader.load()).await??;
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::gauge!(m::MODEL_LOAD_SECONDS).set(seconds);
+        let info = engine.info();
+        tracing::info!(model = %info.name, seconds = format!("{seconds:.2}"), threads = info.threads, "model loaded");
+        Ok(ModelState { engine })
+    }
+
+    async fn post_stop(&self, _: ActorRef<ModelMsg>, state: &mut ModelState) -> Result<(), ActorProcessingErr> {
+        // Release the decoding thread (and its memory) before a replacement loads.
+        let engine = state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.shutdown(Duration::ZERO)).await?;
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<ModelMsg>, msg: ModelMsg, state: &mut ModelState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ModelMsg::Generate(job) => {
+                let events = job.events.clone();
+                if let Err(error) = state.engine.submit(job) {
+                    m::count_error("model_submit");
+                    let _ = events.send(GenEvent::Failed(error.clone()));
+                    if error == ModelError::Unavailable {
+                        // The decoding thread is gone: fail so the supervisor reloads us.
+                        return Err(Box::new(error));
+                    }
+                }
+            }
+            ModelMsg::Info(reply) => {
+                let _ = reply.send(state.engine.info());
+            }
+            ModelMsg::Drain(grace, reply) => {
+                let engine = state.engine.clone();
+                tokio::task::spawn_blocking(move || engine.shutdown(grace)).await?;
+                let _ = reply.send(());
+            }
+            ModelMsg::InjectPanic => panic!("injected panic in the model actor"),
+        }
+        Ok(())
+    }
+}

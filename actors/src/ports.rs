@@ -1,0 +1,177 @@
+//! The small traits through which the actors reach the outside world (storage, the language
+//! model), and the values that cross them. Adapters live in the `sidekick` binary.
+
+use crate::params::{GenerationParams, ParamKey};
+use crate::prompt::{ChatTurn, Role};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A channel's identity: `console`, or `discord:<channel id>`.
+pub type ChannelId = String;
+
+/// A message as kept in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub role: Role,
+    pub author: String,
+    pub content: String,
+    pub at_ms: u64,
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+impl StoredMessage {
+    pub fn turn(&self) -> ChatTurn {
+        ChatTurn::new(self.role, self.content.clone())
+    }
+}
+
+/// Per-key parameter overrides; unset keys follow the global configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParamOverrides {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    pub repeat_penalty: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+impl ParamOverrides {
+    pub fn apply(&self, base: &GenerationParams) -> GenerationParams {
+        GenerationParams {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            repeat_penalty: self.repeat_penalty.unwrap_or(base.repeat_penalty),
+            max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
+        }
+    }
+
+    /// Records `key` of `params` as an override.
+    pub fn set_from(&mut self, key: ParamKey, params: &GenerationParams) {
+        match key {
+            ParamKey::Temperature => self.temperature = Some(params.temperature),
+            ParamKey::TopP => self.top_p = Some(params.top_p),
+            ParamKey::TopK => self.top_k = Some(params.top_k),
+            ParamKey::RepeatPenalty => self.repeat_penalty = Some(params.repeat_penalty),
+            ParamKey::MaxTokens => self.max_tokens = Some(params.max_tokens),
+        }
+    }
+}
+
+/// What a channel keeps besides its messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelSettings {
+    pub system_prompt: Option<String>,
+    pub params: ParamOverrides,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failed: {0}")]
+    Backend(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Durable state. Every method that returns after a write has made it durable, so a user
+/// can be told about it.
+pub trait Store: Send + Sync + 'static {
+    fn channel_settings(&self, channel: &str) -> Result<ChannelSettings, StoreError>;
+    fn save_channel_settings(&self, channel: &str, settings: &ChannelSettings) -> Result<(), StoreError>;
+    /// Appends to the channel's message log; returns the message's sequence number.
+    fn append_message(&self, channel: &str, message: &StoredMessage) -> Result<u64, StoreError>;
+    /// The last `limit` messages of the current conversation (after the last clear), oldest first.
+    fn recent_history(&self, channel: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Starts a new conversation: earlier messages stay in the log but leave the history.
+    fn clear_history(&self, channel: &str) -> Result<(), StoreError>;
+    fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
+    fn stat(&self, name: &str) -> Result<u64, StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Cancels a generation from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One request to the language model.
+#[derive(Debug)]
+pub struct GenerationJob {
+    /// Cache affinity: jobs with the same slot key reuse each other's decoded prefix.
+    pub slot: String,
+    pub turns: Vec<ChatTurn>,
+    pub params: GenerationParams,
+    pub seed: u32,
+    pub events: mpsc::UnboundedSender<GenEvent>,
+    pub cancel: CancelFlag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    EndOfTurn,
+    MaxTokens,
+    ContextFull,
+    Cancelled,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenEvent {
+    /// The prompt was formatted and admitted to a sequence.
+    Started { prompt: String, prompt_tokens: usize, reused_tokens: usize, dropped_turns: usize },
+    Token(String),
+    Finished { tokens: usize, reason: FinishReason },
+    Failed(ModelError),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("could not load the model: {0}")]
+    Load(String),
+    #[error("the model is not running")]
+    Unavailable,
+    #[error("that message is too long for me ({tokens} tokens; I can read {limit})")]
+    PromptTooLong { tokens: usize, limit: usize },
+    #[error("the model failed while generating: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: String,
+    pub context_tokens: u32,
+    pub parallel_sequences: u32,
+    pub threads: u32,
+    pub load_seconds: f64,
+    pub chat_template: String,
+}
+
+/// A loaded language model serving many sequences at once.
+pub trait LanguageModel: Send + Sync + 'static {
+    /// Queues a job; events arrive on `job.events`. Never blocks on decoding.
+    fn submit(&self, job: GenerationJob) -> Result<(), ModelError>;
+    fn info(&self) -> ModelInfo;
+    /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest and
+    /// waits for the decoding thread to end.
+    fn shutdown(&self, grace: Duration);
+}
+
+/// Loads a [`LanguageModel`]; called once at start and again on restart.
+pub trait ModelLoader: Send + Sync + 'static {
+    fn load(&self) -> Result<Arc<dyn LanguageModel>, ModelError>;
+}

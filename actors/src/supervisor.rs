@@ -1,0 +1,286 @@
+//! The root supervisor: starts the model actor and the watchdog, spawns a conversation actor
+//! per channel on first use, and restarts any child that fails, within limits and with backoff.
+
+use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent};
+use crate::metric_names as m;
+use crate::model::{ModelActor, ModelHandle, ModelMsg};
+use crate::ports::{ChannelId, ModelInfo, ModelLoader, Store};
+use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
+use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything the tree needs from the outside world.
+pub struct TreeArgs {
+    pub store: Arc<dyn Store>,
+    pub loader: Arc<dyn ModelLoader>,
+    pub defaults: Arc<ChannelDefaults>,
+    pub heartbeats: Heartbeats,
+    pub limits: RestartLimits,
+    pub watchdog_tick: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Child {
+    Model,
+    Watchdog,
+    Channel(ChannelId),
+}
+
+impl Child {
+    fn label(&self) -> &'static str {
+        match self {
+            Child::Model => "model",
+            Child::Watchdog => "watchdog",
+            Child::Channel(_) => "conversation",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TreeStatus {
+    pub model: Option<ModelInfo>,
+    pub channels: usize,
+    pub uptime: Duration,
+    pub restarts: u64,
+}
+
+pub enum RootMsg {
+    /// Deliver a message to a channel's conversation actor, starting it if needed.
+    Route { channel: ChannelId, msg: ChannelMsg },
+    Restart(Child),
+    Status(RpcReplyPort<TreeStatus>),
+    /// Stop taking messages and let in-flight replies finish for up to the grace period.
+    Drain(Duration, RpcReplyPort<()>),
+}
+
+pub struct RootSupervisor;
+
+pub struct RootState {
+    args: TreeArgs,
+    model: ModelHandle,
+    watchdog: Option<ActorCell>,
+    channels: HashMap<ChannelId, ActorRef<ChannelMsg>>,
+    children: HashMap<ActorId, Child>,
+    trackers: HashMap<Child, RestartTracker>,
+    disabled: HashMap<ChannelId, Instant>,
+    restarts: u64,
+    started: Instant,
+    draining: bool,
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = TreeArgs;
+
+    async fn pre_start(&self, myself: ActorRef<RootMsg>, args: TreeArgs) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState {
+            args,
+            model: ModelHandle::default(),
+            watchdog: None,
+            channels: HashMap::new(),
+            children: HashMap::new(),
+            trackers: HashMap::new(),
+            disabled: HashMap::new(),
+            restarts: 0,
+            started: Instant::now(),
+            draining: false,
+        };
+        // A model that cannot load at start is a configuration problem: fail loudly.
+        state.start_model(&myself).await?;
+        state.start_watchdog(&myself).await?;
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        for channel in state.channels.values() {
+            channel.stop(None);
+        }
+        if let Some(model) = state.model.get() {
+            let _ = model.stop_and_wait(None, Some(Duration::from_secs(30))).await;
+        }
+        if let Some(watchdog) = &state.watchdog {
+            watchdog.stop(None);
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Route { channel, msg } => state.route(&myself, channel, msg).await?,
+            RootMsg::Restart(child) => state.restart(&myself, child).await?,
+            RootMsg::Status(reply) => {
+                let model = match state.model.get() {
+                    Some(model) => ractor::call_t!(model, ModelMsg::Info, 2000).ok(),
+                    None => None,
+                };
+                let _ = reply.send(TreeStatus {
+                    model,
+                    channels: state.channels.len(),
+                    uptime: state.started.elapsed(),
+                    restarts: state.restarts,
+                });
+            }
+            RootMsg::Drain(grace, reply) => {
+                state.draining = true;
+                if let Some(model) = state.model.get() {
+                    let wait = grace + Duration::from_secs(5);
+                    let _ = model.call(|port| ModelMsg::Drain(grace, port), Some(wait)).await;
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, event: SupervisionEvent, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+            _ => return Ok(()),
+        };
+        let Some(child) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+        state.forget(&child);
+        let Some(failure) = failure else { return Ok(()) };
+        tracing::error!(child = ?child, %failure, "actor failed");
+        m::count_error("actor_failed");
+        if state.draining {
+            return Ok(());
+        }
+        let tracker = state.trackers.entry(child.clone()).or_default();
+        match tracker.on_failure(&state.args.limits, Instant::now()) {
+            RestartDecision::RestartAfter(backoff) => {
+                tracing::warn!(child = ?child, ?backoff, "restarting");
+                myself.send_after(backoff, move || RootMsg::Restart(child));
+            }
+            RestartDecision::GiveUp => match child {
+                Child::Channel(id) => {
+                    tracing::error!(channel = %id, "channel keeps failing; disabled for a while");
+                    state.disabled.insert(id, Instant::now() + state.args.limits.window);
+                }
+                other => {
+                    // Without its model or watchdog the bot is useless: stop, and let the
+                    // service manager start a fresh process.
+                    tracing::error!(child = ?other, "too many restarts; stopping");
+                    myself.stop(Some(format!("{other:?} failed too often")));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+impl RootState {
+    fn forget(&mut self, child: &Child) {
+        match child {
+            Child::Model => self.model.set(None),
+            Child::Watchdog => self.watchdog = None,
+            Child::Channel(id) => {
+                self.channels.remove(id);
+            }
+        }
+    }
+
+    fn count_restart(&mut self, child: &Child) {
+        self.restarts += 1;
+        metrics::counter!(m::ACTOR_RESTARTS, "actor" => child.label()).increment(1);
+    }
+
+    async fn start_model(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, ModelActor, self.args.loader.clone(), myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Model);
+        self.model.set(Some(actor));
+        Ok(())
+    }
+
+    async fn start_watchdog(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let args = WatchdogArgs {
+            heartbeats: self.args.heartbeats.clone(),
+            started: self.started,
+            tick: self.args.watchdog_tick,
+            stall_after: Duration::from_secs(30),
+        };
+        let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Watchdog);
+        self.watchdog = Some(actor.get_cell());
+        Ok(())
+    }
+
+    async fn channel(&mut self, myself: &ActorRef<RootMsg>, id: &ChannelId) -> Result<ActorRef<ChannelMsg>, ActorProcessingErr> {
+        if let Some(actor) = self.channels.get(id) {
+            return Ok(actor.clone());
+        }
+        let args = ConversationArgs {
+            channel: id.clone(),
+            store: self.args.store.clone(),
+            model: self.model.clone(),
+            defaults: self.args.defaults.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Channel(id.clone()));
+        self.channels.insert(id.clone(), actor.clone());
+        Ok(actor)
+    }
+
+    async fn route(&mut self, myself: &ActorRef<RootMsg>, id: ChannelId, msg: ChannelMsg) -> Result<(), ActorProcessingErr> {
+        let refuse = |msg: ChannelMsg, why: &str| {
+            if let ChannelMsg::Inbound(inbound) = msg {
+                let _ = inbound.reply.send(ReplyEvent::Failed(why.to_string()));
+            }
+        };
+        if self.draining {
+            refuse(msg, "I'm shutting down; back soon.");
+            return Ok(());
+        }
+        if let Some(until) = self.disabled.get(&id) {
+            if Instant::now() < *until {
+                refuse(msg, "This channel hit repeated errors; I'm giving it a short rest.");
+                return Ok(());
+            }
+            self.disabled.remove(&id);
+        }
+        match self.channel(myself, &id).await {
+            Ok(actor) => {
+                if let Err(ractor::MessagingErr::SendErr(msg)) = actor.send_message(msg) {
+                    refuse(msg, "That conversation just restarted; please say it again.");
+                }
+            }
+            Err(error) => {
+                tracing::error!(channel = %id, %error, "could not start the conversation");
+                m::count_error("channel_start");
+                refuse(msg, "I couldn't open this conversation (storage problem); check the logs.");
+            }
+        }
+        Ok(())
+    }
+
+    async fn restart(&mut self, myself: &ActorRef<RootMsg>, child: Child) -> Result<(), ActorProcessingErr> {
+        if self.draining {
+            return Ok(());
+        }
+        match &child {
+            Child::Model if self.model.get().is_none() => {
+                self.count_restart(&child);
+                if let Err(error) = self.start_model(myself).await {
+                    tracing::error!(%error, "model restart failed");
+                    myself.stop(Some(format!("model restart failed: {error}")));
+                }
+            }
+            Child::Watchdog if self.watchdog.is_none() => {
+                self.count_restart(&child);
+                self.start_watchdog(myself).await?;
+            }
+            Child::Channel(id) if !self.channels.contains_key(id) => {
+                self.count_restart(&child);
+                if let Err(error) = self.channel(myself, id).await {
+                    tracing::error!(channel = %id, %error, "conversation restart failed");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

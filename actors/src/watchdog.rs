@@ -1,0 +1,95 @@
+//! The watchdog: keeps the uptime gauge and notices actors whose heartbeat stopped.
+
+use crate::metric_names as m;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Last sign of life of each busy component. A component beats while it has work; one that
+/// has work but has not beaten for `stall_after` is reported as stalled.
+#[derive(Clone, Default)]
+pub struct Heartbeats(Arc<Mutex<HashMap<&'static str, Beat>>>);
+
+#[derive(Clone, Copy)]
+struct Beat {
+    at: Instant,
+    busy: bool,
+}
+
+impl Heartbeats {
+    pub fn beat(&self, who: &'static str, busy: bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(who, Beat { at: Instant::now(), busy });
+    }
+
+    /// Components that are busy and silent for longer than `stall_after` at `now`.
+    pub fn stalled(&self, now: Instant, stall_after: Duration) -> Vec<&'static str> {
+        let beats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = beats
+            .iter()
+            .filter(|(_, b)| b.busy && now.saturating_duration_since(b.at) > stall_after)
+            .map(|(who, _)| *who)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+pub struct WatchdogArgs {
+    pub heartbeats: Heartbeats,
+    pub started: Instant,
+    pub tick: Duration,
+    pub stall_after: Duration,
+}
+
+pub enum WatchdogMsg {
+    Tick,
+    Uptime(ractor::RpcReplyPort<Duration>),
+}
+
+pub struct Watchdog;
+
+impl Actor for Watchdog {
+    type Msg = WatchdogMsg;
+    type State = (WatchdogArgs, Vec<&'static str>);
+    type Arguments = WatchdogArgs;
+
+    async fn pre_start(&self, myself: ActorRef<WatchdogMsg>, args: WatchdogArgs) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(args.tick, || WatchdogMsg::Tick);
+        let _ = myself.send_message(WatchdogMsg::Tick);
+        Ok((args, Vec::new()))
+    }
+
+    async fn handle(&self, _: ActorRef<WatchdogMsg>, msg: WatchdogMsg, (args, reported): &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            WatchdogMsg::Tick => {
+                metrics::gauge!(m::UPTIME_SECONDS).set(args.started.elapsed().as_secs_f64());
+                let stalled = args.heartbeats.stalled(Instant::now(), args.stall_after);
+                for who in stalled.iter().filter(|w| !reported.contains(w)) {
+                    tracing::warn!(component = who, "no heartbeat while busy; it may be stuck");
+                    metrics::counter!(m::WATCHDOG_STALLS, "component" => *who).increment(1);
+                }
+                *reported = stalled;
+            }
+            WatchdogMsg::Uptime(reply) => {
+                let _ = reply.send(args.started.elapsed());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_busy_silent_components_are_stalled() {
+        let beats = Heartbeats::default();
+        beats.beat("model", true);
+        beats.beat("idle", false);
+        let later = Instant::now() + Duration::from_secs(30);
+        assert_eq!(beats.stalled(later, Duration::from_secs(10)), vec!["model"]);
+        assert!(beats.stalled(Instant::now(), Duration::from_secs(10)).is_empty());
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sidekick's one entry point: sets up what is missing, then does the job asked for.
+#   ./run.sh chat    set up, build, and chat with the bundled model on this terminal
+#   ./run.sh test    set up, build, and run every test
+#   ./run.sh bench   set up, build, and print the serving benchmark
+#   ./run.sh run     set up, build, and start the Discord daemon (needs DISCORD_TOKEN)
+#   ./run.sh setup   only set up
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Cargo's build output lives outside the clone so a fresh clone reuses a warm cache (as CI
+# systems do); an empty cache still works, it just builds llama.cpp from scratch (5-10 min).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sidekick/target}"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+install_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v c++ >/dev/null || missing+=(g++)
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev clang)
+  command -v python3 >/dev/null || missing+=(python3 python3-pip)
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "build tools present (cmake, C++ compiler, libclang, python3)"
+    return
+  fi
+  say "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null; then
+    say "please install: ${missing[*]} (no apt-get here)"; exit 1
+  fi
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+setup() {
+  install_build_deps
+  python3 scripts/install_models.py
+  mkdir -p data_storage
+  [ -f sidekick.toml ] || { cp sidekick.example.toml sidekick.toml; say "wrote sidekick.toml from sidekick.example.toml"; }
+}
+
+build() {
+  say "building (cargo build --release; target dir $CARGO_TARGET_DIR)"
+  cargo build --release --quiet --bins
+}
+
+cmd="${1:-chat}"; shift || true
+case "$cmd" in
+  setup) setup ;;
+  chat)  setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" chat "$@" ;;
+  run)   setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" run "$@" ;;
+  test)  setup; cargo test --release --workspace "$@" ;;
+  bench) setup; cargo bench --bench serving "$@" ;;
+  *) echo "usage: ./run.sh [chat|test|bench|run|setup]" >&2; exit 2 ;;
+esac

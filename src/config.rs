@@ -1,0 +1,354 @@
+//! `sidekick.toml`, environment overrides and `.env` secrets, validated at start. Every
+//! refusal is one line naming the key or path and how to fix it.
+
+use serde::Deserialize;
+use sidekick_actors::params::GenerationParams;
+use sidekick_actors::prompt::DEFAULT_SYSTEM_PROMPT;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub generation: GenerationParams,
+    pub chat: ChatConfig,
+    pub storage: StorageConfig,
+    pub metrics: MetricsConfig,
+    pub discord: DiscordConfig,
+    pub shutdown: ShutdownConfig,
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub context_tokens: u32,
+    pub parallel: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub batch_tokens: u32,
+    /// A fixed seed makes replies reproducible.
+    pub seed: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub prefix: String,
+    pub system_prompt: String,
+    pub history_turns: usize,
+    pub max_message_chars: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` for `/metrics`; empty turns the endpoint off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace_seconds: f64,
+}
+
+/// Secrets from the environment or `.env`. Debug never shows the token.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub discord_token: Option<String>,
+    pub owner_id: Option<u64>,
+    pub admin_users: Vec<u64>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("discord_token", &self.discord_token.as_ref().map(|_| "<set>"))
+            .field("owner_id", &self.owner_id)
+            .field("admin_users", &self.admin_users)
+            .finish()
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_MODEL.into(),
+            context_tokens: 8192,
+            parallel: 8,
+            threads: 1,
+            threads_batch: default_threads(),
+            batch_tokens: 512,
+            seed: None,
+        }
+    }
+}
+
+/// Prompt processing uses every core; generation uses one (see README, "Threads").
+fn default_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self { prefix: "!".into(), system_prompt: DEFAULT_SYSTEM_PROMPT.into(), history_turns: 20, max_message_chars: 4000 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { path: "data_storage".into() }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self { api_base: "https://discord.com".into() }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_seconds: 5.0 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelConfig::default(),
+            generation: GenerationParams::default(),
+            chat: ChatConfig::default(),
+            storage: StorageConfig::default(),
+            metrics: MetricsConfig::default(),
+            discord: DiscordConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            secrets: Secrets::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used. `Display` is the one line shown to the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn refuse(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// The sections a `SIDEKICK_<SECTION>_<KEY>` variable can override.
+const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown"];
+
+impl Config {
+    /// Reads `path` (a missing file is fine unless `required`), applies environment
+    /// overrides, and validates.
+    pub fn load(path: &Path, required: bool, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut table = match std::fs::read_to_string(path) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| refuse(format!("{}: not valid TOML: {}", path.display(), e.message())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => toml::Table::new(),
+            Err(e) => return Err(refuse(format!("cannot read config file {}: {e}", path.display()))),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| refuse(format!("{}: {}", path.display(), e.message().trim())))?;
+        config.secrets = secrets(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.generation
+            .validate()
+            .map_err(|e| refuse(format!("generation: {e} (edit [generation] in sidekick.toml)")))?;
+        let m = &self.model;
+        let range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(refuse(format!("model.{key} must be between {lo} and {hi}, got {v}")))
+            }
+        };
+        range("context_tokens", m.context_tokens.into(), 512, 131_072)?;
+        range("parallel", m.parallel.into(), 1, 64)?;
+        range("threads", m.threads.into(), 1, 256)?;
+        range("threads_batch", m.threads_batch.into(), 1, 256)?;
+        range("batch_tokens", m.batch_tokens.into(), 32, 8192)?;
+        if (m.context_tokens / m.parallel) < 256 {
+            return Err(refuse(format!(
+                "model.context_tokens ({}) leaves under 256 tokens for each of model.parallel ({}) replies; raise context_tokens or lower parallel",
+                m.context_tokens, m.parallel
+            )));
+        }
+        if self.chat.prefix.is_empty() || self.chat.prefix.chars().any(char::is_whitespace) || self.chat.prefix.chars().count() > 3 {
+            return Err(refuse(format!("chat.prefix must be 1-3 characters without spaces, got {:?}", self.chat.prefix)));
+        }
+        if !(1..=200).contains(&self.chat.history_turns) {
+            return Err(refuse(format!("chat.history_turns must be between 1 and 200, got {}", self.chat.history_turns)));
+        }
+        if !(100..=100_000).contains(&self.chat.max_message_chars) {
+            return Err(refuse(format!("chat.max_message_chars must be between 100 and 100000, got {}", self.chat.max_message_chars)));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(refuse(format!("metrics.listen must be host:port like 127.0.0.1:9464 (or empty to turn it off), got {:?}", self.metrics.listen)));
+        }
+        if !(self.discord.api_base.starts_with("http://") || self.discord.api_base.starts_with("https://")) {
+            return Err(refuse(format!("discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}", self.discord.api_base)));
+        }
+        if !(0.0..=300.0).contains(&self.shutdown.grace_seconds) {
+            return Err(refuse(format!("shutdown.grace_seconds must be between 0 and 300, got {}", self.shutdown.grace_seconds)));
+        }
+        Ok(())
+    }
+
+    /// The model file must exist and be readable; checked before anything is started.
+    pub fn check_model_file(&self) -> Result<(), ConfigError> {
+        let path = &self.model.path;
+        match std::fs::File::open(path) {
+            Ok(_) if path.is_file() => Ok(()),
+            Ok(_) => Err(refuse(format!("model.path {} is not a file; point it at a .gguf model", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(refuse(format!(
+                "model file {} not found (model.path); run `./run.sh setup` to install the bundled model, or set model.path to a GGUF file",
+                path.display()
+            ))),
+            Err(e) => Err(refuse(format!("cannot read model file {} (model.path): {e}", path.display()))),
+        }
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.listen.parse().ok()
+    }
+}
+
+/// `SIDEKICK_MODEL_THREADS=2` sets `[model] threads = 2`; `DISCORD_API_BASE` sets `discord.api_base`.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let (section, key) = if name == "DISCORD_API_BASE" {
+            ("discord", "api_base".to_string())
+        } else if let Some(rest) = name.strip_prefix("SIDEKICK_") {
+            let lower = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) else { continue };
+            (*section, lower[section.len() + 1..].to_string())
+        } else {
+            continue;
+        };
+        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(refuse(format!("[{section}] in the config file must be a table")));
+        };
+        section_table.insert(key, env_value(value));
+    }
+    Ok(())
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = raw.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_string())
+    }
+}
+
+fn secrets(env: &[(String, String)]) -> Result<Secrets, ConfigError> {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
+    let id = |k: &str, v: &str| v.parse::<u64>().map_err(|_| refuse(format!("{k} must be a Discord user id (a number), got {v:?}")));
+    Ok(Secrets {
+        discord_token: get("DISCORD_TOKEN"),
+        owner_id: get("OWNER_ID").map(|v| id("OWNER_ID", &v)).transpose()?,
+        admin_users: get("ADMIN_USERS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| id("ADMIN_USERS", s)).collect())
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sidekick.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env: Vec<_> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load(&path, true, &env)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_env_overrides_the_file() {
+        let c = load("[model]\nthreads = 2\n", &[("SIDEKICK_MODEL_THREADS", "3"), ("DISCORD_API_BASE", "http://127.0.0.1:1")]).unwrap();
+        assert_eq!(c.model.threads, 3);
+        assert_eq!(c.discord.api_base, "http://127.0.0.1:1");
+        assert_eq!(c.generation, GenerationParams::default());
+    }
+
+    #[test]
+    fn each_bad_value_gets_its_own_message() {
+        let cases = [
+            ("[generation]\ntemperature = 5.0", "`temperature` must be between 0 and 2"),
+            ("[generation]\ntop_p = 1.5", "`top_p` must be between 0 and 1"),
+            ("[generation]\nmax_tokens = 0", "`max_tokens` must be between 1 and 1024"),
+            ("[model]\nthreads = 0", "model.threads must be between 1 and 256"),
+            ("[model]\nparallel = 64\ncontext_tokens = 1024", "leaves under 256 tokens"),
+            ("[chat]\nprefix = \"\"", "chat.prefix must be 1-3 characters"),
+            ("[metrics]\nlisten = \"nowhere\"", "metrics.listen must be host:port"),
+            ("[discord]\napi_base = \"discord.com\"", "discord.api_base"),
+            ("[model]\nthreads = \"two\"", "invalid type"),
+            ("[model]\nthread = 2", "unknown field `thread`"),
+            ("[model\nthreads = 2", "not valid TOML"),
+        ];
+        for (toml, expected) in cases {
+            let err = load(toml, &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{toml:?} gave {err:?}, expected {expected:?}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+        let err = load("", &[("OWNER_ID", "bob")]).unwrap_err().to_string();
+        assert!(err.contains("OWNER_ID must be a Discord user id"), "{err}");
+    }
+
+    #[test]
+    fn the_token_is_never_in_debug_output() {
+        let c = load("", &[("DISCORD_TOKEN", "very-secret-token"), ("ADMIN_USERS", "1, 2")]).unwrap();
+        assert_eq!(c.secrets.admin_users, vec![1, 2]);
+        assert!(!format!("{c:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn a_missing_model_file_names_the_path_and_the_setup_command() {
+        let c = load("[model]\npath = \"/nowhere/model.gguf\"", &[]).unwrap();
+        let err = c.check_model_file().unwrap_err().to_string();
+        assert!(err.contains("/nowhere/model.gguf") && err.contains("./run.sh setup"), "{err}");
+    }
+}

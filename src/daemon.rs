@@ -1,0 +1,76 @@
+//! Wires the adapters into the actor tree, and takes it down cleanly.
+
+use crate::config::Config;
+use crate::llama::{EngineConfig, LlamaLoader};
+use crate::store::FjallStore;
+use ractor::{Actor, ActorRef};
+use sidekick_actors::prompt::{ChatTurn, Role};
+use sidekick_actors::restart::RestartLimits;
+use sidekick_actors::watchdog::Heartbeats;
+use sidekick_actors::{ChannelDefaults, RootMsg, RootSupervisor, TreeArgs};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Daemon {
+    pub root: ActorRef<RootMsg>,
+    pub store: Arc<FjallStore>,
+    join: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+pub fn engine_config(config: &Config) -> EngineConfig {
+    let m = &config.model;
+    EngineConfig {
+        model_path: m.path.clone(),
+        context_tokens: m.context_tokens,
+        parallel: m.parallel,
+        threads: m.threads,
+        threads_batch: m.threads_batch,
+        batch_tokens: m.batch_tokens,
+        shared_prefix: vec![ChatTurn::new(Role::System, config.chat.system_prompt.clone())],
+        flash_attention: true,
+    }
+}
+
+pub fn channel_defaults(config: &Config) -> ChannelDefaults {
+    ChannelDefaults {
+        prefix: config.chat.prefix.clone(),
+        params: config.generation,
+        system_prompt: config.chat.system_prompt.clone(),
+        history_turns: config.chat.history_turns,
+        seed: config.model.seed,
+        max_message_chars: config.chat.max_message_chars,
+    }
+}
+
+impl Daemon {
+    /// Opens the store, loads the model and starts the supervised tree.
+    pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
+        config.check_model_file()?;
+        let store = Arc::new(FjallStore::open(&config.storage.path)?);
+        let heartbeats = Heartbeats::default();
+        let args = TreeArgs {
+            store: store.clone(),
+            loader: Arc::new(LlamaLoader { config: engine_config(config), heartbeats: heartbeats.clone() }),
+            defaults: Arc::new(channel_defaults(config)),
+            heartbeats,
+            limits: RestartLimits::default(),
+            watchdog_tick: Duration::from_secs(5),
+        };
+        let (root, join) = Actor::spawn(None, RootSupervisor, args)
+            .await
+            .map_err(|e| anyhow::anyhow!("could not start: {e}"))?;
+        Ok(Daemon { root, store, join, grace: Duration::from_secs_f64(config.shutdown.grace_seconds) })
+    }
+
+    /// Stops intake, lets in-flight replies finish within the grace period, stops the tree
+    /// and flushes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let grace = self.grace;
+        let _ = self.root.call(|port| RootMsg::Drain(grace, port), Some(grace + Duration::from_secs(10))).await;
+        self.root.stop(None);
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.join).await;
+        sidekick_actors::ports::Store::flush(self.store.as_ref())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! The `sidekick` binary's adapters: llama.cpp, fjall, Prometheus, the console, and the wiring
+//! that puts them under the actor tree of `sidekick-actors`.
+
+pub mod config;
+pub mod console;
+pub mod daemon;
+pub mod llama;
+pub mod metrics_http;
+pub mod signals;
+pub mod store;

@@ -1,0 +1,485 @@
+//! The decoding thread: owns the llama.cpp model and context, admits jobs into sequences,
+//! and advances every running sequence by one step of one shared batch.
+
+use super::slots::{choose_slot, plan_reuse, Reuse};
+use super::EngineConfig;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use sidekick_actors::metric_names as m;
+use sidekick_actors::params::GenerationParams;
+use sidekick_actors::ports::{FinishReason, GenEvent, GenerationJob, ModelError, ModelInfo};
+use sidekick_actors::prompt::{turns_to_drop, ChatTurn, Role};
+use sidekick_actors::stream_text::{TextStream, DEFAULT_STOPS};
+use sidekick_actors::watchdog::Heartbeats;
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+pub enum EngineCmd {
+    Job(GenerationJob),
+    Shutdown { deadline: Instant },
+}
+
+/// llama.cpp's backend is process-wide and may be initialised only once.
+fn backend() -> Result<&'static LlamaBackend, ModelError> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    let b = LlamaBackend::init().map_err(|e| ModelError::Load(format!("llama.cpp backend: {e}")))?;
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    Ok(BACKEND.get_or_init(|| b))
+}
+
+pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, ModelError>>, inbox: mpsc::Receiver<EngineCmd>, heartbeats: Heartbeats) {
+    let started = Instant::now();
+    let loaded = (|| {
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
+            .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
+        Ok::<_, ModelError>((backend, model))
+    })();
+    let (backend, model) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let (template, template_name) = chat_template(&model);
+    let threads = |n: u32| n.max(1) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(config.context_tokens))
+        .with_n_batch(config.batch_tokens)
+        .with_n_ubatch(config.batch_tokens)
+        .with_n_seq_max(config.parallel + 1)
+        .with_kv_unified(true)
+        .with_n_threads(threads(config.threads))
+        .with_n_threads_batch(threads(config.threads_batch))
+        .with_flash_attention_policy(if config.flash_attention {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
+        } else {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        });
+    let ctx = match model.new_context(backend, params) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = ready.send(Err(ModelError::Load(format!("cannot create a llama.cpp context: {e}"))));
+            return;
+        }
+    };
+    let mut scheduler = Scheduler::new(&model, ctx, template, &config, heartbeats);
+    if let Err(e) = scheduler.warm_shared_prefix(&config.shared_prefix) {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let info = ModelInfo {
+        name: config.model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        path: config.model_path.display().to_string(),
+        context_tokens: config.context_tokens,
+        parallel_sequences: config.parallel,
+        threads: config.threads,
+        load_seconds: started.elapsed().as_secs_f64(),
+        chat_template: template_name,
+    };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    scheduler.serve(inbox);
+}
+
+/// The model's own template, if llama.cpp can apply it; ChatML otherwise.
+fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, String) {
+    let probe = [LlamaChatMessage::new("user".into(), "hi".into()).expect("no NUL")];
+    if let Ok(t) = model.chat_template(None) {
+        if model.apply_chat_template(&t, &probe, true).is_ok() {
+            return (t, "from the model file".into());
+        }
+        tracing::warn!("the model's chat template is not one llama.cpp knows; using ChatML");
+    }
+    (LlamaChatTemplate::new("chatml").expect("no NUL"), "chatml (default)".into())
+}
+
+struct Active {
+    job: GenerationJob,
+    sampler: LlamaSampler,
+    /// Tokens to feed at the next step: the rest of the prompt, or the last sampled token.
+    pending: Vec<LlamaToken>,
+    in_batch: usize,
+    logits_at: Option<i32>,
+    generated: usize,
+    max_new: usize,
+    text: TextStream,
+}
+
+#[derive(Default)]
+struct Slot {
+    key: Option<String>,
+    /// Tokens of this sequence that are in the KV cache, in position order.
+    cached: Vec<LlamaToken>,
+    last_used: u64,
+    active: Option<Active>,
+}
+
+struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    template: LlamaChatTemplate,
+    batch: LlamaBatch<'static>,
+    /// Sequence i lives in slot i; slot 0 holds the shared prefix and never runs a job.
+    slots: Vec<Slot>,
+    waiting: VecDeque<GenerationJob>,
+    tick: u64,
+    per_sequence: usize,
+    batch_tokens: usize,
+    context_tokens: usize,
+    parallel: usize,
+    heartbeats: Heartbeats,
+}
+
+impl<'m> Scheduler<'m> {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats) -> Self {
+        let parallel = config.parallel.max(1) as usize;
+        Self {
+            model,
+            ctx,
+            template,
+            batch: LlamaBatch::new(config.batch_tokens as usize, 1),
+            slots: (0..=parallel).map(|_| Slot::default()).collect(),
+            waiting: VecDeque::new(),
+            tick: 0,
+            per_sequence: config.context_tokens as usize / parallel,
+            batch_tokens: config.batch_tokens as usize,
+            context_tokens: config.context_tokens as usize,
+            parallel,
+            heartbeats,
+        }
+    }
+
+    fn format(&self, turns: &[ChatTurn], add_assistant: bool) -> Result<String, ModelError> {
+        let messages = turns
+            .iter()
+            .map(|t| LlamaChatMessage::new(t.role.as_str().into(), sanitize(&t.content)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ModelError::Decode(e.to_string()))?;
+        self.model
+            .apply_chat_template(&self.template, &messages, add_assistant)
+            .map_err(|e| ModelError::Decode(format!("chat template: {e}")))
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// Decodes the shared prefix into sequence 0, once.
+    fn warm_shared_prefix(&mut self, turns: &[ChatTurn]) -> Result<(), ModelError> {
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let tokens = self.tokenize(&self.format(turns, false)?);
+        for (i, chunk) in tokens.chunks(self.batch_tokens).enumerate() {
+            self.batch.clear();
+            for (j, token) in chunk.iter().enumerate() {
+                let pos = (i * self.batch_tokens + j) as i32;
+                self.batch.add(*token, pos, &[0], false).map_err(|e| ModelError::Decode(e.to_string()))?;
+            }
+            self.ctx.decode(&mut self.batch).map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        // The shared prefix's cells are counted once; the rest is split between sequences.
+        self.per_sequence = self.context_tokens.saturating_sub(tokens.len()) / self.parallel;
+        self.slots[0].cached = tokens;
+        Ok(())
+    }
+
+    fn serve(&mut self, inbox: mpsc::Receiver<EngineCmd>) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let busy = self.active_count() > 0 || !self.waiting.is_empty();
+            self.heartbeats.beat("model", busy);
+            let first = if busy {
+                inbox.try_recv().ok()
+            } else {
+                match inbox.recv_timeout(Duration::from_secs(1)) {
+                    Ok(cmd) => Some(cmd),
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None.or(Some(EngineCmd::Shutdown { deadline: Instant::now() })),
+                }
+            };
+            for cmd in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+                match cmd {
+                    EngineCmd::Job(job) => self.waiting.push_back(job),
+                    EngineCmd::Shutdown { deadline: d } => deadline = Some(deadline.map_or(d, |old| old.min(d))),
+                }
+            }
+            if let Some(deadline) = deadline {
+                for job in self.waiting.drain(..) {
+                    let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
+                }
+                if self.active_count() == 0 || Instant::now() >= deadline {
+                    for idx in 1..self.slots.len() {
+                        self.finish(idx, FinishReason::Shutdown);
+                    }
+                    self.publish_gauges();
+                    return;
+                }
+            }
+            self.admit();
+            self.publish_gauges();
+            if self.active_count() > 0 {
+                self.step();
+            }
+        }
+    }
+
+    fn active_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.active.is_some()).count()
+    }
+
+    fn publish_gauges(&self) {
+        metrics::gauge!(m::QUEUE_DEPTH).set(self.waiting.len() as f64);
+        metrics::gauge!(m::INFLIGHT_SEQUENCES).set(self.active_count() as f64);
+    }
+
+    fn admit(&mut self) {
+        while let Some(job) = self.waiting.pop_front() {
+            if job.cancel.is_cancelled() || job.events.is_closed() {
+                continue;
+            }
+            let view: Vec<_> = self.slots[1..].iter().map(|s| (s.key.as_deref(), s.last_used, s.active.is_some())).collect();
+            let Some(free) = choose_slot(&job.slot, &view) else {
+                self.waiting.push_front(job);
+                return;
+            };
+            self.start(free + 1, job);
+        }
+    }
+
+    /// Formats the job's turns, dropping the oldest until prompt and reply fit a sequence.
+    fn prepare(&self, job: &GenerationJob) -> Result<(String, Vec<LlamaToken>, usize), ModelError> {
+        let room_for_reply = (job.params.max_tokens as usize).min(self.per_sequence / 2);
+        let budget = self.per_sequence - room_for_reply;
+        let has_system = job.turns.first().is_some_and(|t| t.role == Role::System);
+        let mut dropped = 0;
+        let mut first_try = true;
+        loop {
+            let turns: Vec<ChatTurn> = match has_system {
+                true => job.turns[..1].iter().chain(&job.turns[1 + dropped..]).cloned().collect(),
+                false => job.turns[dropped..].to_vec(),
+            };
+            let prompt = self.format(&turns, true)?;
+            let tokens = self.tokenize(&prompt);
+            if tokens.len() <= budget {
+                return Ok((prompt, tokens, dropped));
+            }
+            let conversation = job.turns.len() - usize::from(has_system);
+            if first_try {
+                // Estimate each turn's cost once, then confirm by formatting for real.
+                first_try = false;
+                let costs: Vec<usize> = job
+                    .turns
+                    .iter()
+                    .map(|t| self.format(std::slice::from_ref(t), false).map(|s| self.tokenize(&s).len()))
+                    .collect::<Result<_, _>>()?;
+                if let Some(estimate) = turns_to_drop(&costs, has_system, budget) {
+                    dropped = estimate.max(1);
+                    continue;
+                }
+            }
+            if dropped + 1 >= conversation {
+                return Err(ModelError::PromptTooLong { tokens: tokens.len(), limit: budget });
+            }
+            dropped += 1;
+        }
+    }
+
+    fn start(&mut self, idx: usize, job: GenerationJob) {
+        self.tick += 1;
+        let (prompt, tokens, dropped) = match self.prepare(&job) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = job.events.send(GenEvent::Failed(e));
+                return;
+            }
+        };
+        let cached: Vec<&[LlamaToken]> = self.slots.iter().map(|s| s.cached.as_slice()).collect();
+        let reused = match plan_reuse(&tokens, idx, &cached) {
+            Reuse::Own(n) => {
+                self.remove_from(idx, n);
+                n
+            }
+            Reuse::Copy { from, n } => {
+                self.remove_from(idx, 0);
+                let _ = self.ctx.kv_cache_seq_cp(from as i32, idx as i32, Some(0), Some(n as u32));
+                self.slots[idx].cached = self.slots[from].cached[..n].to_vec();
+                n
+            }
+        };
+        metrics::counter!(m::PROMPT_TOKENS).increment(tokens.len() as u64);
+        metrics::counter!(m::PROMPT_TOKENS_REUSED).increment(reused as u64);
+        let _ = job.events.send(GenEvent::Started { prompt, prompt_tokens: tokens.len(), reused_tokens: reused, dropped_turns: dropped });
+        let max_new = (job.params.max_tokens as usize).min(self.per_sequence.saturating_sub(tokens.len())).max(1);
+        let slot = &mut self.slots[idx];
+        slot.key = Some(job.slot.clone());
+        slot.last_used = self.tick;
+        slot.active = Some(Active {
+            sampler: sampler(self.model, &job.params, job.seed),
+            pending: tokens[reused..].to_vec(),
+            in_batch: 0,
+            logits_at: None,
+            generated: 0,
+            max_new,
+            text: TextStream::new(DEFAULT_STOPS),
+            job,
+        });
+    }
+
+    /// Drops sequence `idx`'s cache from position `from` on.
+    fn remove_from(&mut self, idx: usize, from: usize) {
+        let _ = self.ctx.kv_cache_seq_rm(idx as i32, Some(from as u32), None);
+        self.slots[idx].cached.truncate(from);
+    }
+
+    /// One decode of one batch holding the next tokens of every running sequence.
+    fn step(&mut self) {
+        self.batch.clear();
+        let mut room = self.batch_tokens;
+        let n = self.slots.len() - 1;
+        // Rotate who goes first so long prompts cannot starve the others of batch room.
+        for k in 0..n {
+            let idx = 1 + (k + self.tick as usize) % n;
+            let slot = &mut self.slots[idx];
+            let Some(active) = slot.active.as_mut() else { continue };
+            let take = active.pending.len().min(room);
+            active.in_batch = take;
+            active.logits_at = None;
+            for (j, token) in active.pending[..take].iter().enumerate() {
+                let last = j + 1 == active.pending.len();
+                let pos = (slot.cached.len() + j) as i32;
+                self.batch.add(*token, pos, &[idx as i32], last).expect("batch sized to batch_tokens");
+                if last {
+                    active.logits_at = Some(self.batch.n_tokens() - 1);
+                }
+            }
+            room -= take;
+        }
+        self.tick += 1;
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => {}
+            Err(DecodeError::NoKvCacheSlot) => {
+                self.free_cache_space();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "llama_decode failed");
+                m::count_error("decode");
+                for idx in 1..self.slots.len() {
+                    if let Some(active) = self.slots[idx].active.take() {
+                        let _ = active.job.events.send(GenEvent::Failed(ModelError::Decode(e.to_string())));
+                        self.remove_from(idx, 0);
+                    }
+                }
+                return;
+            }
+        }
+        for idx in 1..self.slots.len() {
+            let slot = &mut self.slots[idx];
+            let Some(active) = slot.active.as_mut() else { continue };
+            slot.cached.extend(active.pending.drain(..active.in_batch));
+            active.in_batch = 0;
+            let Some(at) = active.logits_at.take() else { continue };
+            let token = active.sampler.sample(&self.ctx, at);
+            if self.model.vocab().is_eog(token) {
+                self.finish(idx, FinishReason::EndOfTurn);
+                continue;
+            }
+            let piece = self.model.vocab().token_to_piece(token, false, None);
+            let active = self.slots[idx].active.as_mut().expect("checked above");
+            active.generated += 1;
+            metrics::counter!(m::TOKENS_GENERATED).increment(1);
+            let shown = active.text.push(&piece);
+            if !shown.is_empty() {
+                let _ = active.job.events.send(GenEvent::Token(shown));
+            }
+            if active.text.stopped() {
+                self.finish(idx, FinishReason::EndOfTurn);
+            } else if active.generated >= active.max_new {
+                self.finish(idx, FinishReason::MaxTokens);
+            } else {
+                active.pending.push(token);
+            }
+        }
+        for idx in 1..self.slots.len() {
+            if let Some(active) = &self.slots[idx].active {
+                if active.job.cancel.is_cancelled() || active.job.events.is_closed() {
+                    self.finish(idx, FinishReason::Cancelled);
+                }
+            }
+        }
+    }
+
+    /// The KV cache is full: evict the least recently used idle sequence, or, when every
+    /// sequence is running, end the one holding the most cells.
+    fn free_cache_space(&mut self) {
+        let idle = (1..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none() && !self.slots[i].cached.is_empty())
+            .min_by_key(|&i| self.slots[i].last_used);
+        if let Some(idx) = idle {
+            self.remove_from(idx, 0);
+            self.slots[idx].key = None;
+            return;
+        }
+        let biggest = (1..self.slots.len()).filter(|&i| self.slots[i].active.is_some()).max_by_key(|&i| self.slots[i].cached.len());
+        if let Some(idx) = biggest {
+            m::count_error("context_full");
+            self.finish(idx, FinishReason::ContextFull);
+        }
+    }
+
+    fn finish(&mut self, idx: usize, reason: FinishReason) {
+        let Some(mut active) = self.slots[idx].active.take() else { return };
+        let rest = active.text.finish();
+        if !rest.is_empty() {
+            let _ = active.job.events.send(GenEvent::Token(rest));
+        }
+        let _ = active.job.events.send(GenEvent::Finished { tokens: active.generated, reason });
+        self.slots[idx].last_used = self.tick;
+        // A finished reply's cache stays for the channel's next turn; an interrupted one
+        // may be half-written, so it goes.
+        if !matches!(reason, FinishReason::EndOfTurn | FinishReason::MaxTokens) {
+            self.remove_from(idx, 0);
+            self.slots[idx].key = None;
+        }
+    }
+}
+
+/// Special-token text typed by a user must stay text, not become a turn boundary.
+fn sanitize(content: &str) -> String {
+    content.replace('\0', "").replace("<|", "<\u{200b}|")
+}
+
+/// The seed's sampler chain: repeat penalty, top-k, top-p, temperature, then a seeded draw.
+fn sampler(model: &LlamaModel, params: &GenerationParams, seed: u32) -> LlamaSampler {
+    let mut chain = vec![
+        LlamaSampler::penalties(model.n_vocab(), 64, params.repeat_penalty, 0.0, 0.0),
+        LlamaSampler::top_k(params.top_k as i32),
+        LlamaSampler::top_p(params.top_p, 1),
+    ];
+    if params.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.push(LlamaSampler::temp(params.temperature));
+        chain.push(LlamaSampler::dist(seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}

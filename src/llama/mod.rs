@@ -1,0 +1,120 @@
+//! The llama.cpp adapter: a [`LanguageModel`] whose decoding runs on its own OS thread.
+
+mod engine;
+pub mod slots;
+
+use engine::EngineCmd;
+use sidekick_actors::ports::{GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
+use sidekick_actors::prompt::ChatTurn;
+use sidekick_actors::watchdog::Heartbeats;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How to run the model.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    /// KV cache cells shared by all sequences.
+    pub context_tokens: u32,
+    /// Replies generated at once, each in its own sequence of one shared batch.
+    pub parallel: u32,
+    /// Threads for generation (one token per sequence per step).
+    pub threads: u32,
+    /// Threads for prompt processing (many tokens per step).
+    pub threads_batch: u32,
+    pub batch_tokens: u32,
+    /// Turns decoded once at start into a shared sequence that every prompt can start from
+    /// (the default system prompt).
+    pub shared_prefix: Vec<ChatTurn>,
+    /// Disables llama.cpp's flash attention (for exact comparisons).
+    pub flash_attention: bool,
+}
+
+impl EngineConfig {
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            context_tokens: 8192,
+            parallel: 8,
+            threads: 1,
+            threads_batch: 2,
+            batch_tokens: 512,
+            shared_prefix: Vec::new(),
+            flash_attention: true,
+        }
+    }
+}
+
+/// Loads the model on a fresh decoding thread.
+pub struct LlamaLoader {
+    pub config: EngineConfig,
+    pub heartbeats: Heartbeats,
+}
+
+impl ModelLoader for LlamaLoader {
+    fn load(&self) -> Result<Arc<dyn LanguageModel>, ModelError> {
+        Ok(Arc::new(LlamaEngine::start(self.config.clone(), self.heartbeats.clone())?))
+    }
+}
+
+/// The handle to a running decoding thread.
+pub struct LlamaEngine {
+    commands: mpsc::Sender<EngineCmd>,
+    closing: Arc<AtomicBool>,
+    info: ModelInfo,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LlamaEngine {
+    /// Starts the decoding thread and waits until the model is loaded.
+    pub fn start(config: EngineConfig, heartbeats: Heartbeats) -> Result<Self, ModelError> {
+        if !config.model_path.is_file() {
+            return Err(ModelError::Load(format!(
+                "model file {} not found; run `./run.sh setup` to install the bundled model",
+                config.model_path.display()
+            )));
+        }
+        let (commands, inbox) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("llama-decode".into())
+            .spawn(move || engine::run(config, ready_tx, inbox, heartbeats))
+            .map_err(|e| ModelError::Load(format!("cannot start the decoding thread: {e}")))?;
+        let info = ready_rx
+            .recv()
+            .map_err(|_| ModelError::Load("the decoding thread died while loading".into()))??;
+        Ok(Self { commands, closing: Arc::default(), info, thread: Mutex::new(Some(thread)) })
+    }
+}
+
+impl LanguageModel for LlamaEngine {
+    fn submit(&self, job: GenerationJob) -> Result<(), ModelError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(ModelError::Unavailable);
+        }
+        self.commands.send(EngineCmd::Job(job)).map_err(|_| ModelError::Unavailable)
+    }
+
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn shutdown(&self, grace: Duration) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.commands.send(EngineCmd::Shutdown { deadline: Instant::now() + grace });
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LlamaEngine {
+    fn drop(&mut self) {
+        // Ends the thread without waiting: in-flight jobs see their streams end.
+        let _ = self.commands.send(EngineCmd::Shutdown { deadline: Instant::now() });
+    }
+}

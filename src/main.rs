@@ -1,0 +1,119 @@
+//! `sidekick`: chat on the terminal, or run the Discord daemon.
+
+use clap::{Parser, Subcommand};
+use sidekick::config::Config;
+use sidekick::daemon::Daemon;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sidekick", version, about = "A self-hosted Discord bot that chats through a local LLM")]
+struct Cli {
+    /// Configuration file (a missing default file means built-in defaults).
+    #[arg(long, global = true, default_value = "sidekick.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Chat with the model on this terminal (or through a pipe: one message a line).
+    Chat {
+        /// Print the exact prompt given to the model before each reply.
+        #[arg(long)]
+        show_prompt: bool,
+        /// Also serve /metrics while chatting.
+        #[arg(long)]
+        metrics: bool,
+    },
+    /// Run the Discord bot as a daemon (needs DISCORD_TOKEN).
+    Run,
+}
+
+/// Exit code for a configuration the user must fix.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let _ = dotenvy::dotenv();
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(&cli.config, explicit, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sidekick: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = config.check_model_file() {
+        eprintln!("sidekick: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Chat { show_prompt, metrics } => chat(&config, show_prompt, metrics).await,
+            Command::Run => run(&config).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sidekick: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIDEKICK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llama_cpp_2=off"));
+    // Logs go to stderr so stdout carries only the conversation.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn chat(config: &Config, show_prompt: bool, metrics: bool) -> anyhow::Result<ExitCode> {
+    if metrics {
+        if let Some(addr) = config.metrics_addr() {
+            sidekick::metrics_http::serve(addr)?;
+        }
+    }
+    let stop = sidekick::signals::shutdown_requested()?;
+    let daemon = Daemon::start(config).await?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let options = sidekick::console::ConsoleOptions { show_prompt };
+    let stopping = {
+        // A signal drains the tree while the console prints the reply in progress.
+        let root = daemon.root.clone();
+        let mut stop = stop.clone();
+        let grace = std::time::Duration::from_secs_f64(config.shutdown.grace_seconds);
+        tokio::spawn(async move {
+            if stop.wait_for(|s| *s).await.is_ok() {
+                let _ = root.call(|port| sidekick_actors::RootMsg::Drain(grace, port), Some(grace * 2)).await;
+            }
+        })
+    };
+    let outcome = sidekick::console::run(&daemon.root, stdin, std::io::stdout(), stop, options).await;
+    stopping.abort();
+    daemon.shutdown().await?;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    if config.secrets.discord_token.is_none() {
+        eprintln!("sidekick: DISCORD_TOKEN is not set; put `DISCORD_TOKEN=...` in .env (see README, \"Running on Discord\"), or try `sidekick chat` which needs no token");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    if let Some(addr) = config.metrics_addr() {
+        sidekick::metrics_http::serve(addr)?;
+    }
+    let mut stop = sidekick::signals::shutdown_requested()?;
+    let daemon = Daemon::start(config).await?;
+    tracing::warn!("the Discord gateway is not wired yet; serving metrics only until SIGTERM");
+    let _ = stop.wait_for(|s| *s).await;
+    daemon.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! The fjall store under `data_storage/`: channel settings, the message log with a history
+//! cursor per channel, and counters. Writes a user is told about are synced before returning.
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use sidekick_actors::ports::{ChannelSettings, Store, StoreError, StoredMessage};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+pub struct FjallStore {
+    db: Database,
+    settings: Keyspace,
+    messages: Keyspace,
+    cursors: Keyspace,
+    stats: Keyspace,
+    /// Next message sequence number per channel, found on first use.
+    next_seq: Mutex<HashMap<String, u64>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn message_prefix(channel: &str) -> Vec<u8> {
+    let mut key = channel.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn message_key(channel: &str, seq: u64) -> Vec<u8> {
+    let mut key = message_prefix(channel);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end in 8 bytes");
+    u64::from_be_bytes(tail)
+}
+
+fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?))
+}
+
+impl FjallStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| backend(format!("cannot create {}: {e}", path.display())))?;
+        let db = Database::builder(path).open().map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
+        Ok(Self {
+            settings: open("settings")?,
+            messages: open("messages")?,
+            cursors: open("cursors")?,
+            stats: open("stats")?,
+            db,
+            next_seq: Mutex::default(),
+        })
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(backend)
+    }
+
+    fn history_start(&self, channel: &str) -> Result<u64, StoreError> {
+        match self.cursors.get(channel).map_err(backend)? {
+            Some(v) => u64_of(&v),
+            None => Ok(0),
+        }
+    }
+
+    fn take_seq(&self, channel: &str) -> Result<u64, StoreError> {
+        let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seq) = next.get_mut(channel) {
+            *seq += 1;
+            return Ok(*seq - 1);
+        }
+        let last = match self.messages.prefix(message_prefix(channel)).next_back() {
+            Some(guard) => Some(seq_of(&guard.key().map_err(backend)?)),
+            None => None,
+        };
+        let seq = last.map_or(0, |s| s + 1);
+        next.insert(channel.to_string(), seq + 1);
+        Ok(seq)
+    }
+
+    /// Number of messages in a channel's log (for tests and `status`).
+    pub fn message_count(&self, channel: &str) -> usize {
+        self.messages.prefix(message_prefix(channel)).count()
+    }
+}
+
+impl Store for FjallStore {
+    fn channel_settings(&self, channel: &str) -> Result<ChannelSettings, StoreError> {
+        match self.settings.get(channel).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("settings of {channel}: {e}"))),
+            None => Ok(ChannelSettings::default()),
+        }
+    }
+
+    fn save_channel_settings(&self, channel: &str, settings: &ChannelSettings) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(settings).map_err(backend)?;
+        self.settings.insert(channel, json).map_err(backend)?;
+        self.sync()
+    }
+
+    fn append_message(&self, channel: &str, message: &StoredMessage) -> Result<u64, StoreError> {
+        let seq = self.take_seq(channel)?;
+        let json = serde_json::to_vec(message).map_err(backend)?;
+        self.messages.insert(message_key(channel, seq), json).map_err(backend)?;
+        self.sync()?;
+        Ok(seq)
+    }
+
+    fn recent_history(&self, channel: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let start = self.history_start(channel)?;
+        let mut out = Vec::with_capacity(limit);
+        for guard in self.messages.prefix(message_prefix(channel)).rev() {
+            if out.len() == limit {
+                break;
+            }
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            if seq_of(&key) < start {
+                break;
+            }
+            match serde_json::from_slice(&value) {
+                Ok(message) => out.push(message),
+                // One unreadable record must not cost the whole conversation.
+                Err(e) => tracing::warn!(channel, error = %e, "skipping an unreadable message"),
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn clear_history(&self, channel: &str) -> Result<(), StoreError> {
+        let next = self.take_seq(channel)?; // the first sequence number after the clear
+        self.cursors.insert(channel, next.to_be_bytes()).map_err(backend)?;
+        self.sync()
+    }
+
+    fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        let now = self.stat(name)? + delta;
+        self.stats.insert(name, now.to_be_bytes()).map_err(backend)
+    }
+
+    fn stat(&self, name: &str) -> Result<u64, StoreError> {
+        match self.stats.get(name).map_err(backend)? {
+            Some(v) => u64_of(&v),
+            None => Ok(0),
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sidekick_actors::prompt::Role;
+
+    fn message(text: &str) -> StoredMessage {
+        StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None }
+    }
+
+    #[test]
+    fn history_survives_reopening_and_clear_starts_a_new_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = FjallStore::open(dir.path()).unwrap();
+            for i in 0..5 {
+                store.append_message("c1", &message(&format!("m{i}"))).unwrap();
+            }
+            store.append_message("c2", &message("other")).unwrap();
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        let texts = |v: Vec<StoredMessage>| v.into_iter().map(|m| m.content).collect::<Vec<_>>();
+        assert_eq!(texts(store.recent_history("c1", 3).unwrap()), ["m2", "m3", "m4"]);
+        assert_eq!(store.append_message("c1", &message("m5")).unwrap(), 5);
+        store.clear_history("c1").unwrap();
+        assert!(store.recent_history("c1", 10).unwrap().is_empty());
+        store.append_message("c1", &message("after")).unwrap();
+        assert_eq!(texts(store.recent_history("c1", 10).unwrap()), ["after"]);
+        assert_eq!(texts(store.recent_history("c2", 10).unwrap()), ["other"]);
+        assert_eq!(store.message_count("c1"), 7, "clearing keeps the log");
+    }
+
+    #[test]
+    fn settings_and_stats_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.channel_settings("c").unwrap(), ChannelSettings::default());
+        let mut s = ChannelSettings::default();
+        s.system_prompt = Some("be brief".into());
+        s.params.temperature = Some(0.9);
+        store.save_channel_settings("c", &s).unwrap();
+        drop(store);
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.channel_settings("c").unwrap(), s);
+        store.add_stat("replies", 2).unwrap();
+        store.add_stat("replies", 3).unwrap();
+        assert_eq!(store.stat("replies").unwrap(), 5);
+    }
+}
