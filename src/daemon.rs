@@ -43,6 +43,16 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
     }
 }
 
+/// ractor wraps a child's startup failure once per level of the tree; the innermost reason is
+/// the one a user can act on.
+fn startup_reason(mut message: &str) -> &str {
+    const WRAPPER: &str = "Actor panicked during startup '";
+    while let Some(inner) = message.strip_prefix(WRAPPER) {
+        message = inner.strip_suffix('\'').unwrap_or(inner);
+    }
+    message
+}
+
 impl Daemon {
     /// Opens the store, loads the model and starts the supervised tree.
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
@@ -59,7 +69,7 @@ impl Daemon {
         };
         let (root, join) = Actor::spawn(None, RootSupervisor, args)
             .await
-            .map_err(|e| anyhow::anyhow!("could not start: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("could not start: {}", startup_reason(&e.to_string())))?;
         Ok(Daemon { root, store, join, grace: Duration::from_secs_f64(config.shutdown.grace_seconds) })
     }
 

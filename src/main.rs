@@ -71,7 +71,12 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIDEKICK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llama_cpp_2=off"));
     // Logs go to stderr so stdout carries only the conversation.
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 async fn chat(config: &Config, show_prompt: bool, metrics: bool) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ use crate::model::{ModelHandle, ModelMsg};
 use crate::params::{GenerationParams, ParamKey};
 use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, Store, StoredMessage};
 use crate::prompt::{build_turns, ChatTurn, Role, DEFAULT_SYSTEM_PROMPT};
+use crate::stream_text::TrimmedStream;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -178,7 +179,7 @@ impl ConversationState {
                 let mut out = String::from("Generation settings for this channel:\n");
                 for key in ParamKey::ALL {
                     let (min, max) = key.range();
-                    out.push_str(&format!("{} = {} ({min}–{max})\n", key.name(), params.get(key)));
+                    out.push_str(&format!("{} = {} ({min}–{max})\n", key.name(), params.show(key)));
                 }
                 out.push_str(&format!("Change one with `{}config <key> <value>`.", self.args.defaults.prefix));
                 out
@@ -190,7 +191,7 @@ impl ConversationState {
                     settings.params.set_from(key, &next);
                     store.save_channel_settings(&channel, &settings)?;
                     self.settings = settings;
-                    format!("{} set to {}.", key.name(), next.get(key))
+                    format!("{} set to {}.", key.name(), next.show(key))
                 }
                 Err(refusal) => refusal.to_string(),
             },
@@ -246,6 +247,7 @@ impl ConversationState {
         }
 
         let mut text = String::new();
+        let mut trimmed = TrimmedStream::default();
         let mut first_token = true;
         let outcome = loop {
             let Some(event) = events.recv().await else {
@@ -256,11 +258,15 @@ impl ConversationState {
                     let _ = reply.send(ReplyEvent::Started { prompt });
                 }
                 GenEvent::Token(piece) => {
+                    text.push_str(&piece);
+                    let piece = trimmed.push(&piece);
+                    if piece.is_empty() {
+                        continue;
+                    }
                     if first_token {
                         metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record(received.elapsed().as_secs_f64());
                         first_token = false;
                     }
-                    text.push_str(&piece);
                     if reply.send(ReplyEvent::Token(piece)).is_err() {
                         cancel.cancel(); // nobody is listening any more
                     }

@@ -3,7 +3,7 @@
 //! runs on the async runtime.
 
 use crate::metric_names as m;
-use crate::ports::{GenerationJob, GenEvent, LanguageModel, ModelError, ModelInfo, ModelLoader};
+use crate::ports::{EngineStats, GenerationJob, GenEvent, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub enum ModelMsg {
     Generate(GenerationJob),
     Info(RpcReplyPort<ModelInfo>),
+    Stats(RpcReplyPort<EngineStats>),
     /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
     Drain(Duration, RpcReplyPort<()>),
     /// Fault injection for supervision tests: the handler panics.
@@ -74,6 +75,9 @@ impl Actor for ModelActor {
             }
             ModelMsg::Info(reply) => {
                 let _ = reply.send(state.engine.info());
+            }
+            ModelMsg::Stats(reply) => {
+                let _ = reply.send(state.engine.stats());
             }
             ModelMsg::Drain(grace, reply) => {
                 let engine = state.engine.clone();

@@ -88,6 +88,17 @@ impl GenerationParams {
         }
     }
 
+    /// The value of `key` as a user wrote it: `0.7`, not `0.699999988079071`.
+    pub fn show(&self, key: ParamKey) -> String {
+        match key {
+            ParamKey::Temperature => self.temperature.to_string(),
+            ParamKey::TopP => self.top_p.to_string(),
+            ParamKey::TopK => self.top_k.to_string(),
+            ParamKey::RepeatPenalty => self.repeat_penalty.to_string(),
+            ParamKey::MaxTokens => self.max_tokens.to_string(),
+        }
+    }
+
     /// Validates `value` for `key` and returns the changed parameters; `self` is untouched
     /// when the value is refused.
     pub fn with(&self, key: &str, value: &str) -> Result<GenerationParams, ParamError> {
@@ -156,6 +167,8 @@ mod tests {
         assert_eq!(p.temperature, 0.9);
         assert_eq!(p.top_k, 40);
         assert_eq!(GenerationParams::default().with("MAX_TOKENS", "200").unwrap().max_tokens, 200);
+        assert_eq!(p.show(ParamKey::Temperature), "0.9");
+        assert_eq!(p.show(ParamKey::TopK), "40");
     }
 
     #[test]

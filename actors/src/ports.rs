@@ -161,11 +161,22 @@ pub struct ModelInfo {
     pub chat_template: String,
 }
 
+/// What the model is doing now, and the most it has done at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    pub waiting: usize,
+    pub in_flight: usize,
+    /// The most sequences that advanced together in one decode.
+    pub peak_sequences_per_batch: usize,
+    pub decode_steps: u64,
+}
+
 /// A loaded language model serving many sequences at once.
 pub trait LanguageModel: Send + Sync + 'static {
     /// Queues a job; events arrive on `job.events`. Never blocks on decoding.
     fn submit(&self, job: GenerationJob) -> Result<(), ModelError>;
     fn info(&self) -> ModelInfo;
+    fn stats(&self) -> EngineStats;
     /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest and
     /// waits for the decoding thread to end.
     fn shutdown(&self, grace: Duration);

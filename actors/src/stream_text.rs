@@ -76,9 +76,45 @@ impl TextStream {
     }
 }
 
+/// Streams text with leading and trailing whitespace removed, as if trimmed at the end:
+/// whitespace is held until something visible follows it.
+#[derive(Debug, Default)]
+pub struct TrimmedStream {
+    started: bool,
+    held: String,
+}
+
+impl TrimmedStream {
+    pub fn push(&mut self, piece: &str) -> String {
+        let piece = if self.started { piece } else { piece.trim_start() };
+        if piece.is_empty() {
+            return String::new();
+        }
+        self.started = true;
+        let visible_end = piece.trim_end().len();
+        let mut out = std::mem::take(&mut self.held);
+        out.push_str(&piece[..visible_end]);
+        self.held.push_str(&piece[visible_end..]);
+        if visible_end == 0 {
+            // Only whitespace: keep holding it with what came before.
+            self.held = out + &self.held;
+            return String::new();
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimmed_stream_drops_outer_whitespace_only() {
+        let mut t = TrimmedStream::default();
+        let pieces = ["\n ", " Hi", " there", "\n", "\n", "you", "  ", "\n"];
+        let shown: String = pieces.iter().map(|p| t.push(p)).collect();
+        assert_eq!(shown, "Hi there\n\nyou");
+    }
 
     #[test]
     fn split_characters_wait_for_their_last_byte() {

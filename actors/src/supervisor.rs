@@ -4,7 +4,7 @@
 use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent};
 use crate::metric_names as m;
 use crate::model::{ModelActor, ModelHandle, ModelMsg};
-use crate::ports::{ChannelId, ModelInfo, ModelLoader, Store};
+use crate::ports::{ChannelId, EngineStats, ModelInfo, ModelLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -42,6 +42,7 @@ impl Child {
 #[derive(Debug, Clone)]
 pub struct TreeStatus {
     pub model: Option<ModelInfo>,
+    pub engine: Option<EngineStats>,
     pub channels: usize,
     pub uptime: Duration,
     pub restarts: u64,
@@ -113,12 +114,16 @@ impl Actor for RootSupervisor {
             RootMsg::Route { channel, msg } => state.route(&myself, channel, msg).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
             RootMsg::Status(reply) => {
-                let model = match state.model.get() {
-                    Some(model) => ractor::call_t!(model, ModelMsg::Info, 2000).ok(),
-                    None => None,
+                let (model, engine) = match state.model.get() {
+                    Some(model) => (
+                        ractor::call_t!(model, ModelMsg::Info, 2000).ok(),
+                        ractor::call_t!(model, ModelMsg::Stats, 2000).ok(),
+                    ),
+                    None => (None, None),
                 };
                 let _ = reply.send(TreeStatus {
                     model,
+                    engine,
                     channels: state.channels.len(),
                     uptime: state.started.elapsed(),
                     restarts: state.restarts,

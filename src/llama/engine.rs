@@ -14,13 +14,13 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use sidekick_actors::metric_names as m;
 use sidekick_actors::params::GenerationParams;
-use sidekick_actors::ports::{FinishReason, GenEvent, GenerationJob, ModelError, ModelInfo};
+use sidekick_actors::ports::{EngineStats, FinishReason, GenEvent, GenerationJob, ModelError, ModelInfo};
 use sidekick_actors::prompt::{turns_to_drop, ChatTurn, Role};
 use sidekick_actors::stream_text::{TextStream, DEFAULT_STOPS};
 use sidekick_actors::watchdog::Heartbeats;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub enum EngineCmd {
@@ -30,16 +30,18 @@ pub enum EngineCmd {
 
 /// llama.cpp's backend is process-wide and may be initialised only once.
 fn backend() -> Result<&'static LlamaBackend, ModelError> {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    if let Some(b) = BACKEND.get() {
-        return Ok(b);
-    }
-    let b = LlamaBackend::init().map_err(|e| ModelError::Load(format!("llama.cpp backend: {e}")))?;
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    Ok(BACKEND.get_or_init(|| b))
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| ModelError::Load(format!("llama.cpp backend: {e}")))
 }
 
-pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, ModelError>>, inbox: mpsc::Receiver<EngineCmd>, heartbeats: Heartbeats) {
+pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, ModelError>>, inbox: mpsc::Receiver<EngineCmd>, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>) {
     let started = Instant::now();
     let loaded = (|| {
         let backend = backend()?;
@@ -76,7 +78,7 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
             return;
         }
     };
-    let mut scheduler = Scheduler::new(&model, ctx, template, &config, heartbeats);
+    let mut scheduler = Scheduler::new(&model, ctx, template, &config, heartbeats, stats);
     if let Err(e) = scheduler.warm_shared_prefix(&config.shared_prefix) {
         let _ = ready.send(Err(e));
         return;
@@ -143,10 +145,11 @@ struct Scheduler<'m> {
     context_tokens: usize,
     parallel: usize,
     heartbeats: Heartbeats,
+    stats: Arc<Mutex<EngineStats>>,
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats) -> Self {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>) -> Self {
         let parallel = config.parallel.max(1) as usize;
         Self {
             model,
@@ -161,6 +164,7 @@ impl<'m> Scheduler<'m> {
             context_tokens: config.context_tokens as usize,
             parallel,
             heartbeats,
+            stats,
         }
     }
 
@@ -244,8 +248,12 @@ impl<'m> Scheduler<'m> {
     }
 
     fn publish_gauges(&self) {
+        let in_flight = self.active_count();
         metrics::gauge!(m::QUEUE_DEPTH).set(self.waiting.len() as f64);
-        metrics::gauge!(m::INFLIGHT_SEQUENCES).set(self.active_count() as f64);
+        metrics::gauge!(m::INFLIGHT_SEQUENCES).set(in_flight as f64);
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.waiting = self.waiting.len();
+        stats.in_flight = in_flight;
     }
 
     fn admit(&mut self) {
@@ -373,6 +381,12 @@ impl<'m> Scheduler<'m> {
         self.tick += 1;
         if self.batch.n_tokens() == 0 {
             return;
+        }
+        {
+            let together = self.slots.iter().filter(|s| s.active.as_ref().is_some_and(|a| a.in_batch > 0)).count();
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.decode_steps += 1;
+            stats.peak_sequences_per_batch = stats.peak_sequences_per_batch.max(together);
         }
         match self.ctx.decode(&mut self.batch) {
             Ok(()) => {}

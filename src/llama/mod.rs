@@ -4,7 +4,7 @@ mod engine;
 pub mod slots;
 
 use engine::EngineCmd;
-use sidekick_actors::ports::{GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
+use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use sidekick_actors::prompt::ChatTurn;
 use sidekick_actors::watchdog::Heartbeats;
 use std::path::PathBuf;
@@ -65,6 +65,7 @@ pub struct LlamaEngine {
     commands: mpsc::Sender<EngineCmd>,
     closing: Arc<AtomicBool>,
     info: ModelInfo,
+    stats: Arc<Mutex<EngineStats>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -79,14 +80,16 @@ impl LlamaEngine {
         }
         let (commands, inbox) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let stats = Arc::new(Mutex::new(EngineStats::default()));
+        let shared = stats.clone();
         let thread = std::thread::Builder::new()
             .name("llama-decode".into())
-            .spawn(move || engine::run(config, ready_tx, inbox, heartbeats))
+            .spawn(move || engine::run(config, ready_tx, inbox, heartbeats, shared))
             .map_err(|e| ModelError::Load(format!("cannot start the decoding thread: {e}")))?;
         let info = ready_rx
             .recv()
             .map_err(|_| ModelError::Load("the decoding thread died while loading".into()))??;
-        Ok(Self { commands, closing: Arc::default(), info, thread: Mutex::new(Some(thread)) })
+        Ok(Self { commands, closing: Arc::default(), info, stats, thread: Mutex::new(Some(thread)) })
     }
 }
 
@@ -100,6 +103,10 @@ impl LanguageModel for LlamaEngine {
 
     fn info(&self) -> ModelInfo {
         self.info.clone()
+    }
+
+    fn stats(&self) -> EngineStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn shutdown(&self, grace: Duration) {

@@ -1,0 +1,159 @@
+//! The actor tree on the real model and a real fjall store.
+
+use crate::support::{say, status, test_config};
+use sidekick::daemon::Daemon;
+use sidekick_actors::prompt::DEFAULT_SYSTEM_PROMPT;
+use sidekick_actors::{ChannelMsg, RootMsg};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_carries_chatml_turns_and_the_system_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.generation.max_tokens = 16;
+    let daemon = Daemon::start(&config).await.unwrap();
+
+    let first = say(&daemon, "c", "hello there").await;
+    assert!(first.failed.is_none(), "{first:?}");
+    assert!(!first.text.is_empty(), "the model said nothing");
+    let prompt = first.prompt.unwrap();
+    assert!(prompt.starts_with(&format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n")), "{prompt}");
+    assert!(prompt.ends_with("<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
+
+    let second = say(&daemon, "c", "and again").await;
+    let prompt = second.prompt.unwrap();
+    let earlier = format!("<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>", first.text);
+    assert!(prompt.contains(&earlier), "history missing from {prompt}");
+
+    // A channel's own system prompt replaces the default.
+    assert_eq!(say(&daemon, "c", "!system You are a pirate.").await.notice.as_deref(), Some("System prompt set for this channel."));
+    let third = say(&daemon, "c", "ahoy").await;
+    assert!(third.prompt.unwrap().starts_with("<|im_start|>system\nYou are a pirate.<|im_end|>"));
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_seed_gives_the_same_reply_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.model.seed = Some(1234);
+    config.generation.max_tokens = 40;
+    let daemon = Daemon::start(&config).await.unwrap();
+
+    let a = say(&daemon, "one", "Tell me something about cats.").await;
+    let b = say(&daemon, "two", "Tell me something about cats.").await;
+    assert!(!a.text.is_empty());
+    assert_eq!(a.text, b.text, "same seed, same prompt, different channels");
+    say(&daemon, "one", "!clear").await;
+    let c = say(&daemon, "one", "Tell me something about cats.").await;
+    assert_eq!(a.text, c.text, "same seed after !clear in the same channel");
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_channels_at_once_share_a_batch_and_keep_their_own_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.generation.max_tokens = 40;
+    let daemon = Daemon::start(&config).await.unwrap();
+    let colours = ["crimson", "turquoise", "saffron", "violet"];
+
+    let firsts = futures_join(colours.map(|c| {
+        let daemon = &daemon;
+        async move { say(daemon, c, &format!("My favourite colour is {c}.")).await }
+    }))
+    .await;
+    for (colour, answer) in colours.iter().zip(&firsts) {
+        assert!(answer.failed.is_none() && !answer.text.is_empty(), "{colour}: {answer:?}");
+    }
+    let stats = status(&daemon).await.engine.unwrap();
+    assert_eq!(stats.peak_sequences_per_batch, 4, "the four replies were decoded in one batch");
+
+    for colour in colours {
+        let answer = say(&daemon, colour, "What is my favourite colour?").await;
+        let prompt = answer.prompt.unwrap();
+        assert!(prompt.contains(&format!("My favourite colour is {colour}.")), "{colour} lost its history");
+        for other in colours.iter().filter(|o| **o != colour) {
+            assert!(!prompt.contains(other), "{colour}'s prompt mentions {other}: {prompt}");
+        }
+    }
+    daemon.shutdown().await.unwrap();
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: [F; 4]) -> [F::Output; 4] {
+    let [a, b, c, d] = futures;
+    let (a, b, c, d) = tokio::join!(a, b, c, d);
+    [a, b, c, d]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_that_panics_is_restarted_and_answers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.generation.max_tokens = 12;
+    let daemon = Daemon::start(&config).await.unwrap();
+    assert!(!say(&daemon, "fragile", "remember the word pineapple").await.text.is_empty());
+
+    daemon.root.send_message(RootMsg::Route { channel: "fragile".into(), msg: ChannelMsg::InjectPanic }).unwrap();
+    let mut restarted = false;
+    for _ in 0..50 {
+        if status(&daemon).await.restarts == 1 {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restarted, "the supervisor did not restart the channel");
+
+    let after = say(&daemon, "fragile", "still there?").await;
+    assert!(after.failed.is_none() && !after.text.is_empty(), "{after:?}");
+    assert!(after.prompt.unwrap().contains("remember the word pineapple"), "history reloaded from the store");
+    assert_eq!(say(&daemon, "other", "!ping").await.notice.as_deref(), Some("Pong!"), "other channels unaffected");
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_and_settings_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let daemon = Daemon::start(&config).await.unwrap();
+    assert_eq!(say(&daemon, "c", "!ping").await.notice.as_deref(), Some("Pong!"));
+    assert!(say(&daemon, "c", "!help").await.notice.unwrap().contains("`!config [<key> <value>]`"));
+    assert_eq!(say(&daemon, "c", "!config temperature 0.9").await.notice.as_deref(), Some("temperature set to 0.9."));
+    assert_eq!(
+        say(&daemon, "c", "!config temperature 9").await.notice.as_deref(),
+        Some("`temperature` must be between 0 and 2, got 9")
+    );
+    assert_eq!(say(&daemon, "c", "!frobnicate").await.notice.as_deref(), Some("I don't know `!frobnicate`. Try `!help`."));
+    assert_eq!(say(&daemon, "c", "   ").await.notice.as_deref(), Some("Say something and I'll answer."));
+    daemon.shutdown().await.unwrap();
+
+    let daemon = Daemon::start(&config).await.unwrap();
+    assert!(say(&daemon, "c", "!config").await.notice.unwrap().contains("temperature = 0.9 "));
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_drops_its_oldest_turns_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.generation.max_tokens = 8;
+    config.chat.history_turns = 200;
+    let daemon = Daemon::start(&config).await.unwrap();
+    let filler = "word ".repeat(60);
+    let mut last = None;
+    for i in 0..12 {
+        last = Some(say(&daemon, "long", &format!("message {i}: {filler}")).await);
+    }
+    let last = last.unwrap();
+    assert!(last.failed.is_none(), "{last:?}");
+    let prompt = last.prompt.unwrap();
+    assert!(prompt.contains("message 11:"), "the newest turn is kept");
+    assert!(!prompt.contains("message 0:"), "the oldest turn was dropped");
+
+    // A single message too long for the context is refused with a clear answer.
+    let huge = say(&daemon, "huge", &"word ".repeat(3000)).await;
+    assert!(huge.failed.unwrap().contains("too long"));
+    daemon.shutdown().await.unwrap();
+}

@@ -1,0 +1,138 @@
+//! The `sidekick` binary as a user runs it.
+
+use crate::support::model_path;
+use sidekick::store::FjallStore;
+use sidekick_actors::ports::Store;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary in a temp working directory (no sidekick.toml, no .env) with test settings.
+fn sidekick(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidekick"));
+    cmd.current_dir(dir)
+        .env_remove("DISCORD_TOKEN")
+        .env("SIDEKICK_MODEL_PATH", model_path())
+        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
+        .env("SIDEKICK_MODEL_PARALLEL", "2")
+        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
+        .env("SIDEKICK_METRICS_LISTEN", "");
+    cmd
+}
+
+fn run_with_input(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn piped_chat_answers_ping_and_a_message_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = sidekick(dir.path());
+    cmd.args(["chat"]).env("SIDEKICK_GENERATION_MAX_TOKENS", "24");
+    let out = run_with_input(cmd, "!ping\nhello\n");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "exit {:?}, stderr: {}", out.status, text(&out.stderr));
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("Pong!"));
+    let reply: String = lines.collect::<Vec<_>>().join("\n");
+    assert!(!reply.trim().is_empty(), "no model reply in {stdout:?}");
+    // What was said is in the store afterwards.
+    let store = FjallStore::open(&dir.path().join("store")).unwrap();
+    let history = store.recent_history("console", 10).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].content, "hello");
+    assert_eq!(history[1].content, reply.trim());
+}
+
+#[test]
+fn sigterm_during_a_reply_exits_zero_and_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = sidekick(dir.path());
+    cmd.args(["chat"])
+        .env("SIDEKICK_GENERATION_MAX_TOKENS", "1000")
+        .env("SIDEKICK_SHUTDOWN_GRACE_SECONDS", "0.5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Write a very long story about a dragon who learns to sing.\n").unwrap();
+    // Keep stdin open: the chat must not end by itself.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("the reply started");
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(30), "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr: {stderr}");
+
+    let store = FjallStore::open(&dir.path().join("store")).unwrap();
+    let history = store.recent_history("console", 10).unwrap();
+    assert_eq!(history[0].content, "Write a very long story about a dragon who learns to sing.");
+    assert_eq!(history.len(), 2, "the partial reply was kept");
+    assert!(!history[1].content.is_empty());
+}
+
+fn refused(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut cmd = sidekick(dir);
+    cmd.args(args).envs(envs.iter().copied());
+    let out = run_with_input(cmd, "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?} {envs:?}: stderr {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn bad_configuration_is_refused_with_exit_code_2_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["chat"], &[("SIDEKICK_GENERATION_TEMPERATURE", "7")]);
+    assert!(err.contains("`temperature` must be between 0 and 2, got 7"), "{err}");
+    let err = refused(dir.path(), &["chat"], &[("SIDEKICK_MODEL_THREADS", "0")]);
+    assert!(err.contains("model.threads must be between 1 and 256"), "{err}");
+    let err = refused(dir.path(), &["chat"], &[("SIDEKICK_METRICS_LISTEN", "everywhere")]);
+    assert!(err.contains("metrics.listen"), "{err}");
+
+    std::fs::write(dir.path().join("bad.toml"), "[generation]\ntop_k = 0\n").unwrap();
+    let err = refused(dir.path(), &["--config", "bad.toml", "chat"], &[]);
+    assert!(err.contains("`top_k` must be between 1 and 200, got 0"), "{err}");
+    let err = refused(dir.path(), &["--config", "missing.toml", "chat"], &[]);
+    assert!(err.contains("cannot read config file missing.toml"), "{err}");
+}
+
+#[test]
+fn a_missing_model_file_names_the_path_and_the_setup_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["chat"], &[("SIDEKICK_MODEL_PATH", "/no/such/model.gguf")]);
+    assert!(err.contains("/no/such/model.gguf") && err.contains("./run.sh setup"), "{err}");
+    std::fs::write(dir.path().join("junk.gguf"), b"not a model").unwrap();
+    let mut cmd = sidekick(dir.path());
+    cmd.args(["chat"]).env("SIDEKICK_MODEL_PATH", dir.path().join("junk.gguf"));
+    let out = run_with_input(cmd, "hello\n");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("junk.gguf"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_without_a_token_explains_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["run"], &[]);
+    assert!(err.contains("DISCORD_TOKEN is not set"), "{err}");
+    assert!(!err.contains("panicked"));
+}
