@@ -8,14 +8,30 @@ use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::restart::RestartLimits;
 use sidekick_actors::watchdog::Heartbeats;
 use sidekick_actors::{ChannelDefaults, RootMsg, RootSupervisor, TreeArgs};
+use sidekick_actors::{ChannelMsg, Inbound, ReplyEvent};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 pub struct Daemon {
     pub root: ActorRef<RootMsg>,
     pub store: Arc<FjallStore>,
     join: tokio::task::JoinHandle<()>,
     grace: Duration,
+}
+
+/// Everything the bot answered to one message, with its timing.
+#[derive(Debug, Default, Clone)]
+pub struct Answer {
+    /// The exact prompt given to the model, when the message was chat.
+    pub prompt: Option<String>,
+    pub text: String,
+    pub tokens: usize,
+    /// The answer to a command.
+    pub notice: Option<String>,
+    pub failed: Option<String>,
+    pub first_token_after: Option<Duration>,
+    pub total: Duration,
 }
 
 pub fn engine_config(config: &Config) -> EngineConfig {
@@ -29,6 +45,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         batch_tokens: m.batch_tokens,
         shared_prefix: vec![ChatTurn::new(Role::System, config.chat.system_prompt.clone())],
         flash_attention: true,
+        prefix_reuse: true,
     }
 }
 
@@ -56,12 +73,17 @@ fn startup_reason(mut message: &str) -> &str {
 impl Daemon {
     /// Opens the store, loads the model and starts the supervised tree.
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
+        Self::start_with(config, engine_config(config)).await
+    }
+
+    /// Like [`Daemon::start`] with engine settings that the config file does not expose.
+    pub async fn start_with(config: &Config, engine: EngineConfig) -> anyhow::Result<Daemon> {
         config.check_model_file()?;
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
         let args = TreeArgs {
             store: store.clone(),
-            loader: Arc::new(LlamaLoader { config: engine_config(config), heartbeats: heartbeats.clone() }),
+            loader: Arc::new(LlamaLoader { config: engine, heartbeats: heartbeats.clone() }),
             defaults: Arc::new(channel_defaults(config)),
             heartbeats,
             limits: RestartLimits::default(),
@@ -71,6 +93,37 @@ impl Daemon {
             .await
             .map_err(|e| anyhow::anyhow!("could not start: {}", startup_reason(&e.to_string())))?;
         Ok(Daemon { root, store, join, grace: Duration::from_secs_f64(config.shutdown.grace_seconds) })
+    }
+
+    /// Says `text` in `channel` as `author` and waits for the whole answer.
+    pub async fn ask(&self, channel: &str, author: &str, text: &str) -> anyhow::Result<Answer> {
+        let (reply, mut events) = mpsc::unbounded_channel();
+        let inbound = Inbound { author: author.into(), text: text.into(), message_id: None, reply };
+        let started = Instant::now();
+        self.root.send_message(RootMsg::Route { channel: channel.into(), msg: ChannelMsg::Inbound(inbound) })?;
+        let mut answer = Answer::default();
+        while let Some(event) = events.recv().await {
+            match event {
+                ReplyEvent::Notice(text) => {
+                    answer.notice = Some(text);
+                    break;
+                }
+                ReplyEvent::Started { prompt } => answer.prompt = Some(prompt),
+                ReplyEvent::Token(_) => {
+                    answer.first_token_after.get_or_insert(started.elapsed());
+                }
+                ReplyEvent::Done { text, tokens } => {
+                    (answer.text, answer.tokens) = (text, tokens);
+                    break;
+                }
+                ReplyEvent::Failed(why) => {
+                    answer.failed = Some(why);
+                    break;
+                }
+            }
+        }
+        answer.total = started.elapsed();
+        Ok(answer)
     }
 
     /// Stops intake, lets in-flight replies finish within the grace period, stops the tree

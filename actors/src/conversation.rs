@@ -207,6 +207,7 @@ impl ConversationState {
         }
         metrics::counter!(m::MESSAGES_SEEN).increment(1);
         let received = Instant::now();
+        tracing::trace!(channel = %self.args.channel, "chat message");
         let message = StoredMessage {
             role: Role::User,
             author: inbound.author,
@@ -264,6 +265,7 @@ impl ConversationState {
                         continue;
                     }
                     if first_token {
+                        tracing::trace!(channel = %self.args.channel, "first token");
                         metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record(received.elapsed().as_secs_f64());
                         first_token = false;
                     }

@@ -29,7 +29,7 @@ pub enum EngineCmd {
 }
 
 /// llama.cpp's backend is process-wide and may be initialised only once.
-fn backend() -> Result<&'static LlamaBackend, ModelError> {
+pub fn backend() -> Result<&'static LlamaBackend, ModelError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -146,6 +146,7 @@ struct Scheduler<'m> {
     parallel: usize,
     heartbeats: Heartbeats,
     stats: Arc<Mutex<EngineStats>>,
+    prefix_reuse: bool,
 }
 
 impl<'m> Scheduler<'m> {
@@ -165,6 +166,7 @@ impl<'m> Scheduler<'m> {
             parallel,
             heartbeats,
             stats,
+            prefix_reuse: config.prefix_reuse,
         }
     }
 
@@ -310,6 +312,7 @@ impl<'m> Scheduler<'m> {
 
     fn start(&mut self, idx: usize, job: GenerationJob) {
         self.tick += 1;
+        tracing::trace!(slot = idx, key = %job.slot, "admit");
         let (prompt, tokens, dropped) = match self.prepare(&job) {
             Ok(v) => v,
             Err(e) => {
@@ -318,7 +321,8 @@ impl<'m> Scheduler<'m> {
             }
         };
         let cached: Vec<&[LlamaToken]> = self.slots.iter().map(|s| s.cached.as_slice()).collect();
-        let reused = match plan_reuse(&tokens, idx, &cached) {
+        let plan = if self.prefix_reuse { plan_reuse(&tokens, idx, &cached) } else { Reuse::Own(0) };
+        let reused = match plan {
             Reuse::Own(n) => {
                 self.remove_from(idx, n);
                 n
@@ -388,7 +392,10 @@ impl<'m> Scheduler<'m> {
             stats.decode_steps += 1;
             stats.peak_sequences_per_batch = stats.peak_sequences_per_batch.max(together);
         }
-        match self.ctx.decode(&mut self.batch) {
+        let decode_started = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        tracing::trace!(tokens = self.batch.n_tokens(), ms = decode_started.elapsed().as_millis() as u64, "decode");
+        match decoded {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => {
                 self.free_cache_space();
@@ -483,7 +490,7 @@ fn sanitize(content: &str) -> String {
 }
 
 /// The seed's sampler chain: repeat penalty, top-k, top-p, temperature, then a seeded draw.
-fn sampler(model: &LlamaModel, params: &GenerationParams, seed: u32) -> LlamaSampler {
+pub fn sampler(model: &LlamaModel, params: &GenerationParams, seed: u32) -> LlamaSampler {
     let mut chain = vec![
         LlamaSampler::penalties(model.n_vocab(), 64, params.repeat_penalty, 0.0, 0.0),
         LlamaSampler::top_k(params.top_k as i32),

@@ -3,6 +3,7 @@
 mod engine;
 pub mod slots;
 
+pub use engine::{backend, sampler};
 use engine::EngineCmd;
 use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use sidekick_actors::prompt::ChatTurn;
@@ -31,6 +32,8 @@ pub struct EngineConfig {
     pub shared_prefix: Vec<ChatTurn>,
     /// Disables llama.cpp's flash attention (for exact comparisons).
     pub flash_attention: bool,
+    /// Reuse decoded prompt prefixes across turns (off only to measure what it saves).
+    pub prefix_reuse: bool,
 }
 
 impl EngineConfig {
@@ -44,6 +47,7 @@ impl EngineConfig {
             batch_tokens: 512,
             shared_prefix: Vec::new(),
             flash_attention: true,
+            prefix_reuse: true,
         }
     }
 }

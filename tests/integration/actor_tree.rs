@@ -58,7 +58,7 @@ async fn four_channels_at_once_share_a_batch_and_keep_their_own_history() {
     let daemon = Daemon::start(&config).await.unwrap();
     let colours = ["crimson", "turquoise", "saffron", "violet"];
 
-    let firsts = futures_join(colours.map(|c| {
+    let firsts = futures::future::join_all(colours.map(|c| {
         let daemon = &daemon;
         async move { say(daemon, c, &format!("My favourite colour is {c}.")).await }
     }))
@@ -78,13 +78,6 @@ async fn four_channels_at_once_share_a_batch_and_keep_their_own_history() {
         }
     }
     daemon.shutdown().await.unwrap();
-}
-
-/// Runs the futures concurrently and returns their outputs in order.
-async fn futures_join<F: std::future::Future>(futures: [F; 4]) -> [F::Output; 4] {
-    let [a, b, c, d] = futures;
-    let (a, b, c, d) = tokio::join!(a, b, c, d);
-    [a, b, c, d]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

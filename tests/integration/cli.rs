@@ -136,3 +136,50 @@ fn run_without_a_token_explains_what_to_do() {
     assert!(err.contains("DISCORD_TOKEN is not set"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn metrics_are_served_while_chatting() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = sidekick(dir.path());
+    cmd.args(["chat", "--metrics"])
+        .env("SIDEKICK_METRICS_LISTEN", &addr)
+        .env("SIDEKICK_GENERATION_MAX_TOKENS", "12")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n!ping\n").unwrap();
+    // Wait for the reply to the ping, which comes after the chat reply.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0 && !line.contains("Pong!") {}
+    let metrics = http_get(&addr, "/metrics");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    for name in [
+        "sidekick_messages_seen_total 1",
+        "sidekick_replies_sent_total 1",
+        "sidekick_reply_latency_seconds_bucket{le=\"0.05\"}",
+        "sidekick_time_to_first_token_seconds_count 1",
+        "sidekick_tokens_generated_total",
+        "sidekick_prompt_tokens_total",
+        "sidekick_prompt_tokens_reused_total",
+        "sidekick_queue_depth",
+        "sidekick_inflight_sequences",
+        "sidekick_model_load_seconds",
+        "sidekick_uptime_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+}

@@ -2,11 +2,10 @@
 //! and a way to say something in a channel and collect the whole answer.
 
 use sidekick::config::Config;
-use sidekick::daemon::Daemon;
-use sidekick_actors::{ChannelMsg, Inbound, ReplyEvent, RootMsg};
+use sidekick::daemon::{Answer, Daemon};
+use sidekick_actors::RootMsg;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,45 +32,11 @@ pub fn test_config(dir: &Path) -> Config {
     config
 }
 
-/// Everything the bot answered to one message.
-#[derive(Debug, Default)]
-pub struct Answer {
-    pub prompt: Option<String>,
-    pub text: String,
-    pub notice: Option<String>,
-    pub failed: Option<String>,
-}
-
 pub async fn say(daemon: &Daemon, channel: &str, text: &str) -> Answer {
-    let (reply, mut events) = mpsc::unbounded_channel();
-    let inbound = Inbound { author: "tester".into(), text: text.into(), message_id: None, reply };
-    daemon
-        .root
-        .send_message(RootMsg::Route { channel: channel.into(), msg: ChannelMsg::Inbound(inbound) })
-        .expect("root is running");
-    let mut answer = Answer::default();
-    let collect = async {
-        while let Some(event) = events.recv().await {
-            match event {
-                ReplyEvent::Notice(t) => {
-                    answer.notice = Some(t);
-                    break;
-                }
-                ReplyEvent::Started { prompt } => answer.prompt = Some(prompt),
-                ReplyEvent::Token(_) => {}
-                ReplyEvent::Done { text, .. } => {
-                    answer.text = text;
-                    break;
-                }
-                ReplyEvent::Failed(why) => {
-                    answer.failed = Some(why);
-                    break;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), collect).await.expect("an answer within 2 minutes");
-    answer
+    tokio::time::timeout(Duration::from_secs(120), daemon.ask(channel, "tester", text))
+        .await
+        .expect("an answer within 2 minutes")
+        .expect("the tree is running")
 }
 
 pub async fn status(daemon: &Daemon) -> sidekick_actors::TreeStatus {
