@@ -44,6 +44,10 @@ pub struct ChatConfig {
     pub system_prompt: String,
     pub history_turns: usize,
     pub max_message_chars: usize,
+    /// Messages waiting in one channel beyond this get one "busy" notice instead of replies.
+    pub queue_limit: usize,
+    /// Engagement falls to half in this many minutes.
+    pub engagement_half_life_minutes: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +114,14 @@ fn default_threads() -> u32 {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { prefix: "!".into(), system_prompt: DEFAULT_SYSTEM_PROMPT.into(), history_turns: 20, max_message_chars: 4000 }
+        Self {
+            prefix: "!".into(),
+            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+            history_turns: 20,
+            max_message_chars: 4000,
+            queue_limit: 4,
+            engagement_half_life_minutes: 10.0,
+        }
     }
 }
 
@@ -216,6 +227,12 @@ impl Config {
         }
         if !(100..=100_000).contains(&self.chat.max_message_chars) {
             return Err(refuse(format!("chat.max_message_chars must be between 100 and 100000, got {}", self.chat.max_message_chars)));
+        }
+        if !(1..=100).contains(&self.chat.queue_limit) {
+            return Err(refuse(format!("chat.queue_limit must be between 1 and 100, got {}", self.chat.queue_limit)));
+        }
+        if !(0.1..=10_080.0).contains(&self.chat.engagement_half_life_minutes) {
+            return Err(refuse(format!("chat.engagement_half_life_minutes must be between 0.1 and 10080, got {}", self.chat.engagement_half_life_minutes)));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(refuse(format!("metrics.listen must be host:port like 127.0.0.1:9464 (or empty to turn it off), got {:?}", self.metrics.listen)));

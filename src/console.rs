@@ -2,6 +2,7 @@
 //! same conversation and model actors as Discord.
 
 use ractor::ActorRef;
+use sidekick_actors::commands::Access;
 use sidekick_actors::{ChannelMsg, Inbound, ReplyEvent, RootMsg};
 use std::io::{IsTerminal, Write};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -43,7 +44,8 @@ pub async fn run(root: &ActorRef<RootMsg>, input: impl AsyncBufRead + Unpin, mut
             break;
         }
         let (reply, mut events) = mpsc::unbounded_channel();
-        let inbound = Inbound { author: "you".into(), text: text.to_string(), message_id: None, reply };
+        // Whoever runs the console owns the bot.
+        let inbound = Inbound::addressed("you", text, Access::Owner, reply);
         root.send_message(RootMsg::Route { channel: CONSOLE_CHANNEL.into(), msg: ChannelMsg::Inbound(inbound) })?;
         if interactive {
             write!(out, "sidekick> ")?;

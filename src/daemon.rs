@@ -57,6 +57,12 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
         history_turns: config.chat.history_turns,
         seed: config.model.seed,
         max_message_chars: config.chat.max_message_chars,
+        queue_limit: config.chat.queue_limit,
+        engagement: sidekick_actors::engagement::EngagementRules {
+            half_life_ms: (config.chat.engagement_half_life_minutes * 60_000.0) as u64,
+            ..Default::default()
+        },
+        clock: Arc::new(sidekick_actors::engagement::SystemClock),
     }
 }
 
@@ -95,10 +101,11 @@ impl Daemon {
         Ok(Daemon { root, store, join, grace: Duration::from_secs_f64(config.shutdown.grace_seconds) })
     }
 
-    /// Says `text` in `channel` as `author` and waits for the whole answer.
+    /// Says `text` in `channel` as `author` (with the owner's rights, as on the console) and
+    /// waits for the whole answer.
     pub async fn ask(&self, channel: &str, author: &str, text: &str) -> anyhow::Result<Answer> {
         let (reply, mut events) = mpsc::unbounded_channel();
-        let inbound = Inbound { author: author.into(), text: text.into(), message_id: None, reply };
+        let inbound = Inbound::addressed(author, text, sidekick_actors::commands::Access::Owner, reply);
         let started = Instant::now();
         self.root.send_message(RootMsg::Route { channel: channel.into(), msg: ChannelMsg::Inbound(inbound) })?;
         let mut answer = Answer::default();

@@ -2,7 +2,7 @@
 //! cursor per channel, and counters. Writes a user is told about are synced before returning.
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use sidekick_actors::ports::{ChannelSettings, Store, StoreError, StoredMessage};
+use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, Store, StoreError, StoredMessage};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,6 +12,7 @@ pub struct FjallStore {
     settings: Keyspace,
     messages: Keyspace,
     cursors: Keyspace,
+    feedback: Keyspace,
     stats: Keyspace,
     /// Next message sequence number per channel, found on first use.
     next_seq: Mutex<HashMap<String, u64>>,
@@ -20,6 +21,9 @@ pub struct FjallStore {
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
+
+/// The settings key holding [`GlobalSettings`]; channel ids never start with `@`.
+const GLOBAL: &str = "@global";
 
 fn message_prefix(channel: &str) -> Vec<u8> {
     let mut key = channel.as_bytes().to_vec();
@@ -51,6 +55,7 @@ impl FjallStore {
             settings: open("settings")?,
             messages: open("messages")?,
             cursors: open("cursors")?,
+            feedback: open("feedback")?,
             stats: open("stats")?,
             db,
             next_seq: Mutex::default(),
@@ -68,18 +73,23 @@ impl FjallStore {
         }
     }
 
+    /// The next sequence number of a channel's message log.
     fn take_seq(&self, channel: &str) -> Result<u64, StoreError> {
+        self.next_in(channel, || match self.messages.prefix(message_prefix(channel)).next_back() {
+            Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
+            None => Ok(None),
+        })
+    }
+
+    /// Hands out sequence numbers for `counter`, continuing after `last()` found on disk.
+    fn next_in(&self, counter: &str, last: impl FnOnce() -> Result<Option<u64>, StoreError>) -> Result<u64, StoreError> {
         let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(seq) = next.get_mut(channel) {
+        if let Some(seq) = next.get_mut(counter) {
             *seq += 1;
             return Ok(*seq - 1);
         }
-        let last = match self.messages.prefix(message_prefix(channel)).next_back() {
-            Some(guard) => Some(seq_of(&guard.key().map_err(backend)?)),
-            None => None,
-        };
-        let seq = last.map_or(0, |s| s + 1);
-        next.insert(channel.to_string(), seq + 1);
+        let seq = last()?.map_or(0, |s| s + 1);
+        next.insert(counter.to_string(), seq + 1);
         Ok(seq)
     }
 
@@ -136,6 +146,40 @@ impl Store for FjallStore {
         let next = self.take_seq(channel)?; // the first sequence number after the clear
         self.cursors.insert(channel, next.to_be_bytes()).map_err(backend)?;
         self.sync()
+    }
+
+    fn global_settings(&self) -> Result<GlobalSettings, StoreError> {
+        match self.settings.get(GLOBAL).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("global settings: {e}"))),
+            None => Ok(GlobalSettings::default()),
+        }
+    }
+
+    fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(settings).map_err(backend)?;
+        self.settings.insert(GLOBAL, json).map_err(backend)?;
+        self.sync()
+    }
+
+    fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError> {
+        let seq = self.next_in(GLOBAL, || match self.feedback.last_key_value() {
+            Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
+            None => Ok(None),
+        })?;
+        let json = serde_json::to_vec(event).map_err(backend)?;
+        self.feedback.insert(seq.to_be_bytes(), json).map_err(backend)?;
+        self.sync()?;
+        Ok(seq)
+    }
+
+    fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError> {
+        self.feedback
+            .iter()
+            .map(|guard| {
+                let value = guard.value().map_err(backend)?;
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(format!("feedback journal: {e}")))
+            })
+            .collect()
     }
 
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
@@ -198,6 +242,28 @@ mod tests {
         drop(store);
         let store = FjallStore::open(dir.path()).unwrap();
         assert_eq!(store.channel_settings("c").unwrap(), s);
+        let event = |rating| FeedbackEvent {
+            channel: "c".into(),
+            reply_seq: Some(3),
+            reply_message_id: None,
+            source: sidekick_actors::ports::FeedbackSource::Command,
+            rating: Some(rating),
+            emoji: None,
+            comment: String::new(),
+            user: "ann".into(),
+            at_ms: 5,
+        };
+        store.append_feedback(&event(4)).unwrap();
+        let mut global = store.global_settings().unwrap();
+        global.reply_rate = 0.5;
+        global.allowlist.insert("42".into());
+        store.save_global_settings(&global).unwrap();
+        drop(store);
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.append_feedback(&event(2)).unwrap(), 1, "the journal continues after a restart");
+        let ratings: Vec<_> = store.feedback_events().unwrap().iter().map(|e| e.rating).collect();
+        assert_eq!(ratings, [Some(4), Some(2)]);
+        assert_eq!(store.global_settings().unwrap(), global);
         store.add_stat("replies", 2).unwrap();
         store.add_stat("replies", 3).unwrap();
         assert_eq!(store.stat("replies").unwrap(), 5);

@@ -24,11 +24,42 @@ pub enum Command {
     System(SystemArg),
     ConfigShow,
     ConfigSet { key: String, value: String },
+    Feedback { rating: u8, comment: String },
+    BotData,
+    RlMetrics,
+    Engagement,
+    SetRate(f64),
+    SetTemp(f32),
+    SetMaxLen(u32),
+    MentionsOnly(bool),
+    Allow(String),
+    Deny(String),
+    Status,
+    Restart,
 }
 
 impl Command {
     pub fn access(&self) -> Access {
-        Access::Everyone
+        match self {
+            Command::RlMetrics | Command::Engagement => Access::Owner,
+            Command::SetRate(_)
+            | Command::SetTemp(_)
+            | Command::SetMaxLen(_)
+            | Command::MentionsOnly(_)
+            | Command::Allow(_)
+            | Command::Deny(_)
+            | Command::Status
+            | Command::Restart => Access::Admin,
+            _ => Access::Everyone,
+        }
+    }
+}
+
+/// The short answer to someone who may not run a command.
+pub fn refusal(needed: Access) -> &'static str {
+    match needed {
+        Access::Owner => "Only the bot's owner can do that.",
+        _ => "Only admins can do that.",
     }
 }
 
@@ -45,7 +76,19 @@ pub const HELP: &[HelpEntry] = &[
     HelpEntry { usage: "!clear", what: "forget this channel's conversation", access: Access::Everyone },
     HelpEntry { usage: "!system [<prompt>|reset]", what: "show, set or reset this channel's system prompt", access: Access::Everyone },
     HelpEntry { usage: "!config [<key> <value>]", what: "show or change generation settings for this channel", access: Access::Everyone },
+    HelpEntry { usage: "!feedback <1-5> [comment]", what: "rate my last reply (or the reply you answer)", access: Access::Everyone },
+    HelpEntry { usage: "!botdata", what: "which channels I learn from, and how to opt a channel out", access: Access::Everyone },
     HelpEntry { usage: "!help", what: "this list", access: Access::Everyone },
+    HelpEntry { usage: "!setrate <0-1>", what: "how often I join in unasked", access: Access::Admin },
+    HelpEntry { usage: "!settemp <0-1>", what: "default temperature", access: Access::Admin },
+    HelpEntry { usage: "!setmaxlen <50-500>", what: "default reply length in tokens", access: Access::Admin },
+    HelpEntry { usage: "!mentions_only on|off", what: "answer only when mentioned", access: Access::Admin },
+    HelpEntry { usage: "!allow #channel", what: "add a channel to the allowlist", access: Access::Admin },
+    HelpEntry { usage: "!deny #channel", what: "remove a channel from the allowlist", access: Access::Admin },
+    HelpEntry { usage: "!status", what: "uptime, model, queue, replies and errors, memory", access: Access::Admin },
+    HelpEntry { usage: "!restart", what: "restart the actors and reload the model", access: Access::Admin },
+    HelpEntry { usage: "!rl_metrics", what: "learning statistics", access: Access::Owner },
+    HelpEntry { usage: "!engagement", what: "this channel's engagement", access: Access::Owner },
 ];
 
 /// `!help` for someone with `access`.
@@ -98,9 +141,45 @@ pub fn parse(prefix: &str, text: &str) -> Result<Option<Command>, CommandError> 
                 _ => return Err(usage("!config <key> <value>")),
             }
         }
+        "feedback" => {
+            let (rating, comment) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            match rating.parse::<u8>() {
+                Ok(r @ 1..=5) => Command::Feedback { rating: r, comment: comment.trim().to_string() },
+                _ => return Err(usage("!feedback <rating 1-5> [comment]")),
+            }
+        }
+        "botdata" => Command::BotData,
+        "rl_metrics" => Command::RlMetrics,
+        "engagement" => Command::Engagement,
+        "setrate" => Command::SetRate(number(args, 0.0, 1.0).ok_or_else(|| usage("!setrate <0-1>, e.g. !setrate 0.1"))?),
+        "settemp" => Command::SetTemp(number(args, 0.0, 1.0).ok_or_else(|| usage("!settemp <0-1>, e.g. !settemp 0.8"))? as f32),
+        "setmaxlen" => match args.parse::<u32>() {
+            Ok(n @ 50..=500) => Command::SetMaxLen(n),
+            _ => return Err(usage("!setmaxlen <50-500>, e.g. !setmaxlen 150")),
+        },
+        "mentions_only" => match args.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" => Command::MentionsOnly(true),
+            "off" | "false" | "no" => Command::MentionsOnly(false),
+            _ => return Err(usage("!mentions_only on|off")),
+        },
+        "allow" => Command::Allow(channel_ref(args).ok_or_else(|| usage("!allow #channel"))?),
+        "deny" => Command::Deny(channel_ref(args).ok_or_else(|| usage("!deny #channel"))?),
+        "status" => Command::Status,
+        "restart" => Command::Restart,
         _ => return Err(CommandError::Unknown { prefix: prefix.to_string(), name: name.to_string() }),
     };
     Ok(Some(command))
+}
+
+fn number(text: &str, min: f64, max: f64) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|v| v.is_finite() && (min..=max).contains(v))
+}
+
+/// A channel given as a mention (`<#123>`) or a bare id.
+fn channel_ref(text: &str) -> Option<String> {
+    let t = text.trim();
+    let id = t.strip_prefix("<#").and_then(|r| r.strip_suffix('>')).unwrap_or(t);
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
 }
 
 #[cfg(test)]
@@ -142,5 +221,29 @@ mod tests {
         let help = help_text("?", Access::Everyone);
         assert!(help.contains("`?ping`"));
         assert!(help.contains("`?config [<key> <value>]`"));
+        assert!(!help.contains("setrate"), "admin commands are shown to admins only");
+        assert!(help_text("!", Access::Admin).contains("`!setrate <0-1>`"));
+        assert!(!help_text("!", Access::Admin).contains("rl_metrics"));
+        assert!(help_text("!", Access::Owner).contains("`!rl_metrics`"));
+    }
+
+    #[test]
+    fn admin_and_owner_commands_validate_their_arguments() {
+        assert_eq!(parse("!", "!setrate 0.1"), Ok(Some(Command::SetRate(0.1))));
+        assert!(parse("!", "!setrate 2").unwrap_err().to_string().contains("!setrate <0-1>"));
+        assert_eq!(parse("!", "!settemp 0.9"), Ok(Some(Command::SetTemp(0.9))));
+        assert!(parse("!", "!settemp 1.5").is_err());
+        assert_eq!(parse("!", "!setmaxlen 150"), Ok(Some(Command::SetMaxLen(150))));
+        assert!(parse("!", "!setmaxlen 20").is_err());
+        assert_eq!(parse("!", "!mentions_only on"), Ok(Some(Command::MentionsOnly(true))));
+        assert_eq!(parse("!", "!allow <#123>"), Ok(Some(Command::Allow("123".into()))));
+        assert_eq!(parse("!", "!deny 456"), Ok(Some(Command::Deny("456".into()))));
+        assert!(parse("!", "!allow general").is_err());
+        assert_eq!(parse("!", "!feedback 4 nice one"), Ok(Some(Command::Feedback { rating: 4, comment: "nice one".into() })));
+        assert_eq!(parse("!", "!feedback 5"), Ok(Some(Command::Feedback { rating: 5, comment: String::new() })));
+        assert!(parse("!", "!feedback 9 wow").is_err());
+        assert_eq!(Command::Status.access(), Access::Admin);
+        assert_eq!(Command::Engagement.access(), Access::Owner);
+        assert_eq!(Command::Ping.access(), Access::Everyone);
     }
 }

@@ -1,31 +1,40 @@
-//! The conversation actor: one per channel. It owns the channel's history, system prompt and
-//! settings, answers commands, and turns chat into a job for the model actor.
+//! The conversation actor: one per channel. It owns the channel's history, system prompt,
+//! settings and engagement, answers commands (see `channel_commands.rs`), decides whether to
+//! answer chat, and turns chat into a job for the model actor.
 
-use crate::commands::{self, Access, Command, SystemArg};
+use crate::commands::{self, Access};
+use crate::engagement::{Clock, EngagementRules, SystemClock};
 use crate::metric_names as m;
 use crate::model::{ModelHandle, ModelMsg};
-use crate::params::{GenerationParams, ParamKey};
-use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, Store, StoredMessage};
+use crate::params::GenerationParams;
+use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, Store, StoredMessage};
 use crate::prompt::{build_turns, ChatTurn, Role, DEFAULT_SYSTEM_PROMPT};
 use crate::stream_text::TrimmedStream;
+use crate::supervisor::RootMsg;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Settings every channel starts from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelDefaults {
     pub prefix: String,
     pub params: GenerationParams,
     pub system_prompt: String,
     /// How many turns of history go into a prompt.
     pub history_turns: usize,
-    /// A fixed sampling seed makes replies reproducible; `None` draws one per reply.
+    /// A fixed sampling seed makes replies reproducible; `None` draws one per reply. It also
+    /// seeds the engagement dice.
     pub seed: Option<u32>,
     /// Longer messages are cut to this many characters before they reach the model.
     pub max_message_chars: usize,
+    /// Messages waiting in one channel beyond this get one "busy" notice instead of replies.
+    pub queue_limit: usize,
+    pub engagement: EngagementRules,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ChannelDefaults {
@@ -37,15 +46,25 @@ impl Default for ChannelDefaults {
             history_turns: 20,
             seed: None,
             max_message_chars: 4000,
+            queue_limit: 4,
+            engagement: EngagementRules::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
+
+/// Admin settings shared by every channel; changed by admin commands, kept in the store.
+pub type SharedGlobal = Arc<RwLock<GlobalSettings>>;
 
 pub struct ConversationArgs {
     pub channel: ChannelId,
     pub store: Arc<dyn Store>,
     pub model: ModelHandle,
     pub defaults: Arc<ChannelDefaults>,
+    pub global: SharedGlobal,
+    pub root: ActorRef<RootMsg>,
+    /// Messages routed to this actor and not yet handled.
+    pub pending: Arc<AtomicUsize>,
 }
 
 /// A message for the channel, with where its answer goes.
@@ -54,13 +73,37 @@ pub struct Inbound {
     pub author: String,
     pub text: String,
     pub message_id: Option<String>,
+    /// Mentioned, replied to, in a DM, or on the console: always answered.
+    pub addressed: bool,
+    pub access: Access,
+    /// The message this one replies to (feedback given as a reply is about it).
+    pub reply_to: Option<String>,
+    /// Messages already waiting in this channel when this one arrived (set by the router).
+    pub queued_ahead: usize,
     pub reply: mpsc::UnboundedSender<ReplyEvent>,
 }
 
-/// What the channel sends back to the gateway for one inbound message.
+impl Inbound {
+    /// A message that is always answered, from someone with `access`.
+    pub fn addressed(author: &str, text: &str, access: Access, reply: mpsc::UnboundedSender<ReplyEvent>) -> Self {
+        Self {
+            author: author.into(),
+            text: text.into(),
+            message_id: None,
+            addressed: true,
+            access,
+            reply_to: None,
+            queued_ahead: 0,
+            reply,
+        }
+    }
+}
+
+/// What the channel sends back to the gateway for one inbound message. When the channel
+/// decides not to answer, the stream simply ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplyEvent {
-    /// A complete answer to a command.
+    /// A complete answer to a command (or a notice such as "busy").
     Notice(String),
     /// Generation started; `prompt` is the exact text given to the model.
     Started { prompt: String },
@@ -78,10 +121,11 @@ pub enum ChannelMsg {
 pub struct ConversationActor;
 
 pub struct ConversationState {
-    args: ConversationArgs,
-    settings: ChannelSettings,
-    history: VecDeque<ChatTurn>,
+    pub(crate) args: ConversationArgs,
+    pub(crate) settings: ChannelSettings,
+    pub(crate) history: VecDeque<ChatTurn>,
     seeds: rand::rngs::SmallRng,
+    busy_notified: bool,
 }
 
 impl Actor for ConversationActor {
@@ -91,36 +135,79 @@ impl Actor for ConversationActor {
 
     async fn pre_start(&self, _: ActorRef<ChannelMsg>, args: ConversationArgs) -> Result<ConversationState, ActorProcessingErr> {
         let settings = args.store.channel_settings(&args.channel)?;
+        let named = speakers_named(&args.channel);
         let history = args
             .store
             .recent_history(&args.channel, args.defaults.history_turns)?
             .iter()
-            .map(StoredMessage::turn)
+            .map(|m| turn_of(m, named))
             .collect();
-        let seeds = rand::SeedableRng::seed_from_u64(args.defaults.seed.map_or_else(rand::random, u64::from));
-        Ok(ConversationState { args, settings, history, seeds })
+        // Each channel rolls its own dice, reproducibly when a seed is configured.
+        let seed = match args.defaults.seed {
+            Some(s) => u64::from(s) ^ fnv1a(args.channel.as_bytes()),
+            None => rand::random(),
+        };
+        let seeds = rand::SeedableRng::seed_from_u64(seed);
+        Ok(ConversationState { args, settings, history, seeds, busy_notified: false })
     }
 
     async fn handle(&self, _: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
         match msg {
-            ChannelMsg::Inbound(inbound) => state.on_inbound(inbound).await?,
+            ChannelMsg::Inbound(inbound) => {
+                let result = state.on_inbound(inbound).await;
+                state.args.pending.fetch_sub(1, Ordering::AcqRel);
+                result?;
+            }
             ChannelMsg::InjectPanic => panic!("injected panic in conversation {}", state.args.channel),
         }
         Ok(())
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// Discord channels have many speakers, so their names go into the prompt.
+fn speakers_named(channel: &str) -> bool {
+    channel.starts_with("discord")
+}
+
+/// The Discord channel id of `discord:<id>` (DMs and the console have none).
+pub fn discord_channel(channel: &str) -> Option<&str> {
+    channel.strip_prefix("discord:")
+}
+
+fn turn_of(message: &StoredMessage, named: bool) -> ChatTurn {
+    match message.role {
+        Role::User if named => ChatTurn::new(Role::User, format!("{}: {}", message.author, message.content)),
+        _ => message.turn(),
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 impl ConversationState {
-    fn params(&self) -> GenerationParams {
-        self.settings.params.apply(&self.args.defaults.params)
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.args.defaults.clock.now_ms()
     }
 
-    fn system_prompt(&self) -> &str {
+    pub(crate) fn global(&self) -> GlobalSettings {
+        self.args.global.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Channel overrides over admin defaults over the configuration.
+    pub(crate) fn params(&self) -> GenerationParams {
+        let global = self.global().params.apply(&self.args.defaults.params);
+        self.settings.params.apply(&global)
+    }
+
+    pub(crate) fn system_prompt(&self) -> &str {
         self.settings.system_prompt.as_deref().unwrap_or(&self.args.defaults.system_prompt)
+    }
+
+    pub(crate) fn save_settings(&mut self, next: ChannelSettings) -> Result<(), ActorProcessingErr> {
+        self.args.store.save_channel_settings(&self.args.channel, &next)?;
+        self.settings = next;
+        Ok(())
     }
 
     async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
@@ -128,9 +215,12 @@ impl ConversationState {
         let prefix = self.args.defaults.prefix.clone();
         match commands::parse(&prefix, &inbound.text) {
             Ok(None) => self.chat(inbound).await?,
-            Ok(Some(Command::Chat(text))) => self.chat(Inbound { text, ..inbound }).await?,
+            Ok(Some(commands::Command::Chat(text))) => self.chat(Inbound { text, addressed: true, ..inbound }).await?,
+            Ok(Some(command)) if command.access() > inbound.access => {
+                let _ = reply.send(ReplyEvent::Notice(commands::refusal(command.access()).into()));
+            }
             Ok(Some(command)) => {
-                let answer = self.run_command(command)?;
+                let answer = self.run_command(command, &inbound).await?;
                 let _ = reply.send(ReplyEvent::Notice(answer));
             }
             Err(mistake) => {
@@ -140,111 +230,81 @@ impl ConversationState {
         Ok(())
     }
 
-    fn run_command(&mut self, command: Command) -> Result<String, ActorProcessingErr> {
-        let store = self.args.store.clone();
-        let channel = self.args.channel.clone();
-        Ok(match command {
-            Command::Ping => "Pong!".into(),
-            Command::Help => commands::help_text(&self.args.defaults.prefix, Access::Everyone),
-            Command::Chat(_) => unreachable!("chat is handled by the caller"),
-            Command::Clear => {
-                store.clear_history(&channel)?;
-                self.history.clear();
-                "Conversation cleared: I've forgotten what we talked about here.".into()
-            }
-            Command::System(SystemArg::Show) => {
-                let which = if self.settings.system_prompt.is_some() { "custom" } else { "default" };
-                format!("System prompt ({which}):\n{}", self.system_prompt())
-            }
-            Command::System(SystemArg::Reset) => {
-                let mut next = self.settings.clone();
-                next.system_prompt = None;
-                store.save_channel_settings(&channel, &next)?;
-                self.settings = next;
-                "System prompt reset to the default.".into()
-            }
-            Command::System(SystemArg::Set(prompt)) => {
-                const MAX: usize = 2000;
-                if prompt.chars().count() > MAX {
-                    return Ok(format!("That system prompt is too long (max {MAX} characters)."));
-                }
-                let mut next = self.settings.clone();
-                next.system_prompt = Some(prompt);
-                store.save_channel_settings(&channel, &next)?;
-                self.settings = next;
-                "System prompt set for this channel.".into()
-            }
-            Command::ConfigShow => {
-                let params = self.params();
-                let mut out = String::from("Generation settings for this channel:\n");
-                for key in ParamKey::ALL {
-                    let (min, max) = key.range();
-                    out.push_str(&format!("{} = {} ({min}–{max})\n", key.name(), params.show(key)));
-                }
-                out.push_str(&format!("Change one with `{}config <key> <value>`.", self.args.defaults.prefix));
-                out
-            }
-            Command::ConfigSet { key, value } => match self.params().with(&key, &value) {
-                Ok(next) => {
-                    let key = ParamKey::parse(&key).expect("validated by with()");
-                    let mut settings = self.settings.clone();
-                    settings.params.set_from(key, &next);
-                    store.save_channel_settings(&channel, &settings)?;
-                    self.settings = settings;
-                    format!("{} set to {}.", key.name(), next.show(key))
-                }
-                Err(refusal) => refusal.to_string(),
-            },
-        })
-    }
-
     async fn chat(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
         let reply = inbound.reply;
         let text = inbound.text.trim();
         if text.is_empty() {
-            let _ = reply.send(ReplyEvent::Notice("Say something and I'll answer.".into()));
+            if inbound.addressed {
+                let _ = reply.send(ReplyEvent::Notice("Say something and I'll answer.".into()));
+            }
             return Ok(());
         }
         metrics::counter!(m::MESSAGES_SEEN).increment(1);
         let received = Instant::now();
-        tracing::trace!(channel = %self.args.channel, "chat message");
+        let now = self.now_ms();
+        // Every message is kept, answered or not.
         let message = StoredMessage {
             role: Role::User,
             author: inbound.author,
             content: text.to_string(),
-            at_ms: now_ms(),
+            at_ms: now,
             message_id: inbound.message_id,
         };
         self.args.store.append_message(&self.args.channel, &message)?;
         let limit = self.args.defaults.max_message_chars;
-        let content = match text.char_indices().nth(limit) {
-            Some((cut, _)) => text[..cut].to_string(),
-            None => text.to_string(),
-        };
-        self.push_history(ChatTurn::new(Role::User, content));
+        let cut = text.char_indices().nth(limit).map_or(text.len(), |(i, _)| i);
+        let shown = StoredMessage { content: text[..cut].to_string(), ..message };
+        self.push_history(turn_of(&shown, speakers_named(&self.args.channel)));
 
+        let global = self.global();
+        if !global.allows(discord_channel(&self.args.channel)) {
+            return Ok(());
+        }
+        if inbound.queued_ahead >= self.args.defaults.queue_limit {
+            if !self.busy_notified {
+                self.busy_notified = true;
+                let _ = reply.send(ReplyEvent::Notice("I'm getting a lot of messages at once here; I'll answer the first few and catch up after.".into()));
+            }
+            return Ok(());
+        }
+        if inbound.queued_ahead == 0 {
+            self.busy_notified = false;
+        }
+        let mut settings = self.settings.clone();
+        let rules = self.args.defaults.engagement;
+        let decision = settings.engagement.decide(inbound.addressed, global.reply_rate, global.mentions_only, now, &rules, &mut self.seeds);
+        if decision.is_none() {
+            return self.save_settings(settings);
+        }
+        match self.generate(&reply, received).await? {
+            Some(reply_seq) => {
+                settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
+                settings.last_reply_seq = Some(reply_seq);
+            }
+            None => count_hourly(self.args.store.as_ref(), "errors", now),
+        }
+        self.save_settings(settings)
+    }
+
+    /// Asks the model for a reply to the history and streams it to `reply`. Returns the
+    /// stored reply's sequence number, or `None` when generation failed (already reported).
+    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant) -> Result<Option<u64>, ActorProcessingErr> {
+        let unavailable = "My model is restarting; try again in a moment.";
         let Some(model) = self.args.model.get() else {
             m::count_error("model_unavailable");
-            let _ = reply.send(ReplyEvent::Failed("My model is restarting; try again in a moment.".into()));
-            return Ok(());
+            let _ = reply.send(ReplyEvent::Failed(unavailable.into()));
+            return Ok(None);
         };
         let history: Vec<ChatTurn> = self.history.iter().cloned().collect();
         let turns = build_turns(self.system_prompt(), &history);
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
-        let job = GenerationJob {
-            slot: self.args.channel.clone(),
-            turns,
-            params: self.params(),
-            seed,
-            events: events_tx,
-            cancel: cancel.clone(),
-        };
+        let job = GenerationJob { slot: self.args.channel.clone(), turns, params: self.params(), seed, events: events_tx, cancel: cancel.clone() };
         if model.send_message(ModelMsg::Generate(job)).is_err() {
             m::count_error("model_unavailable");
-            let _ = reply.send(ReplyEvent::Failed("My model is restarting; try again in a moment.".into()));
-            return Ok(());
+            let _ = reply.send(ReplyEvent::Failed(unavailable.into()));
+            return Ok(None);
         }
 
         let mut text = String::new();
@@ -265,7 +325,6 @@ impl ConversationState {
                         continue;
                     }
                     if first_token {
-                        tracing::trace!(channel = %self.args.channel, "first token");
                         metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record(received.elapsed().as_secs_f64());
                         first_token = false;
                     }
@@ -277,28 +336,24 @@ impl ConversationState {
                 GenEvent::Failed(error) => break Err(format!("Sorry, {error}.")),
             }
         };
-        match outcome {
-            Ok(tokens) => {
-                let answer = text.trim().to_string();
-                let stored = StoredMessage {
-                    role: Role::Assistant,
-                    author: "sidekick".into(),
-                    content: answer.clone(),
-                    at_ms: now_ms(),
-                    message_id: None,
-                };
-                self.args.store.append_message(&self.args.channel, &stored)?;
-                self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
-                metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
-                metrics::counter!(m::REPLIES_SENT).increment(1);
-                let _ = reply.send(ReplyEvent::Done { text: answer, tokens });
-            }
+        let tokens = match outcome {
+            Ok(tokens) => tokens,
             Err(why) => {
                 m::count_error("generation");
                 let _ = reply.send(ReplyEvent::Failed(why));
+                return Ok(None);
             }
-        }
-        Ok(())
+        };
+        let answer = text.trim().to_string();
+        let now = self.now_ms();
+        let stored = StoredMessage { role: Role::Assistant, author: "sidekick".into(), content: answer.clone(), at_ms: now, message_id: None };
+        let seq = self.args.store.append_message(&self.args.channel, &stored)?;
+        self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
+        metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
+        metrics::counter!(m::REPLIES_SENT).increment(1);
+        count_hourly(self.args.store.as_ref(), "replies", now);
+        let _ = reply.send(ReplyEvent::Done { text: answer, tokens });
+        Ok(Some(seq))
     }
 
     fn push_history(&mut self, turn: ChatTurn) {
@@ -307,4 +362,20 @@ impl ConversationState {
             self.history.pop_front();
         }
     }
+}
+
+/// Hourly counters behind "replies/errors in 24 h".
+pub(crate) fn hour_key(what: &str, now_ms: u64) -> String {
+    format!("{what}@{}", now_ms / 3_600_000)
+}
+
+fn count_hourly(store: &dyn Store, what: &str, now_ms: u64) {
+    if let Err(e) = store.add_stat(&hour_key(what, now_ms), 1) {
+        tracing::warn!(error = %e, "could not count {what}");
+    }
+}
+
+/// Sum of the hourly counters of `what` over the last 24 hours.
+pub(crate) fn last_24h(store: &dyn Store, what: &str, now_ms: u64) -> u64 {
+    (0..24u64).map(|h| store.stat(&hour_key(what, now_ms.saturating_sub(h * 3_600_000))).unwrap_or(0)).sum()
 }

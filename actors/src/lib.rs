@@ -2,14 +2,17 @@
 //! follow. The outside world (llama.cpp, fjall, Discord, Prometheus) is reached through the
 //! traits in [`ports`], implemented by the `sidekick` binary.
 
+pub mod channel_commands;
 pub mod commands;
 pub mod conversation;
+pub mod engagement;
 pub mod metric_names;
 pub mod model;
 pub mod params;
 pub mod ports;
 pub mod prompt;
 pub mod restart;
+pub mod split;
 pub mod stream_text;
 pub mod supervisor;
 pub mod watchdog;

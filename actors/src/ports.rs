@@ -1,9 +1,11 @@
 //! The small traits through which the actors reach the outside world (storage, the language
 //! model), and the values that cross them. Adapters live in the `sidekick` binary.
 
+use crate::engagement::Engagement;
 use crate::params::{GenerationParams, ParamKey};
 use crate::prompt::{ChatTurn, Role};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +71,62 @@ impl ParamOverrides {
 pub struct ChannelSettings {
     pub system_prompt: Option<String>,
     pub params: ParamOverrides,
+    pub engagement: Engagement,
+    /// Sequence number of the bot's last reply in the channel's log.
+    pub last_reply_seq: Option<u64>,
+}
+
+/// Settings admins change for the whole bot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GlobalSettings {
+    /// Chance of joining in unasked, before engagement raises it.
+    pub reply_rate: f64,
+    pub mentions_only: bool,
+    /// Discord channel ids the bot talks and learns in; empty means every channel.
+    pub allowlist: BTreeSet<String>,
+    /// `!settemp` and `!setmaxlen`.
+    pub params: ParamOverrides,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        Self { reply_rate: 0.05, mentions_only: false, allowlist: BTreeSet::new(), params: ParamOverrides::default() }
+    }
+}
+
+impl GlobalSettings {
+    /// Whether the bot may talk in Discord channel `id` (`None` for DMs and the console).
+    pub fn allows(&self, discord_channel: Option<&str>) -> bool {
+        match discord_channel {
+            Some(id) => self.allowlist.is_empty() || self.allowlist.contains(id),
+            None => true,
+        }
+    }
+}
+
+/// Where a piece of feedback came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackSource {
+    Command,
+    Reaction,
+    ReactionRemoved,
+}
+
+/// One feedback event, journaled before it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackEvent {
+    pub channel: ChannelId,
+    /// The reply it is about: a sequence number in the channel's log and/or a Discord message id.
+    pub reply_seq: Option<u64>,
+    pub reply_message_id: Option<String>,
+    pub source: FeedbackSource,
+    pub rating: Option<u8>,
+    pub emoji: Option<String>,
+    pub comment: String,
+    pub user: String,
+    pub at_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +148,11 @@ pub trait Store: Send + Sync + 'static {
     fn recent_history(&self, channel: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
     /// Starts a new conversation: earlier messages stay in the log but leave the history.
     fn clear_history(&self, channel: &str) -> Result<(), StoreError>;
+    fn global_settings(&self) -> Result<GlobalSettings, StoreError>;
+    fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError>;
+    /// Journals a feedback event durably; returns its sequence number.
+    fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError>;
+    fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError>;
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn stat(&self, name: &str) -> Result<u64, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;

@@ -1,7 +1,7 @@
 //! The root supervisor: starts the model actor and the watchdog, spawns a conversation actor
 //! per channel on first use, and restarts any child that fails, within limits and with backoff.
 
-use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent};
+use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent, SharedGlobal};
 use crate::metric_names as m;
 use crate::model::{ModelActor, ModelHandle, ModelMsg};
 use crate::ports::{ChannelId, EngineStats, ModelInfo, ModelLoader, Store};
@@ -9,7 +9,8 @@ use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Everything the tree needs from the outside world.
@@ -52,6 +53,8 @@ pub enum RootMsg {
     /// Deliver a message to a channel's conversation actor, starting it if needed.
     Route { channel: ChannelId, msg: ChannelMsg },
     Restart(Child),
+    /// `!restart`: stop every conversation and the model, and load the model again.
+    RestartTree,
     Status(RpcReplyPort<TreeStatus>),
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
@@ -63,7 +66,9 @@ pub struct RootState {
     args: TreeArgs,
     model: ModelHandle,
     watchdog: Option<ActorCell>,
-    channels: HashMap<ChannelId, ActorRef<ChannelMsg>>,
+    /// Each conversation with the count of messages routed to it and not yet handled.
+    channels: HashMap<ChannelId, (ActorRef<ChannelMsg>, Arc<AtomicUsize>)>,
+    global: SharedGlobal,
     children: HashMap<ActorId, Child>,
     trackers: HashMap<Child, RestartTracker>,
     disabled: HashMap<ChannelId, Instant>,
@@ -78,7 +83,9 @@ impl Actor for RootSupervisor {
     type Arguments = TreeArgs;
 
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: TreeArgs) -> Result<RootState, ActorProcessingErr> {
+        let global = Arc::new(RwLock::new(args.store.global_settings()?));
         let mut state = RootState {
+            global,
             args,
             model: ModelHandle::default(),
             watchdog: None,
@@ -97,7 +104,7 @@ impl Actor for RootSupervisor {
     }
 
     async fn post_stop(&self, _: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
-        for channel in state.channels.values() {
+        for (channel, _) in state.channels.values() {
             channel.stop(None);
         }
         if let Some(model) = state.model.get() {
@@ -113,6 +120,7 @@ impl Actor for RootSupervisor {
         match msg {
             RootMsg::Route { channel, msg } => state.route(&myself, channel, msg).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
+            RootMsg::RestartTree => state.restart_tree(&myself).await?,
             RootMsg::Status(reply) => {
                 let (model, engine) = match state.model.get() {
                     Some(model) => (
@@ -214,20 +222,44 @@ impl RootState {
         Ok(())
     }
 
-    async fn channel(&mut self, myself: &ActorRef<RootMsg>, id: &ChannelId) -> Result<ActorRef<ChannelMsg>, ActorProcessingErr> {
-        if let Some(actor) = self.channels.get(id) {
-            return Ok(actor.clone());
+    async fn channel(&mut self, myself: &ActorRef<RootMsg>, id: &ChannelId) -> Result<(ActorRef<ChannelMsg>, Arc<AtomicUsize>), ActorProcessingErr> {
+        if let Some(entry) = self.channels.get(id) {
+            return Ok(entry.clone());
         }
+        let pending = Arc::new(AtomicUsize::new(0));
         let args = ConversationArgs {
             channel: id.clone(),
             store: self.args.store.clone(),
             model: self.model.clone(),
             defaults: self.args.defaults.clone(),
+            global: self.global.clone(),
+            root: myself.clone(),
+            pending: pending.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Channel(id.clone()));
-        self.channels.insert(id.clone(), actor.clone());
-        Ok(actor)
+        self.channels.insert(id.clone(), (actor.clone(), pending.clone()));
+        Ok((actor, pending))
+    }
+
+    async fn restart_tree(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        tracing::info!("restarting the conversations and reloading the model");
+        for (id, (actor, _)) in self.channels.drain() {
+            self.children.remove(&actor.get_id());
+            tracing::debug!(channel = %id, "stopping");
+            actor.stop(Some("restart".into()));
+        }
+        if let Some(model) = self.model.get() {
+            // Forget it first so its termination is not taken for a failure to restart.
+            self.children.remove(&model.get_id());
+            self.model.set(None);
+            let _ = model.stop_and_wait(Some("restart".into()), Some(Duration::from_secs(30))).await;
+        }
+        if let Err(error) = self.start_model(myself).await {
+            tracing::error!(%error, "model reload failed");
+            myself.stop(Some(format!("model reload failed: {error}")));
+        }
+        Ok(())
     }
 
     async fn route(&mut self, myself: &ActorRef<RootMsg>, id: ChannelId, msg: ChannelMsg) -> Result<(), ActorProcessingErr> {
@@ -248,8 +280,15 @@ impl RootState {
             self.disabled.remove(&id);
         }
         match self.channel(myself, &id).await {
-            Ok(actor) => {
+            Ok((actor, pending)) => {
+                let mut msg = msg;
+                if let ChannelMsg::Inbound(inbound) = &mut msg {
+                    inbound.queued_ahead = pending.fetch_add(1, Ordering::AcqRel);
+                }
                 if let Err(ractor::MessagingErr::SendErr(msg)) = actor.send_message(msg) {
+                    if matches!(msg, ChannelMsg::Inbound(_)) {
+                        pending.fetch_sub(1, Ordering::AcqRel);
+                    }
                     refuse(msg, "That conversation just restarted; please say it again.");
                 }
             }

@@ -1,0 +1,217 @@
+//! The answers to `!commands`, run by a channel's conversation actor. Access was checked
+//! before we get here; every change is persisted before it is acknowledged.
+
+use crate::commands::{self, Command, SystemArg};
+use crate::conversation::{last_24h, ConversationState, Inbound};
+use crate::params::ParamKey;
+use crate::ports::{FeedbackEvent, FeedbackSource, GlobalSettings};
+use crate::supervisor::RootMsg;
+use ractor::ActorProcessingErr;
+use std::time::Duration;
+
+impl ConversationState {
+    pub(crate) async fn run_command(&mut self, command: Command, inbound: &Inbound) -> Result<String, ActorProcessingErr> {
+        let prefix = self.args.defaults.prefix.clone();
+        Ok(match command {
+            Command::Ping => "Pong!".into(),
+            Command::Help => commands::help_text(&prefix, inbound.access),
+            Command::Chat(_) => unreachable!("chat is handled by the caller"),
+            Command::Clear => {
+                self.args.store.clear_history(&self.args.channel)?;
+                self.history.clear();
+                "Conversation cleared: I've forgotten what we talked about here.".into()
+            }
+            Command::System(SystemArg::Show) => {
+                let which = if self.settings.system_prompt.is_some() { "custom" } else { "default" };
+                format!("System prompt ({which}):\n{}", self.system_prompt())
+            }
+            Command::System(SystemArg::Reset) => {
+                let mut next = self.settings.clone();
+                next.system_prompt = None;
+                self.save_settings(next)?;
+                "System prompt reset to the default.".into()
+            }
+            Command::System(SystemArg::Set(prompt)) => {
+                const MAX: usize = 2000;
+                if prompt.chars().count() > MAX {
+                    return Ok(format!("That system prompt is too long (max {MAX} characters)."));
+                }
+                let mut next = self.settings.clone();
+                next.system_prompt = Some(prompt);
+                self.save_settings(next)?;
+                "System prompt set for this channel.".into()
+            }
+            Command::ConfigShow => {
+                let params = self.params();
+                let mut out = String::from("Generation settings for this channel:\n");
+                for key in ParamKey::ALL {
+                    let (min, max) = key.range();
+                    out.push_str(&format!("{} = {} ({min}–{max})\n", key.name(), params.show(key)));
+                }
+                out.push_str(&format!("Change one with `{prefix}config <key> <value>`."));
+                out
+            }
+            Command::ConfigSet { key, value } => match self.params().with(&key, &value) {
+                Ok(next) => {
+                    let key = ParamKey::parse(&key).expect("validated by with()");
+                    let mut settings = self.settings.clone();
+                    settings.params.set_from(key, &next);
+                    self.save_settings(settings)?;
+                    format!("{} set to {}.", key.name(), next.show(key))
+                }
+                Err(refusal) => refusal.to_string(),
+            },
+            Command::Feedback { rating, comment } => self.feedback(rating, comment, inbound)?,
+            Command::BotData => self.bot_data(),
+            Command::RlMetrics => self.rl_metrics()?,
+            Command::Engagement => {
+                let now = self.now_ms();
+                let rules = self.args.defaults.engagement;
+                let e = &self.settings.engagement;
+                let global = self.global();
+                let ago = match e.last_activity_ms {
+                    0 => "never".to_string(),
+                    t => format!("{} ago", human(Duration::from_millis(now.saturating_sub(t)))),
+                };
+                format!(
+                    "Engagement here: level {:.2}, chance of joining in {:.0}% (base rate {:.0}%{}). Last activity {ago}.",
+                    e.level_at(now, &rules),
+                    100.0 * e.probability(global.reply_rate, now, &rules),
+                    100.0 * global.reply_rate,
+                    if global.mentions_only { "; mentions only is on" } else { "" },
+                )
+            }
+            Command::SetRate(rate) => {
+                self.change_global(|g| g.reply_rate = rate)?;
+                format!("I'll join in unasked about {:.0}% of the time (more when the chat is lively).", rate * 100.0)
+            }
+            Command::SetTemp(t) => {
+                self.change_global(|g| g.params.temperature = Some(t))?;
+                format!("Default temperature set to {t}.")
+            }
+            Command::SetMaxLen(n) => {
+                self.change_global(|g| g.params.max_tokens = Some(n))?;
+                format!("Default reply length set to {n} tokens.")
+            }
+            Command::MentionsOnly(on) => {
+                self.change_global(|g| g.mentions_only = on)?;
+                if on { "OK: I'll only answer when mentioned." } else { "OK: I may join conversations again." }.into()
+            }
+            Command::Allow(id) => {
+                self.change_global(|g| {
+                    g.allowlist.insert(id.clone());
+                })?;
+                format!("<#{id}> is on the allowlist; I talk only in allowlisted channels now.")
+            }
+            Command::Deny(id) => {
+                let mut emptied = false;
+                self.change_global(|g| {
+                    g.allowlist.remove(&id);
+                    emptied = g.allowlist.is_empty();
+                })?;
+                if emptied {
+                    format!("<#{id}> removed; the allowlist is empty, so I talk in every channel again.")
+                } else {
+                    format!("<#{id}> removed from the allowlist.")
+                }
+            }
+            Command::Status => self.status().await?,
+            Command::Restart => {
+                self.args.root.send_message(RootMsg::RestartTree)?;
+                "Restarting: reloading the model. Back in a moment.".into()
+            }
+        })
+    }
+
+    fn change_global(&self, change: impl FnOnce(&mut GlobalSettings)) -> Result<(), ActorProcessingErr> {
+        let mut global = self.args.global.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = global.clone();
+        change(&mut next);
+        self.args.store.save_global_settings(&next)?;
+        *global = next;
+        Ok(())
+    }
+
+    fn feedback(&mut self, rating: u8, comment: String, inbound: &Inbound) -> Result<String, ActorProcessingErr> {
+        let reply_seq = if inbound.reply_to.is_some() { None } else { self.settings.last_reply_seq };
+        if inbound.reply_to.is_none() && reply_seq.is_none() {
+            return Ok("There's no reply of mine here to rate yet.".into());
+        }
+        let event = FeedbackEvent {
+            channel: self.args.channel.clone(),
+            reply_seq,
+            reply_message_id: inbound.reply_to.clone(),
+            source: FeedbackSource::Command,
+            rating: Some(rating),
+            emoji: None,
+            comment,
+            user: inbound.author.clone(),
+            at_ms: self.now_ms(),
+        };
+        self.args.store.append_feedback(&event)?;
+        Ok(format!("Thanks! Feedback recorded ({rating}/5)."))
+    }
+
+    fn bot_data(&self) -> String {
+        let global = self.global();
+        let sources = if global.allowlist.is_empty() {
+            "every channel I can read".to_string()
+        } else {
+            global.allowlist.iter().map(|id| format!("<#{id}>")).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "I learn from: {sources}. I keep messages there, my replies, and feedback (`{p}feedback`, reactions) to improve. \
+             To take a channel out, ask an admin to run `{p}deny #channel`, or DM the bot's owner.",
+            p = self.args.defaults.prefix
+        )
+    }
+
+    fn rl_metrics(&self) -> Result<String, ActorProcessingErr> {
+        let events = self.args.store.feedback_events()?;
+        let count = |s: FeedbackSource| events.iter().filter(|e| e.source == s).count();
+        let ratings: Vec<f64> = events.iter().filter_map(|e| e.rating).map(f64::from).collect();
+        let mean = if ratings.is_empty() { "none yet".to_string() } else { format!("{:.2}/5", ratings.iter().sum::<f64>() / ratings.len() as f64) };
+        Ok(format!(
+            "Feedback journal: {} events (commands {}, reactions {}, reactions removed {}); mean rating {mean}. No adapter is trained in this build yet.",
+            events.len(),
+            count(FeedbackSource::Command),
+            count(FeedbackSource::Reaction),
+            count(FeedbackSource::ReactionRemoved),
+        ))
+    }
+
+    async fn status(&self) -> Result<String, ActorProcessingErr> {
+        let tree = ractor::call_t!(self.args.root, RootMsg::Status, 5000)?;
+        let now = self.now_ms();
+        let store = self.args.store.as_ref();
+        let model = tree.model.as_ref().map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
+        let engine = tree.engine.unwrap_or_default();
+        let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
+        Ok(format!(
+            "Up {} · model {model}\nQueue: {} waiting, {} replying · last 24 h: {} replies, {} errors · memory {memory} · restarts {}",
+            human(tree.uptime),
+            engine.waiting,
+            engine.in_flight,
+            last_24h(store, "replies", now),
+            last_24h(store, "errors", now),
+            tree.restarts,
+        ))
+    }
+}
+
+/// Resident memory of this process, from /proc on Linux.
+fn resident_mb() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0 / 1_048_576.0)
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
