@@ -173,7 +173,7 @@ async fn concurrency(daemon: &Daemon, channels: usize, rounds: usize, lines: &[S
 async fn follow_up_ttft(config: &Config, reuse: bool, lines: &[String]) -> (f64, usize) {
     let mut engine = engine_config(config);
     engine.prefix_reuse = reuse;
-    let daemon = Daemon::start_with(config, engine).await.unwrap();
+    let daemon = Daemon::start_with(config, engine, std::sync::Arc::new(sidekick_actors::engagement::SystemClock)).await.unwrap();
     let mut samples = Vec::new();
     let mut history_tokens = 0;
     for trial in 0..3 {

@@ -336,7 +336,7 @@ mod tests {
         let cases = [
             ("[generation]\ntemperature = 5.0", "`temperature` must be between 0 and 2"),
             ("[generation]\ntop_p = 1.5", "`top_p` must be between 0 and 1"),
-            ("[generation]\nmax_tokens = 0", "`max_tokens` must be between 1 and 1024"),
+            ("[generation]\nmax_tokens = 0", "`max_tokens` must be between 1 and 4096"),
             ("[model]\nthreads = 0", "model.threads must be between 1 and 256"),
             ("[model]\nparallel = 64\ncontext_tokens = 1024", "leaves under 256 tokens"),
             ("[chat]\nprefix = \"\"", "chat.prefix must be 1-3 characters"),

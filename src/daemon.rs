@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::llama::{EngineConfig, LlamaLoader};
 use crate::store::FjallStore;
 use ractor::{Actor, ActorRef};
+use sidekick_actors::engagement::{Clock, SystemClock};
 use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::restart::RestartLimits;
 use sidekick_actors::watchdog::Heartbeats;
@@ -62,7 +63,7 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
             half_life_ms: (config.chat.engagement_half_life_minutes * 60_000.0) as u64,
             ..Default::default()
         },
-        clock: Arc::new(sidekick_actors::engagement::SystemClock),
+        clock: Arc::new(SystemClock),
     }
 }
 
@@ -79,18 +80,19 @@ fn startup_reason(mut message: &str) -> &str {
 impl Daemon {
     /// Opens the store, loads the model and starts the supervised tree.
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
-        Self::start_with(config, engine_config(config)).await
+        Self::start_with(config, engine_config(config), Arc::new(SystemClock)).await
     }
 
-    /// Like [`Daemon::start`] with engine settings that the config file does not expose.
-    pub async fn start_with(config: &Config, engine: EngineConfig) -> anyhow::Result<Daemon> {
+    /// Like [`Daemon::start`] with engine settings the config file does not expose and the
+    /// clock engagement runs on (tests move a manual one).
+    pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         config.check_model_file()?;
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
         let args = TreeArgs {
             store: store.clone(),
             loader: Arc::new(LlamaLoader { config: engine, heartbeats: heartbeats.clone() }),
-            defaults: Arc::new(channel_defaults(config)),
+            defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config) }),
             heartbeats,
             limits: RestartLimits::default(),
             watchdog_tick: Duration::from_secs(5),

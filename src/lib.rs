@@ -4,6 +4,7 @@
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod discord;
 pub mod llama;
 pub mod metrics_http;
 pub mod signals;

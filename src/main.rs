@@ -117,8 +117,17 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let mut stop = sidekick::signals::shutdown_requested()?;
     let daemon = Daemon::start(config).await?;
-    tracing::warn!("the Discord gateway is not wired yet; serving metrics only until SIGTERM");
+    let gateway = match sidekick::discord::connect(config, daemon.root.clone()).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            daemon.shutdown().await?;
+            return Err(e.into());
+        }
+    };
+    eprintln!("sidekick: running on Discord; SIGTERM or Ctrl-C stops it");
     let _ = stop.wait_for(|s| *s).await;
+    // Stop intake first, then let replies in progress finish.
+    gateway.shutdown().await;
     daemon.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

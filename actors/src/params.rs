@@ -51,7 +51,7 @@ impl ParamKey {
             Self::TopP => (0.0, 1.0),
             Self::TopK => (1.0, 200.0),
             Self::RepeatPenalty => (1.0, 2.0),
-            Self::MaxTokens => (1.0, 1024.0),
+            Self::MaxTokens => (1.0, 4096.0),
         }
     }
 
@@ -180,6 +180,6 @@ mod tests {
         assert!(matches!(p.with("top_p", "abc"), Err(ParamError::NotANumber { .. })));
         assert!(matches!(p.with("top_p", "NaN"), Err(ParamError::NotANumber { .. })));
         assert!(matches!(p.with("warmth", "1"), Err(ParamError::UnknownKey(_))));
-        assert!(p.with("max_tokens", "0").unwrap_err().to_string().contains("between 1 and 1024"));
+        assert!(p.with("max_tokens", "0").unwrap_err().to_string().contains("between 1 and 4096"));
     }
 }

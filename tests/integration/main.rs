@@ -1,5 +1,8 @@
-//! Sidekick's integration tests: one binary, real parts (model, store, processes).
+//! Sidekick's integration tests: one binary, real parts (model, store, processes, serenity
+//! against a fake Discord).
 
 mod actor_tree;
 mod cli;
+mod discord;
+mod fake_discord;
 mod support;

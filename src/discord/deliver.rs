@@ -1,0 +1,43 @@
+//! Sending a channel's answer back to Discord the way a user expects: typing while the
+//! model works, split at 2,000 characters, as a reply to the message, pinging nobody.
+
+use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, MessageId};
+use sidekick_actors::metric_names as m;
+use sidekick_actors::split::{split_message, DISCORD_LIMIT};
+use sidekick_actors::ReplyEvent;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub async fn deliver(http: Arc<Http>, channel: ChannelId, to: MessageId, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
+    let mut typing = None;
+    while let Some(event) = events.recv().await {
+        let text = match event {
+            ReplyEvent::Started { .. } => {
+                // Stops when dropped, i.e. when the answer is sent.
+                typing = Some(channel.start_typing(&http));
+                continue;
+            }
+            ReplyEvent::Token(_) => continue,
+            ReplyEvent::Done { text, .. } if text.is_empty() => "…".to_string(),
+            ReplyEvent::Done { text, .. } | ReplyEvent::Notice(text) => text,
+            ReplyEvent::Failed(why) => format!("⚠️ {why}"),
+        };
+        drop(typing.take());
+        send(&http, channel, to, &text).await;
+    }
+}
+
+async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str) {
+    for (i, piece) in split_message(text, DISCORD_LIMIT).into_iter().enumerate() {
+        // An empty allowed-mentions list: a reply never pings @everyone, roles or users.
+        let mut message = CreateMessage::new().content(piece).allowed_mentions(CreateAllowedMentions::new());
+        if i == 0 {
+            message = message.reference_message((channel, to));
+        }
+        if let Err(e) = channel.send_message(http, message).await {
+            tracing::warn!(%channel, error = %e, "could not send a reply");
+            m::count_error("discord_send");
+            return;
+        }
+    }
+}
