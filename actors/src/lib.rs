@@ -4,6 +4,7 @@
 
 pub mod channel_commands;
 pub mod commands;
+pub mod context;
 pub mod conversation;
 pub mod engagement;
 pub mod metric_names;

@@ -210,6 +210,8 @@ impl<'m> Scheduler<'m> {
         loop {
             let busy = self.active_count() > 0 || !self.waiting.is_empty();
             self.heartbeats.beat("model", busy);
+            // Before possibly blocking, so the gauges never show work that has ended.
+            self.publish_gauges();
             let first = if busy {
                 inbox.try_recv().ok()
             } else {

@@ -150,3 +150,27 @@ async fn a_long_history_drops_its_oldest_turns_instead_of_failing() {
     assert!(huge.failed.unwrap().contains("too long"));
     daemon.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_nobody_waits_for_is_cancelled_and_frees_its_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.generation.max_tokens = 300;
+    let daemon = Daemon::start(&config).await.unwrap();
+    let (reply, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let inbound = sidekick_actors::Inbound::addressed("tester", "Tell me a very long story about the sea.", sidekick_actors::commands::Access::Everyone, reply);
+    daemon.root.send_message(RootMsg::Route { channel: "gone".into(), msg: ChannelMsg::Inbound(inbound) }).unwrap();
+    while !matches!(events.recv().await, Some(sidekick_actors::ReplyEvent::Token(_))) {}
+    assert_eq!(status(&daemon).await.engine.unwrap().in_flight, 1);
+    drop(events); // the listener went away (a closed console, a deleted channel)
+
+    let dropped = std::time::Instant::now();
+    while status(&daemon).await.engine.unwrap().in_flight > 0 {
+        assert!(dropped.elapsed() < Duration::from_secs(3), "generation went on without a listener");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The sequence is free again: the channel answers the next message.
+    let next = say(&daemon, "gone", "are you still there?").await;
+    assert!(next.failed.is_none() && !next.text.is_empty(), "{next:?}");
+    daemon.shutdown().await.unwrap();
+}
