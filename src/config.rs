@@ -20,6 +20,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub discord: DiscordConfig,
     pub shutdown: ShutdownConfig,
+    pub retrieval: RetrievalConfig,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -67,6 +68,45 @@ pub struct MetricsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DiscordConfig {
     pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    pub enabled: bool,
+    /// Folder with `model.onnx` and `tokenizer.json` (all-MiniLM-L6-v2 int8).
+    pub model_dir: PathBuf,
+    /// The ONNX Runtime shared library.
+    pub onnxruntime: PathBuf,
+    /// The vector index file; empty means `<storage.path>/vectors.usearch`.
+    pub index_path: PathBuf,
+    pub top_k: usize,
+    pub min_similarity: f32,
+    pub max_context_chars: usize,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model_dir: "models/embed/all-MiniLM-L6-v2-int8".into(),
+            onnxruntime: "models/onnxruntime/libonnxruntime.so.1.31.1".into(),
+            index_path: PathBuf::new(),
+            top_k: 4,
+            min_similarity: 0.35,
+            max_context_chars: 800,
+        }
+    }
+}
+
+impl RetrievalConfig {
+    pub fn index_file(&self, storage: &Path) -> PathBuf {
+        if self.index_path.as_os_str().is_empty() {
+            storage.join("vectors.usearch")
+        } else {
+            self.index_path.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +199,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
             shutdown: ShutdownConfig::default(),
+            retrieval: RetrievalConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -174,7 +215,7 @@ fn refuse(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The sections a `SIDEKICK_<SECTION>_<KEY>` variable can override.
-const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown"];
+const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval"];
 
 impl Config {
     /// Reads `path` (a missing file is fine unless `required`), applies environment
@@ -239,6 +280,16 @@ impl Config {
         }
         if !(self.discord.api_base.starts_with("http://") || self.discord.api_base.starts_with("https://")) {
             return Err(refuse(format!("discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}", self.discord.api_base)));
+        }
+        let r = &self.retrieval;
+        if r.top_k > 20 {
+            return Err(refuse(format!("retrieval.top_k must be between 0 and 20, got {}", r.top_k)));
+        }
+        if !(-1.0..=1.0).contains(&r.min_similarity) {
+            return Err(refuse(format!("retrieval.min_similarity must be between -1 and 1, got {}", r.min_similarity)));
+        }
+        if r.max_context_chars > 8000 {
+            return Err(refuse(format!("retrieval.max_context_chars must be at most 8000, got {}", r.max_context_chars)));
         }
         if !(0.0..=300.0).contains(&self.shutdown.grace_seconds) {
             return Err(refuse(format!("shutdown.grace_seconds must be between 0 and 300, got {}", self.shutdown.grace_seconds)));

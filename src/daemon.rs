@@ -64,6 +64,11 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
             ..Default::default()
         },
         clock: Arc::new(SystemClock),
+        context: sidekick_actors::context::ContextRules {
+            top_k: if config.retrieval.enabled { config.retrieval.top_k } else { 0 },
+            min_similarity: config.retrieval.min_similarity,
+            max_chars: config.retrieval.max_context_chars,
+        },
     }
 }
 
@@ -92,6 +97,7 @@ impl Daemon {
         let args = TreeArgs {
             store: store.clone(),
             loader: Arc::new(LlamaLoader { config: engine, heartbeats: heartbeats.clone() }),
+            retriever: Arc::new(crate::retrieval::Loader::new(config, store.clone())),
             defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config) }),
             heartbeats,
             limits: RestartLimits::default(),

@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod discord;
 pub mod llama;
 pub mod metrics_http;
+pub mod retrieval;
 pub mod signals;
 pub mod store;

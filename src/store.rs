@@ -3,6 +3,7 @@
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, Store, StoreError, StoredMessage};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ pub struct FjallStore {
     messages: Keyspace,
     cursors: Keyspace,
     feedback: Keyspace,
+    vectors: Keyspace,
     stats: Keyspace,
     /// Next message sequence number per channel, found on first use.
     next_seq: Mutex<HashMap<String, u64>>,
@@ -20,6 +22,16 @@ pub struct FjallStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// What a vector in the retrieval index stands for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorMeta {
+    pub channel: String,
+    pub guild: Option<String>,
+    pub author: String,
+    pub text: String,
+    pub at_ms: u64,
 }
 
 /// The settings key holding [`GlobalSettings`]; channel ids never start with `@`.
@@ -56,6 +68,7 @@ impl FjallStore {
             messages: open("messages")?,
             cursors: open("cursors")?,
             feedback: open("feedback")?,
+            vectors: open("vectors")?,
             stats: open("stats")?,
             db,
             next_seq: Mutex::default(),
@@ -91,6 +104,61 @@ impl FjallStore {
         let seq = last()?.map_or(0, |s| s + 1);
         next.insert(counter.to_string(), seq + 1);
         Ok(seq)
+    }
+
+    /// Every user message of every channel, oldest first within a channel: what the vector
+    /// index is rebuilt from.
+    pub fn user_messages(&self) -> impl Iterator<Item = (String, StoredMessage)> + '_ {
+        self.messages.iter().filter_map(|guard| {
+            let (key, value) = guard.into_inner().ok()?;
+            let channel = String::from_utf8_lossy(&key[..key.len() - 9]).into_owned();
+            let message: StoredMessage = serde_json::from_slice(&value).ok()?;
+            (message.role == sidekick_actors::prompt::Role::User).then_some((channel, message))
+        })
+    }
+
+    /// Records what each vector key stands for (the index holds only numbers).
+    pub fn put_vector_meta(&self, entries: &[(u64, VectorMeta)]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for (key, meta) in entries {
+            batch.insert(&self.vectors, key.to_be_bytes(), serde_json::to_vec(meta).map_err(backend)?);
+        }
+        batch.commit().map_err(backend)
+    }
+
+    pub fn vector_meta(&self, key: u64) -> Result<Option<VectorMeta>, StoreError> {
+        match self.vectors.get(key.to_be_bytes()).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt(format!("vector {key}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// All vector keys with their metadata, in key order.
+    pub fn vector_entries(&self) -> impl Iterator<Item = (u64, VectorMeta)> + '_ {
+        self.vectors.iter().filter_map(|guard| {
+            let (key, value) = guard.into_inner().ok()?;
+            Some((seq_of(&key), serde_json::from_slice(&value).ok()?))
+        })
+    }
+
+    pub fn remove_vector_meta(&self, keys: &[u64]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for key in keys {
+            batch.remove(&self.vectors, key.to_be_bytes());
+        }
+        batch.commit().map_err(backend)
+    }
+
+    pub fn clear_vector_meta(&self) -> Result<(), StoreError> {
+        self.vectors.clear().map_err(backend)
+    }
+
+    /// A fresh key for a vector.
+    pub fn next_vector_key(&self) -> Result<u64, StoreError> {
+        self.next_in("@vectors", || match self.vectors.last_key_value() {
+            Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
+            None => Ok(None),
+        })
     }
 
     /// Number of messages in a channel's log (for tests and `status`).
@@ -205,7 +273,7 @@ mod tests {
     use sidekick_actors::prompt::Role;
 
     fn message(text: &str) -> StoredMessage {
-        StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None }
+        StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None, guild: None }
     }
 
     #[test]

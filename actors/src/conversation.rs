@@ -5,9 +5,11 @@
 use crate::commands::{self, Access};
 use crate::engagement::{Clock, EngagementRules, SystemClock};
 use crate::metric_names as m;
-use crate::model::{ModelHandle, ModelMsg};
+use crate::context::{self, ContextRules};
+use crate::model::{ActorHandle, ModelHandle, ModelMsg};
+use crate::retrieval::RetrievalMsg;
 use crate::params::GenerationParams;
-use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, Store, StoredMessage};
+use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, IndexItem, Store, StoredMessage};
 use crate::prompt::{build_turns, ChatTurn, Role, DEFAULT_SYSTEM_PROMPT};
 use crate::stream_text::TrimmedStream;
 use crate::supervisor::RootMsg;
@@ -35,6 +37,7 @@ pub struct ChannelDefaults {
     pub queue_limit: usize,
     pub engagement: EngagementRules,
     pub clock: Arc<dyn Clock>,
+    pub context: ContextRules,
 }
 
 impl Default for ChannelDefaults {
@@ -49,6 +52,7 @@ impl Default for ChannelDefaults {
             queue_limit: 4,
             engagement: EngagementRules::default(),
             clock: Arc::new(SystemClock),
+            context: ContextRules::default(),
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct ConversationArgs {
     pub channel: ChannelId,
     pub store: Arc<dyn Store>,
     pub model: ModelHandle,
+    pub retrieval: ActorHandle<RetrievalMsg>,
     pub defaults: Arc<ChannelDefaults>,
     pub global: SharedGlobal,
     pub root: ActorRef<RootMsg>,
@@ -76,6 +81,8 @@ pub struct Inbound {
     /// Mentioned, replied to, in a DM, or on the console: always answered.
     pub addressed: bool,
     pub access: Access,
+    /// The Discord server it was said in (none for DMs and the console).
+    pub guild: Option<String>,
     /// The message this one replies to (feedback given as a reply is about it).
     pub reply_to: Option<String>,
     /// Messages already waiting in this channel when this one arrived (set by the router).
@@ -92,6 +99,7 @@ impl Inbound {
             message_id: None,
             addressed: true,
             access,
+            guild: None,
             reply_to: None,
             queued_ahead: 0,
             reply,
@@ -249,11 +257,17 @@ impl ConversationState {
             content: text.to_string(),
             at_ms: now,
             message_id: inbound.message_id,
+            guild: inbound.guild.clone(),
         };
         self.args.store.append_message(&self.args.channel, &message)?;
+        if let Some(retrieval) = self.args.retrieval.get() {
+            let item = IndexItem { channel: self.args.channel.clone(), guild: message.guild.clone(), author: message.author.clone(), text: message.content.clone(), at_ms: now };
+            let _ = retrieval.send_message(RetrievalMsg::Index(item));
+        }
         let limit = self.args.defaults.max_message_chars;
         let cut = text.char_indices().nth(limit).map_or(text.len(), |(i, _)| i);
         let shown = StoredMessage { content: text[..cut].to_string(), ..message };
+        let shown_text = shown.content.clone();
         self.push_history(turn_of(&shown, speakers_named(&self.args.channel)));
 
         let global = self.global();
@@ -276,7 +290,7 @@ impl ConversationState {
         if decision.is_none() {
             return self.save_settings(settings);
         }
-        match self.generate(&reply, received).await? {
+        match self.generate(&reply, received, &shown_text, inbound.guild).await? {
             Some(reply_seq) => {
                 settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
                 settings.last_reply_seq = Some(reply_seq);
@@ -288,7 +302,7 @@ impl ConversationState {
 
     /// Asks the model for a reply to the history and streams it to `reply`. Returns the
     /// stored reply's sequence number, or `None` when generation failed (already reported).
-    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant) -> Result<Option<u64>, ActorProcessingErr> {
+    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant, text: &str, guild: Option<String>) -> Result<Option<u64>, ActorProcessingErr> {
         let unavailable = "My model is restarting; try again in a moment.";
         let Some(model) = self.args.model.get() else {
             m::count_error("model_unavailable");
@@ -296,7 +310,8 @@ impl ConversationState {
             return Ok(None);
         };
         let history: Vec<ChatTurn> = self.history.iter().cloned().collect();
-        let turns = build_turns(self.system_prompt(), &history);
+        let hits = self.background_for(text, guild, &history).await;
+        let turns = context::with_background(build_turns(self.system_prompt(), &history), &hits);
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
@@ -346,7 +361,7 @@ impl ConversationState {
         };
         let answer = text.trim().to_string();
         let now = self.now_ms();
-        let stored = StoredMessage { role: Role::Assistant, author: "sidekick".into(), content: answer.clone(), at_ms: now, message_id: None };
+        let stored = StoredMessage { role: Role::Assistant, author: "sidekick".into(), content: answer.clone(), at_ms: now, message_id: None, guild: None };
         let seq = self.args.store.append_message(&self.args.channel, &stored)?;
         self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
@@ -354,6 +369,20 @@ impl ConversationState {
         count_hourly(self.args.store.as_ref(), "replies", now);
         let _ = reply.send(ReplyEvent::Done { text: answer, tokens });
         Ok(Some(seq))
+    }
+
+    /// Earlier messages of this server like `text`, for the prompt; nothing when retrieval is
+    /// off or slow, so a reply never waits long for it.
+    async fn background_for(&self, text: &str, guild: Option<String>, window: &[ChatTurn]) -> Vec<context::Hit> {
+        let rules = self.args.defaults.context;
+        let Some(retrieval) = self.args.retrieval.get().filter(|_| rules.top_k > 0) else { return Vec::new() };
+        // Ask for extra: some hits are the conversation itself or too weak.
+        let k = rules.top_k * 3 + window.len();
+        let asked = retrieval.call(|reply| RetrievalMsg::Query { text: text.to_string(), guild, k, reply }, Some(std::time::Duration::from_secs(2))).await;
+        match asked {
+            Ok(ractor::rpc::CallResult::Success(hits)) => context::select(hits, window, &rules),
+            _ => Vec::new(),
+        }
     }
 
     fn push_history(&mut self, turn: ChatTurn) {

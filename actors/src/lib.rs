@@ -13,6 +13,7 @@ pub mod params;
 pub mod ports;
 pub mod prompt;
 pub mod restart;
+pub mod retrieval;
 pub mod split;
 pub mod stream_text;
 pub mod supervisor;

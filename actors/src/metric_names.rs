@@ -14,10 +14,18 @@ pub const ACTOR_RESTARTS: &str = "sidekick_actor_restarts_total";
 pub const UPTIME_SECONDS: &str = "sidekick_uptime_seconds";
 pub const ERRORS: &str = "sidekick_errors_total";
 pub const WATCHDOG_STALLS: &str = "sidekick_watchdog_stalls_total";
+pub const EMBED_SECONDS: &str = "sidekick_embed_seconds";
+pub const EMBED_BATCH_SIZE: &str = "sidekick_embed_batch_size";
+pub const QUERY_SECONDS: &str = "sidekick_retrieval_query_seconds";
+pub const INDEX_SIZE: &str = "sidekick_index_vectors";
+pub const INDEX_REBUILDS: &str = "sidekick_index_rebuilds_total";
+pub const RETRIEVAL_DEGRADED: &str = "sidekick_retrieval_degraded";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
-pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
-pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN];
+pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
+pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN, EMBED_SECONDS, QUERY_SECONDS];
+/// Bounds for `EMBED_BATCH_SIZE` (messages per batch).
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Counts an error of `kind` (a short snake_case word).
 pub fn count_error(kind: &'static str) {

@@ -18,18 +18,32 @@ pub enum ModelMsg {
     InjectPanic,
 }
 
-/// Where channels find the current model actor; the supervisor updates it on restart.
-#[derive(Clone, Default)]
-pub struct ModelHandle(Arc<RwLock<Option<ActorRef<ModelMsg>>>>);
+/// Where others find the current instance of a supervised actor; the supervisor updates it
+/// when it restarts one.
+pub struct ActorHandle<M: ractor::Message>(Arc<RwLock<Option<ActorRef<M>>>>);
 
-impl ModelHandle {
-    pub fn get(&self) -> Option<ActorRef<ModelMsg>> {
+impl<M: ractor::Message> Clone for ActorHandle<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M: ractor::Message> Default for ActorHandle<M> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<M: ractor::Message> ActorHandle<M> {
+    pub fn get(&self) -> Option<ActorRef<M>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-    pub fn set(&self, actor: Option<ActorRef<ModelMsg>>) {
+    pub fn set(&self, actor: Option<ActorRef<M>>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = actor;
     }
 }
+
+pub type ModelHandle = ActorHandle<ModelMsg>;
 
 pub struct ModelActor;
 

@@ -3,8 +3,9 @@
 
 use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent, SharedGlobal};
 use crate::metric_names as m;
-use crate::model::{ModelActor, ModelHandle, ModelMsg};
-use crate::ports::{ChannelId, EngineStats, ModelInfo, ModelLoader, Store};
+use crate::model::{ActorHandle, ModelActor, ModelHandle, ModelMsg};
+use crate::retrieval::{RetrievalActor, RetrievalMsg};
+use crate::ports::{ChannelId, EngineStats, ModelInfo, ModelLoader, RetrievalStats, RetrieverLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 pub struct TreeArgs {
     pub store: Arc<dyn Store>,
     pub loader: Arc<dyn ModelLoader>,
+    pub retriever: Arc<dyn RetrieverLoader>,
     pub defaults: Arc<ChannelDefaults>,
     pub heartbeats: Heartbeats,
     pub limits: RestartLimits,
@@ -26,6 +28,7 @@ pub struct TreeArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Child {
     Model,
+    Retrieval,
     Watchdog,
     Channel(ChannelId),
 }
@@ -34,6 +37,7 @@ impl Child {
     fn label(&self) -> &'static str {
         match self {
             Child::Model => "model",
+            Child::Retrieval => "retrieval",
             Child::Watchdog => "watchdog",
             Child::Channel(_) => "conversation",
         }
@@ -44,6 +48,7 @@ impl Child {
 pub struct TreeStatus {
     pub model: Option<ModelInfo>,
     pub engine: Option<EngineStats>,
+    pub retrieval: Option<RetrievalStats>,
     pub channels: usize,
     pub uptime: Duration,
     pub restarts: u64,
@@ -65,6 +70,7 @@ pub struct RootSupervisor;
 pub struct RootState {
     args: TreeArgs,
     model: ModelHandle,
+    retrieval: ActorHandle<RetrievalMsg>,
     watchdog: Option<ActorCell>,
     /// Each conversation with the count of messages routed to it and not yet handled.
     channels: HashMap<ChannelId, (ActorRef<ChannelMsg>, Arc<AtomicUsize>)>,
@@ -88,6 +94,7 @@ impl Actor for RootSupervisor {
             global,
             args,
             model: ModelHandle::default(),
+            retrieval: ActorHandle::default(),
             watchdog: None,
             channels: HashMap::new(),
             children: HashMap::new(),
@@ -99,6 +106,7 @@ impl Actor for RootSupervisor {
         };
         // A model that cannot load at start is a configuration problem: fail loudly.
         state.start_model(&myself).await?;
+        state.start_retrieval(&myself).await?;
         state.start_watchdog(&myself).await?;
         Ok(state)
     }
@@ -109,6 +117,9 @@ impl Actor for RootSupervisor {
         }
         if let Some(model) = state.model.get() {
             let _ = model.stop_and_wait(None, Some(Duration::from_secs(30))).await;
+        }
+        if let Some(retrieval) = state.retrieval.get() {
+            let _ = retrieval.stop_and_wait(None, Some(Duration::from_secs(60))).await;
         }
         if let Some(watchdog) = &state.watchdog {
             watchdog.stop(None);
@@ -129,9 +140,14 @@ impl Actor for RootSupervisor {
                     ),
                     None => (None, None),
                 };
+                let retrieval = match state.retrieval.get() {
+                    Some(r) => ractor::call_t!(r, RetrievalMsg::Stats, 2000).ok(),
+                    None => None,
+                };
                 let _ = reply.send(TreeStatus {
                     model,
                     engine,
+                    retrieval,
                     channels: state.channels.len(),
                     uptime: state.started.elapsed(),
                     restarts: state.restarts,
@@ -139,6 +155,9 @@ impl Actor for RootSupervisor {
             }
             RootMsg::Drain(grace, reply) => {
                 state.draining = true;
+                if let Some(retrieval) = state.retrieval.get() {
+                    let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(60))).await;
+                }
                 if let Some(model) = state.model.get() {
                     let wait = grace + Duration::from_secs(5);
                     let _ = model.call(|port| ModelMsg::Drain(grace, port), Some(wait)).await;
@@ -174,6 +193,10 @@ impl Actor for RootSupervisor {
                     tracing::error!(channel = %id, "channel keeps failing; disabled for a while");
                     state.disabled.insert(id, Instant::now() + state.args.limits.window);
                 }
+                Child::Retrieval => {
+                    tracing::error!("retrieval keeps failing; replies go on without it");
+                    metrics::gauge!(m::RETRIEVAL_DEGRADED).set(1.0);
+                }
                 other => {
                     // Without its model or watchdog the bot is useless: stop, and let the
                     // service manager start a fresh process.
@@ -190,6 +213,7 @@ impl RootState {
     fn forget(&mut self, child: &Child) {
         match child {
             Child::Model => self.model.set(None),
+            Child::Retrieval => self.retrieval.set(None),
             Child::Watchdog => self.watchdog = None,
             Child::Channel(id) => {
                 self.channels.remove(id);
@@ -206,6 +230,13 @@ impl RootState {
         let (actor, _) = Actor::spawn_linked(None, ModelActor, self.args.loader.clone(), myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Model);
         self.model.set(Some(actor));
+        Ok(())
+    }
+
+    async fn start_retrieval(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, RetrievalActor, self.args.retriever.clone(), myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Retrieval);
+        self.retrieval.set(Some(actor));
         Ok(())
     }
 
@@ -231,6 +262,7 @@ impl RootState {
             channel: id.clone(),
             store: self.args.store.clone(),
             model: self.model.clone(),
+            retrieval: self.retrieval.clone(),
             defaults: self.args.defaults.clone(),
             global: self.global.clone(),
             root: myself.clone(),
@@ -312,6 +344,10 @@ impl RootState {
                     tracing::error!(%error, "model restart failed");
                     myself.stop(Some(format!("model restart failed: {error}")));
                 }
+            }
+            Child::Retrieval if self.retrieval.get().is_none() => {
+                self.count_restart(&child);
+                self.start_retrieval(myself).await?;
             }
             Child::Watchdog if self.watchdog.is_none() => {
                 self.count_restart(&child);

@@ -84,6 +84,7 @@ impl EventHandler for Handler {
             message_id: Some(msg.id.to_string()),
             addressed,
             access: self.access(msg.author.id),
+            guild: msg.guild_id.map(|g| g.to_string()),
             reply_to: msg.referenced_message.as_ref().map(|m| m.id.to_string()),
             queued_ahead: 0,
             reply,

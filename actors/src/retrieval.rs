@@ -1,0 +1,175 @@
+//! The retrieval actor: embeds stored messages in batches off the reply path, answers
+//! "what was said before about this?" for prompts, and saves the index. Without an embedding
+//! model it runs degraded: it says so once and answers every query with nothing.
+
+use crate::context::Hit;
+use crate::metric_names as m;
+use crate::ports::{IndexItem, RetrievalStats, Retriever, RetrieverLoader};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages are embedded in batches of up to this many.
+const BATCH: usize = 32;
+/// A partial batch waits at most this long.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+const SAVE_EVERY: Duration = Duration::from_secs(300);
+
+pub enum RetrievalMsg {
+    Index(IndexItem),
+    Flush,
+    Query { text: String, guild: Option<String>, k: usize, reply: RpcReplyPort<Vec<Hit>> },
+    Purge { channel: String, reply: RpcReplyPort<usize> },
+    /// Embeds what is pending and saves the index.
+    Save(Option<RpcReplyPort<()>>),
+    Stats(RpcReplyPort<RetrievalStats>),
+    /// A batch finished embedding (sent by the actor's own blocking task).
+    Indexed { items: usize, seconds: f64 },
+}
+
+pub struct RetrievalActor;
+
+pub struct RetrievalState {
+    retriever: Result<Arc<dyn Retriever>, String>,
+    pending: Vec<IndexItem>,
+    /// A batch is being embedded; the next waits for it so batches stay in order.
+    embedding: bool,
+}
+
+impl Actor for RetrievalActor {
+    type Msg = RetrievalMsg;
+    type State = RetrievalState;
+    type Arguments = Arc<dyn RetrieverLoader>;
+
+    async fn pre_start(&self, myself: ActorRef<RetrievalMsg>, loader: Self::Arguments) -> Result<RetrievalState, ActorProcessingErr> {
+        let retriever = match tokio::task::spawn_blocking(move || loader.load()).await? {
+            Ok(r) => {
+                metrics::gauge!(m::RETRIEVAL_DEGRADED).set(0.0);
+                metrics::gauge!(m::INDEX_SIZE).set(r.stats().vectors as f64);
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retrieval is off: replies go on without earlier messages as context");
+                metrics::gauge!(m::RETRIEVAL_DEGRADED).set(1.0);
+                Err(e.to_string())
+            }
+        };
+        myself.send_interval(FLUSH_EVERY, || RetrievalMsg::Flush);
+        myself.send_interval(SAVE_EVERY, || RetrievalMsg::Save(None));
+        Ok(RetrievalState { retriever, pending: Vec::new(), embedding: false })
+    }
+
+    async fn post_stop(&self, _: ActorRef<RetrievalMsg>, state: &mut RetrievalState) -> Result<(), ActorProcessingErr> {
+        if let Ok(r) = &state.retriever {
+            let (r, items) = (r.clone(), std::mem::take(&mut state.pending));
+            tokio::task::spawn_blocking(move || {
+                if !items.is_empty() {
+                    let _ = r.index(&items);
+                }
+                r.save()
+            })
+            .await??;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<RetrievalMsg>, msg: RetrievalMsg, state: &mut RetrievalState) -> Result<(), ActorProcessingErr> {
+        let Ok(retriever) = state.retriever.clone() else {
+            return degraded(msg, state);
+        };
+        match msg {
+            RetrievalMsg::Index(item) => {
+                state.pending.push(item);
+                if state.pending.len() >= BATCH {
+                    state.start_batch(&myself, &retriever);
+                }
+            }
+            RetrievalMsg::Flush => state.start_batch(&myself, &retriever),
+            RetrievalMsg::Indexed { items, seconds } => {
+                state.embedding = false;
+                metrics::histogram!(m::EMBED_SECONDS).record(seconds);
+                metrics::histogram!(m::EMBED_BATCH_SIZE).record(items as f64);
+                metrics::gauge!(m::INDEX_SIZE).set(retriever.stats().vectors as f64);
+                if state.pending.len() >= BATCH {
+                    state.start_batch(&myself, &retriever);
+                }
+            }
+            RetrievalMsg::Query { text, guild, k, reply } => {
+                // Queries run beside a batch being embedded, never behind it.
+                tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    let hits = retriever.query(&text, guild.as_deref(), k).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "retrieval query failed");
+                        m::count_error("retrieval_query");
+                        Vec::new()
+                    });
+                    metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
+                    let _ = reply.send(hits);
+                });
+            }
+            RetrievalMsg::Purge { channel, reply } => {
+                state.pending.retain(|i| i.channel != channel);
+                let removed = tokio::task::spawn_blocking(move || retriever.purge_channel(&channel)).await??;
+                let _ = reply.send(removed);
+            }
+            RetrievalMsg::Save(reply) => {
+                let items = std::mem::take(&mut state.pending);
+                tokio::task::spawn_blocking(move || {
+                    if !items.is_empty() {
+                        retriever.index(&items)?;
+                    }
+                    retriever.save()
+                })
+                .await??;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            RetrievalMsg::Stats(reply) => {
+                let _ = reply.send(retriever.stats());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RetrievalState {
+    fn start_batch(&mut self, myself: &ActorRef<RetrievalMsg>, retriever: &Arc<dyn Retriever>) {
+        if self.embedding || self.pending.is_empty() {
+            return;
+        }
+        self.embedding = true;
+        let take = self.pending.len().min(BATCH);
+        let items: Vec<IndexItem> = self.pending.drain(..take).collect();
+        let (retriever, myself) = (retriever.clone(), myself.clone());
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            if let Err(e) = retriever.index(&items) {
+                tracing::warn!(error = %e, "could not index {} messages", items.len());
+                m::count_error("retrieval_index");
+            }
+            let _ = myself.send_message(RetrievalMsg::Indexed { items: items.len(), seconds: started.elapsed().as_secs_f64() });
+        });
+    }
+}
+
+/// Without a retriever every query finds nothing and every index request is dropped.
+fn degraded(msg: RetrievalMsg, state: &RetrievalState) -> Result<(), ActorProcessingErr> {
+    match msg {
+        RetrievalMsg::Query { reply, .. } => {
+            let _ = reply.send(Vec::new());
+        }
+        RetrievalMsg::Purge { reply, .. } => {
+            let _ = reply.send(0);
+        }
+        RetrievalMsg::Save(Some(reply)) => {
+            let _ = reply.send(());
+        }
+        RetrievalMsg::Stats(reply) => {
+            let why = state.retriever.as_ref().err().cloned();
+            let _ = reply.send(RetrievalStats { degraded: why, ..Default::default() });
+        }
+        _ => {}
+    }
+    Ok(())
+}
