@@ -216,6 +216,19 @@ impl Store for FjallStore {
         self.sync()
     }
 
+    fn purge_channel(&self, channel: &str) -> Result<usize, StoreError> {
+        let keys: Vec<_> = self.messages.prefix(message_prefix(channel)).filter_map(|g| g.key().ok()).collect();
+        let mut batch = self.db.batch();
+        for key in &keys {
+            batch.remove(&self.messages, key.clone());
+        }
+        batch.remove(&self.settings, channel);
+        batch.remove(&self.cursors, channel);
+        batch.commit().map_err(backend)?;
+        self.sync()?;
+        Ok(keys.len())
+    }
+
     fn global_settings(&self) -> Result<GlobalSettings, StoreError> {
         match self.settings.get(GLOBAL).map_err(backend)? {
             Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("global settings: {e}"))),

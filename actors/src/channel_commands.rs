@@ -5,6 +5,7 @@ use crate::commands::{self, Command, SystemArg};
 use crate::conversation::{last_24h, ConversationState, Inbound};
 use crate::params::ParamKey;
 use crate::ports::{FeedbackEvent, FeedbackSource, GlobalSettings};
+use crate::retrieval::RetrievalMsg;
 use crate::supervisor::RootMsg;
 use ractor::ActorProcessingErr;
 use std::time::Duration;
@@ -103,17 +104,22 @@ impl ConversationState {
                 })?;
                 format!("<#{id}> is on the allowlist; I talk only in allowlisted channels now.")
             }
-            Command::Deny(id) => {
+            Command::Deny { channel: id, purge } => {
                 let mut emptied = false;
                 self.change_global(|g| {
                     g.allowlist.remove(&id);
                     emptied = g.allowlist.is_empty();
                 })?;
-                if emptied {
+                let mut answer = if emptied {
                     format!("<#{id}> removed; the allowlist is empty, so I talk in every channel again.")
                 } else {
                     format!("<#{id}> removed from the allowlist.")
+                };
+                if purge {
+                    answer.push(' ');
+                    answer.push_str(&self.purge(&format!("discord:{id}")).await?);
                 }
+                answer
             }
             Command::Status => self.status().await?,
             Command::Restart => {
@@ -121,6 +127,22 @@ impl ConversationState {
                 "Restarting: reloading the model. Back in a moment.".into()
             }
         })
+    }
+
+    /// Deletes a channel's messages, settings and vectors, and makes its conversation forget.
+    async fn purge(&self, channel: &str) -> Result<String, ActorProcessingErr> {
+        let messages = self.args.store.purge_channel(channel)?;
+        let vectors = match self.args.retrieval.get() {
+            Some(r) => match r.call(|reply| RetrievalMsg::Purge { channel: channel.to_string(), reply }, Some(Duration::from_secs(60))).await? {
+                ractor::rpc::CallResult::Success(n) => n,
+                _ => return Ok(format!("Deleted {messages} stored messages; removing its vectors timed out (they go at the next index rebuild).")),
+            },
+            None => 0,
+        };
+        if channel != self.args.channel {
+            self.args.root.send_message(RootMsg::Forget(channel.to_string()))?;
+        }
+        Ok(format!("Deleted {messages} stored messages and {vectors} vectors from it."))
     }
 
     fn change_global(&self, change: impl FnOnce(&mut GlobalSettings)) -> Result<(), ActorProcessingErr> {

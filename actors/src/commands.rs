@@ -33,7 +33,7 @@ pub enum Command {
     SetMaxLen(u32),
     MentionsOnly(bool),
     Allow(String),
-    Deny(String),
+    Deny { channel: String, purge: bool },
     Status,
     Restart,
 }
@@ -47,7 +47,7 @@ impl Command {
             | Command::SetMaxLen(_)
             | Command::MentionsOnly(_)
             | Command::Allow(_)
-            | Command::Deny(_)
+            | Command::Deny { .. }
             | Command::Status
             | Command::Restart => Access::Admin,
             _ => Access::Everyone,
@@ -84,7 +84,7 @@ pub const HELP: &[HelpEntry] = &[
     HelpEntry { usage: "!setmaxlen <50-500>", what: "default reply length in tokens", access: Access::Admin },
     HelpEntry { usage: "!mentions_only on|off", what: "answer only when mentioned", access: Access::Admin },
     HelpEntry { usage: "!allow #channel", what: "add a channel to the allowlist", access: Access::Admin },
-    HelpEntry { usage: "!deny #channel", what: "remove a channel from the allowlist", access: Access::Admin },
+    HelpEntry { usage: "!deny #channel [purge]", what: "remove a channel from the allowlist; `purge` also deletes what I stored from it", access: Access::Admin },
     HelpEntry { usage: "!status", what: "uptime, model, queue, replies and errors, memory", access: Access::Admin },
     HelpEntry { usage: "!restart", what: "restart the actors and reload the model", access: Access::Admin },
     HelpEntry { usage: "!rl_metrics", what: "learning statistics", access: Access::Owner },
@@ -163,7 +163,13 @@ pub fn parse(prefix: &str, text: &str) -> Result<Option<Command>, CommandError> 
             _ => return Err(usage("!mentions_only on|off")),
         },
         "allow" => Command::Allow(channel_ref(args).ok_or_else(|| usage("!allow #channel"))?),
-        "deny" => Command::Deny(channel_ref(args).ok_or_else(|| usage("!deny #channel"))?),
+        "deny" => {
+            let (target, purge) = match args.strip_suffix("purge") {
+                Some(rest) => (rest.trim(), true),
+                None => (args, false),
+            };
+            Command::Deny { channel: channel_ref(target).ok_or_else(|| usage("!deny #channel [purge]"))?, purge }
+        }
         "status" => Command::Status,
         "restart" => Command::Restart,
         _ => return Err(CommandError::Unknown { prefix: prefix.to_string(), name: name.to_string() }),
@@ -237,7 +243,8 @@ mod tests {
         assert!(parse("!", "!setmaxlen 20").is_err());
         assert_eq!(parse("!", "!mentions_only on"), Ok(Some(Command::MentionsOnly(true))));
         assert_eq!(parse("!", "!allow <#123>"), Ok(Some(Command::Allow("123".into()))));
-        assert_eq!(parse("!", "!deny 456"), Ok(Some(Command::Deny("456".into()))));
+        assert_eq!(parse("!", "!deny 456"), Ok(Some(Command::Deny { channel: "456".into(), purge: false })));
+        assert_eq!(parse("!", "!deny <#456> purge"), Ok(Some(Command::Deny { channel: "456".into(), purge: true })));
         assert!(parse("!", "!allow general").is_err());
         assert_eq!(parse("!", "!feedback 4 nice one"), Ok(Some(Command::Feedback { rating: 4, comment: "nice one".into() })));
         assert_eq!(parse("!", "!feedback 5"), Ok(Some(Command::Feedback { rating: 5, comment: String::new() })));

@@ -151,6 +151,8 @@ pub trait Store: Send + Sync + 'static {
     fn recent_history(&self, channel: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
     /// Starts a new conversation: earlier messages stay in the log but leave the history.
     fn clear_history(&self, channel: &str) -> Result<(), StoreError>;
+    /// Deletes everything kept about a channel (messages, settings); returns how many messages.
+    fn purge_channel(&self, channel: &str) -> Result<usize, StoreError>;
     fn global_settings(&self) -> Result<GlobalSettings, StoreError>;
     fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError>;
     /// Journals a feedback event durably; returns its sequence number.

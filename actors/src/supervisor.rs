@@ -60,6 +60,8 @@ pub enum RootMsg {
     Restart(Child),
     /// `!restart`: stop every conversation and the model, and load the model again.
     RestartTree,
+    /// Stop a conversation so it starts afresh from the store (after its data was purged).
+    Forget(ChannelId),
     Status(RpcReplyPort<TreeStatus>),
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
@@ -132,6 +134,12 @@ impl Actor for RootSupervisor {
             RootMsg::Route { channel, msg } => state.route(&myself, channel, msg).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
             RootMsg::RestartTree => state.restart_tree(&myself).await?,
+            RootMsg::Forget(id) => {
+                if let Some((actor, _)) = state.channels.remove(&id) {
+                    state.children.remove(&actor.get_id());
+                    actor.stop(Some("forgotten".into()));
+                }
+            }
             RootMsg::Status(reply) => {
                 let (model, engine) = match state.model.get() {
                     Some(model) => (

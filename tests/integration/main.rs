@@ -5,4 +5,5 @@ mod actor_tree;
 mod cli;
 mod discord;
 mod fake_discord;
+mod retrieval;
 mod support;
