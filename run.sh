@@ -3,6 +3,7 @@
 #   ./run.sh chat    set up, build, and chat with the bundled model on this terminal
 #   ./run.sh test    set up, build, and run every test
 #   ./run.sh bench   set up, build, and print the serving benchmark
+#   ./run.sh bench-retrieval   the same for the retrieval benchmark
 #   ./run.sh run     set up, build, and start the Discord daemon (needs DISCORD_TOKEN)
 #   ./run.sh setup   only set up
 set -euo pipefail
@@ -52,5 +53,6 @@ case "$cmd" in
   run)   setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" run "$@" ;;
   test)  setup; cargo test --release --workspace "$@" ;;
   bench) setup; cargo bench --bench serving "$@" ;;
-  *) echo "usage: ./run.sh [chat|test|bench|run|setup]" >&2; exit 2 ;;
+  bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
+  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|run|setup]" >&2; exit 2 ;;
 esac

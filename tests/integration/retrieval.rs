@@ -118,7 +118,7 @@ async fn a_question_brings_back_the_messages_about_its_topic_and_survives_restar
     assert_eq!(background(&daemon, "asker-4", question).await, found);
     daemon.shutdown().await.unwrap();
 
-    // So is an index of another dimension.
+    // So is an index of another dimension (a plain usearch file, as another tool would write).
     let other = usearch::Index::new(&usearch::IndexOptions { dimensions: 128, ..Default::default() }).unwrap();
     other.reserve(1).unwrap();
     other.add(1, &[0.5f32; 128]).unwrap();
@@ -126,6 +126,16 @@ async fn a_question_brings_back_the_messages_about_its_topic_and_survives_restar
     let daemon = Daemon::start(&config).await.unwrap();
     assert_eq!(status(&daemon).await.retrieval.unwrap().rebuilds, 1);
     assert_eq!(background(&daemon, "asker-5", question).await, found);
+    daemon.shutdown().await.unwrap();
+
+    // And one whose graph was damaged in place (usearch would load it and crash searching).
+    let mut bytes = std::fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].iter_mut().for_each(|b| *b = !*b);
+    std::fs::write(&index, &bytes).unwrap();
+    let daemon = Daemon::start(&config).await.unwrap();
+    assert_eq!(status(&daemon).await.retrieval.unwrap().rebuilds, 1);
+    assert_eq!(background(&daemon, "asker-6", question).await, found);
     daemon.shutdown().await.unwrap();
 }
 
