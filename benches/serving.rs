@@ -24,6 +24,7 @@ fn config(store: &Path, threads: u32) -> Config {
     let mut c = Config::default();
     c.model.path = root().join(DEFAULT_MODEL);
     c.model.threads = threads;
+    c.retrieval.enabled = std::env::var("BENCH_NO_RETRIEVAL").is_err();
     if let Some(n) = std::env::var("BENCH_THREADS_BATCH").ok().and_then(|v| v.parse().ok()) {
         c.model.threads_batch = n;
     }
@@ -287,8 +288,15 @@ fn main() {
         println!("  ~{approx}-token prompt: {without:.3} s without prefix reuse, {with:.3} s with it ({:.1}x faster)", without / with);
     });
 
-    let out = std::process::Command::new(std::env::current_exe().unwrap()).arg("--rss-probe").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let rss = stdout.lines().find_map(|l| l.strip_prefix("RSS ")).unwrap_or("?");
-    println!("\nPeak RSS of a daemon with default settings serving 8 channels: {rss} MB (goal <= 400 MB)");
+    for (label, without_retrieval) in [("with retrieval (default)", false), ("model only, retrieval off", true)] {
+        let mut probe = std::process::Command::new(std::env::current_exe().unwrap());
+        probe.arg("--rss-probe");
+        if without_retrieval {
+            probe.env("BENCH_NO_RETRIEVAL", "1");
+        }
+        let out = probe.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rss = stdout.lines().find_map(|l| l.strip_prefix("RSS ")).unwrap_or("?");
+        println!("Peak RSS of a daemon serving 8 channels, {label}: {rss} MB (goal <= 400 MB for the model)");
+    }
 }

@@ -42,7 +42,8 @@ pub fn select(mut hits: Vec<Hit>, window: &[ChatTurn], rules: &ContextRules) -> 
         if out.len() == rules.top_k {
             break;
         }
-        let in_window = window.iter().any(|t| t.content == hit.text || t.content.ends_with(&format!(": {}", hit.text)));
+        // Already in view: said in the conversation, or shown as background before.
+        let in_window = window.iter().any(|t| t.content.contains(&hit.text));
         let duplicate = out.iter().any(|h| h.text == hit.text);
         if hit.from_bot || hit.similarity < rules.min_similarity || in_window || duplicate || hit.text.trim().is_empty() {
             continue;
@@ -57,9 +58,9 @@ pub fn select(mut hits: Vec<Hit>, window: &[ChatTurn], rules: &ContextRules) -> 
     out
 }
 
-/// The background block: a system turn placed just before the message being answered. It
-/// goes there rather than into the first system turn so the conversation before it stays a
-/// stable prefix the model has already decoded.
+/// The background block: a system turn placed just before the message being answered (and
+/// kept there in the history). It goes there rather than into the first system turn so the
+/// conversation before it stays a prefix the model has already decoded.
 pub fn background_turn(hits: &[Hit]) -> Option<ChatTurn> {
     if hits.is_empty() {
         return None;
@@ -71,14 +72,6 @@ pub fn background_turn(hits: &[Hit]) -> Option<ChatTurn> {
     Some(ChatTurn::new(Role::System, text))
 }
 
-/// Inserts the background before the last turn (the message being answered).
-pub fn with_background(mut turns: Vec<ChatTurn>, hits: &[Hit]) -> Vec<ChatTurn> {
-    if let Some(background) = background_turn(hits) {
-        let at = turns.len().saturating_sub(1);
-        turns.insert(at, background);
-    }
-    turns
-}
 
 #[cfg(test)]
 mod tests {
@@ -108,14 +101,10 @@ mod tests {
     }
 
     #[test]
-    fn background_goes_just_before_the_message_being_answered() {
-        let turns = vec![ChatTurn::new(Role::System, "sys"), ChatTurn::new(Role::User, "q1"), ChatTurn::new(Role::Assistant, "a1"), ChatTurn::new(Role::User, "q2")];
-        let out = with_background(turns.clone(), &[hit(1, 0.9, "fact", false)]);
-        assert_eq!(out.len(), 5);
-        assert_eq!(out[..3], turns[..3]);
-        assert_eq!(out[3].role, Role::System);
-        assert!(out[3].content.ends_with("\n- ann: fact"));
-        assert_eq!(out[4], turns[3]);
-        assert_eq!(with_background(turns.clone(), &[]), turns);
+    fn background_lists_each_hit_with_its_author() {
+        let turn = background_turn(&[hit(1, 0.9, "fact", false), hit(2, 0.8, "other fact", false)]).unwrap();
+        assert_eq!(turn.role, Role::System);
+        assert!(turn.content.ends_with("\n- ann: fact\n- ann: other fact"));
+        assert_eq!(background_turn(&[]), None);
     }
 }

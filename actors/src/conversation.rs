@@ -309,9 +309,16 @@ impl ConversationState {
             let _ = reply.send(ReplyEvent::Failed(unavailable.into()));
             return Ok(None);
         };
+        let window: Vec<ChatTurn> = self.history.iter().cloned().collect();
+        let hits = self.background_for(text, guild, &window).await;
+        if let Some(background) = context::background_turn(&hits) {
+            // It stays in the history where it was shown, so the next turn's prompt starts
+            // with this one's and the decoded prefix is reused.
+            let at = self.history.len().saturating_sub(1);
+            self.history.insert(at, background);
+        }
         let history: Vec<ChatTurn> = self.history.iter().cloned().collect();
-        let hits = self.background_for(text, guild, &history).await;
-        let turns = context::with_background(build_turns(self.system_prompt(), &history), &hits);
+        let turns = build_turns(self.system_prompt(), &history);
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();

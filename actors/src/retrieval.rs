@@ -5,12 +5,16 @@
 use crate::context::Hit;
 use crate::metric_names as m;
 use crate::ports::{IndexItem, RetrievalStats, Retriever, RetrieverLoader};
+use crate::watchdog::Heartbeats;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Messages are embedded in batches of up to this many.
 const BATCH: usize = 32;
+/// While the model is generating, indexing waits (embedding competes for the same cores)
+/// unless this many messages are already waiting.
+const MAX_DEFERRED: usize = 256;
 /// A partial batch waits at most this long.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const SAVE_EVERY: Duration = Duration::from_secs(300);
@@ -34,14 +38,16 @@ pub struct RetrievalState {
     pending: Vec<IndexItem>,
     /// A batch is being embedded; the next waits for it so batches stay in order.
     embedding: bool,
+    /// Tells whether the model is generating.
+    heartbeats: Heartbeats,
 }
 
 impl Actor for RetrievalActor {
     type Msg = RetrievalMsg;
     type State = RetrievalState;
-    type Arguments = Arc<dyn RetrieverLoader>;
+    type Arguments = (Arc<dyn RetrieverLoader>, Heartbeats);
 
-    async fn pre_start(&self, myself: ActorRef<RetrievalMsg>, loader: Self::Arguments) -> Result<RetrievalState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<RetrievalMsg>, (loader, heartbeats): Self::Arguments) -> Result<RetrievalState, ActorProcessingErr> {
         let retriever = match tokio::task::spawn_blocking(move || loader.load()).await? {
             Ok(r) => {
                 metrics::gauge!(m::RETRIEVAL_DEGRADED).set(0.0);
@@ -56,7 +62,7 @@ impl Actor for RetrievalActor {
         };
         myself.send_interval(FLUSH_EVERY, || RetrievalMsg::Flush);
         myself.send_interval(SAVE_EVERY, || RetrievalMsg::Save(None));
-        Ok(RetrievalState { retriever, pending: Vec::new(), embedding: false })
+        Ok(RetrievalState { retriever, pending: Vec::new(), embedding: false, heartbeats })
     }
 
     async fn post_stop(&self, _: ActorRef<RetrievalMsg>, state: &mut RetrievalState) -> Result<(), ActorProcessingErr> {
@@ -137,6 +143,9 @@ impl RetrievalState {
     fn start_batch(&mut self, myself: &ActorRef<RetrievalMsg>, retriever: &Arc<dyn Retriever>) {
         if self.embedding || self.pending.is_empty() {
             return;
+        }
+        if self.heartbeats.is_busy("model") && self.pending.len() < MAX_DEFERRED {
+            return; // the flush timer tries again
         }
         self.embedding = true;
         let take = self.pending.len().min(BATCH);

@@ -242,7 +242,8 @@ impl RootState {
     }
 
     async fn start_retrieval(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(None, RetrievalActor, self.args.retriever.clone(), myself.get_cell()).await?;
+        let args = (self.args.retriever.clone(), self.args.heartbeats.clone());
+        let (actor, _) = Actor::spawn_linked(None, RetrievalActor, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Retrieval);
         self.retrieval.set(Some(actor));
         Ok(())

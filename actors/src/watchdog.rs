@@ -22,6 +22,11 @@ impl Heartbeats {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(who, Beat { at: Instant::now(), busy });
     }
 
+    /// Whether `who` said it was busy at its last beat.
+    pub fn is_busy(&self, who: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(who).is_some_and(|b| b.busy)
+    }
+
     /// Components that are busy and silent for longer than `stall_after` at `now`.
     pub fn stalled(&self, now: Instant, stall_after: Duration) -> Vec<&'static str> {
         let beats = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -51,8 +51,10 @@ impl Embedder {
             tokenizer_config_file: br#"{"model_max_length":256,"pad_token":"[PAD]"}"#.to_vec(),
         };
         let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
-        // 256 tokens: the model's positions stop at 512, and chat lines are short.
-        let options = InitOptionsUserDefined::new().with_environment(env).with_max_length(256);
+        // 256 tokens: the model's positions stop at 512, and chat lines are short. One thread:
+        // ONNX Runtime's thread pool spin-waits between runs, which starves llama.cpp's threads
+        // on a small box (measured: 8-channel throughput fell from ~92 to ~62 tokens/s).
+        let options = InitOptionsUserDefined::new().with_environment(env).with_max_length(256).with_intra_threads(1);
         let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| unavailable(format!("cannot load the embedding model: {e}")))?;
         Ok(Embedder { model: Mutex::new(model), model_id })
     }

@@ -41,6 +41,7 @@ fn unrelated_lines() -> Vec<String> {
 
 fn retrieval_config(dir: &Path) -> Config {
     let mut config = test_config(dir);
+    config.retrieval.enabled = true;
     config.retrieval.model_dir = repo_root().join("models/embed/all-MiniLM-L6-v2-int8");
     config.retrieval.onnxruntime = repo_root().join("models/onnxruntime/libonnxruntime.so.1.31.1");
     config.generation.max_tokens = 8;

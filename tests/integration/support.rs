@@ -29,6 +29,9 @@ pub fn test_config(dir: &Path) -> Config {
     config.storage.path = dir.join("store");
     config.metrics.listen = String::new();
     config.shutdown.grace_seconds = 2.0;
+    // Retrieval brings other channels of the same server into prompts; the tests that want it
+    // turn it on.
+    config.retrieval.enabled = false;
     config
 }
 
