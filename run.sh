@@ -36,7 +36,7 @@ install_build_deps() {
 
 setup() {
   install_build_deps
-  python3 scripts/install_models.py
+  python3 scripts/install_models.py >&2  # stdout is the chat's
   mkdir -p data_storage
   [ -f sidekick.toml ] || { cp sidekick.example.toml sidekick.toml; say "wrote sidekick.toml from sidekick.example.toml"; }
 }
