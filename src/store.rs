@@ -54,6 +54,14 @@ fn seq_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(tail)
 }
 
+/// The sequence number of a keyspace's last key (keys ending in a big-endian u64).
+fn last_seq(keyspace: &Keyspace) -> Result<Option<u64>, StoreError> {
+    match keyspace.last_key_value() {
+        Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
+        None => Ok(None),
+    }
+}
+
 fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?))
 }
@@ -155,10 +163,7 @@ impl FjallStore {
 
     /// A fresh key for a vector.
     pub fn next_vector_key(&self) -> Result<u64, StoreError> {
-        self.next_in("@vectors", || match self.vectors.last_key_value() {
-            Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
-            None => Ok(None),
-        })
+        self.next_in("@vectors", || last_seq(&self.vectors))
     }
 
     /// Number of messages in a channel's log (for tests and `status`).
@@ -243,10 +248,7 @@ impl Store for FjallStore {
     }
 
     fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError> {
-        let seq = self.next_in(GLOBAL, || match self.feedback.last_key_value() {
-            Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
-            None => Ok(None),
-        })?;
+        let seq = self.next_in(GLOBAL, || last_seq(&self.feedback))?;
         let json = serde_json::to_vec(event).map_err(backend)?;
         self.feedback.insert(seq.to_be_bytes(), json).map_err(backend)?;
         self.sync()?;
