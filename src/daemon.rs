@@ -91,7 +91,6 @@ impl Daemon {
     /// Like [`Daemon::start`] with engine settings the config file does not expose and the
     /// clock engagement runs on (tests move a manual one).
     pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        config.check_model_file()?;
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
         let args = TreeArgs {

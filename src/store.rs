@@ -18,6 +18,7 @@ pub struct FjallStore {
     stats: Keyspace,
     /// Next message sequence number per channel, found on first use.
     next_seq: Mutex<HashMap<String, u64>>,
+    stats_lock: Mutex<()>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -80,6 +81,7 @@ impl FjallStore {
             stats: open("stats")?,
             db,
             next_seq: Mutex::default(),
+            stats_lock: Mutex::default(),
         })
     }
 
@@ -266,6 +268,8 @@ impl Store for FjallStore {
     }
 
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        // Read-add-write: channels count concurrently, so one at a time or counts are lost.
+        let _one_at_a_time = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.stat(name)? + delta;
         self.stats.insert(name, now.to_be_bytes()).map_err(backend)
     }

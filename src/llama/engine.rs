@@ -218,7 +218,7 @@ impl<'m> Scheduler<'m> {
                 match inbox.recv_timeout(Duration::from_secs(1)) {
                     Ok(cmd) => Some(cmd),
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => None.or(Some(EngineCmd::Shutdown { deadline: Instant::now() })),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(EngineCmd::Shutdown { deadline: Instant::now() }),
                 }
             };
             for cmd in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {

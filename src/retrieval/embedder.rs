@@ -59,16 +59,9 @@ impl Embedder {
         Ok(Embedder { model: Mutex::new(model), model_id })
     }
 
-    /// Unit-length 384-dimensional embeddings, one per text.
+    /// Unit-length 384-dimensional embeddings, one per text (fastembed normalises them).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, RetrievalError> {
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let mut vectors = model.embed(texts, Some(16)).map_err(|e| RetrievalError::Embed(e.to_string()))?;
-        for v in &mut vectors {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
-        Ok(vectors)
+        model.embed(texts, Some(16)).map_err(|e| RetrievalError::Embed(e.to_string()))
     }
 }
