@@ -4,6 +4,7 @@
 #   ./run.sh test    set up, build, and run every test
 #   ./run.sh bench   set up, build, and print the serving benchmark
 #   ./run.sh bench-retrieval   the same for the retrieval benchmark
+#   ./run.sh bench-learning    seconds per training step, and reply latency while training
 #   ./run.sh run     set up, build, and start the Discord daemon (needs DISCORD_TOKEN)
 #   ./run.sh setup   only set up
 set -euo pipefail
@@ -54,5 +55,6 @@ case "$cmd" in
   test)  setup; cargo test --release --workspace "$@" ;;
   bench) setup; cargo bench --bench serving "$@" ;;
   bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
-  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|run|setup]" >&2; exit 2 ;;
+  bench-learning) setup; cargo bench --bench learning "$@" ;;
+  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|bench-learning|run|setup]" >&2; exit 2 ;;
 esac

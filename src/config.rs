@@ -21,6 +21,7 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub shutdown: ShutdownConfig,
     pub retrieval: RetrievalConfig,
+    pub rl: RlConfig,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -105,6 +106,69 @@ impl RetrievalConfig {
             storage.join("vectors.usearch")
         } else {
             self.index_path.clone()
+        }
+    }
+}
+
+/// Learning from feedback: rewards, and the LoRA adapter trained from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RlConfig {
+    /// Train an adapter (feedback is journaled either way).
+    pub enabled: bool,
+    /// Saved adapters and their manifest.
+    pub adapters_dir: PathBuf,
+    pub rank: usize,
+    pub alpha: f32,
+    pub learning_rate: f64,
+    /// Pulls the adapter back toward the base model every step (the guard against drift).
+    pub weight_decay: f64,
+    /// Prompt + reply tokens trained on; longer prompts lose their oldest tokens.
+    pub max_train_tokens: usize,
+    /// Save and serve the adapter every this many training steps (and at shutdown).
+    pub save_every_steps: u64,
+    pub keep_versions: usize,
+    /// CPU threads for training (it runs only while the model is idle).
+    pub threads: usize,
+    /// `!feedback`: share of the reward from the rating vs the comment's tone.
+    pub rating_weight: f32,
+    pub sentiment_weight: f32,
+    /// A reaction's table value is scaled by this.
+    pub reaction_weight: f32,
+    /// Emoji → reward in [-1, 1]; unlisted emoji are ignored.
+    pub reactions: std::collections::BTreeMap<String, f32>,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        let rewards = sidekick_actors::reward::RewardRules::default();
+        Self {
+            enabled: true,
+            adapters_dir: "models/adapters".into(),
+            rank: 8,
+            alpha: 16.0,
+            // One +1 step at 1e-3 moves a short reply by ~4 nats: too jumpy for one reaction.
+            learning_rate: 5e-4,
+            weight_decay: 0.01,
+            max_train_tokens: 256,
+            save_every_steps: 100,
+            keep_versions: 5,
+            threads: 1,
+            rating_weight: rewards.rating_weight,
+            sentiment_weight: rewards.sentiment_weight,
+            reaction_weight: rewards.reaction_weight,
+            reactions: rewards.reactions,
+        }
+    }
+}
+
+impl RlConfig {
+    pub fn reward_rules(&self) -> sidekick_actors::reward::RewardRules {
+        sidekick_actors::reward::RewardRules {
+            rating_weight: self.rating_weight,
+            sentiment_weight: self.sentiment_weight,
+            reaction_weight: self.reaction_weight,
+            reactions: self.reactions.clone(),
         }
     }
 }
@@ -200,6 +264,7 @@ impl Default for Config {
             discord: DiscordConfig::default(),
             shutdown: ShutdownConfig::default(),
             retrieval: RetrievalConfig::default(),
+            rl: RlConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -215,7 +280,7 @@ fn refuse(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The sections a `SIDEKICK_<SECTION>_<KEY>` variable can override.
-const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval"];
+const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval", "rl"];
 
 impl Config {
     /// Reads `path` (a missing file is fine unless `required`), applies environment
@@ -290,6 +355,25 @@ impl Config {
         }
         if r.max_context_chars > 8000 {
             return Err(refuse(format!("retrieval.max_context_chars must be at most 8000, got {}", r.max_context_chars)));
+        }
+        let rl = &self.rl;
+        if !(1..=64).contains(&rl.rank) {
+            return Err(refuse(format!("rl.rank must be between 1 and 64, got {}", rl.rank)));
+        }
+        if !(rl.learning_rate > 0.0 && rl.learning_rate <= 0.1) {
+            return Err(refuse(format!("rl.learning_rate must be above 0 and at most 0.1, got {}", rl.learning_rate)));
+        }
+        if !(0.0..=1.0).contains(&rl.weight_decay) {
+            return Err(refuse(format!("rl.weight_decay must be between 0 and 1, got {}", rl.weight_decay)));
+        }
+        if !(32..=4096).contains(&rl.max_train_tokens) {
+            return Err(refuse(format!("rl.max_train_tokens must be between 32 and 4096, got {}", rl.max_train_tokens)));
+        }
+        if rl.save_every_steps == 0 || !(2..=100).contains(&rl.keep_versions) || !(1..=64).contains(&rl.threads) {
+            return Err(refuse("rl.save_every_steps must be at least 1, rl.keep_versions 2-100 and rl.threads 1-64"));
+        }
+        if let Some((emoji, r)) = rl.reactions.iter().find(|(_, r)| !(-1.0..=1.0).contains(*r)) {
+            return Err(refuse(format!("rl.reactions: the reward of {emoji} must be between -1 and 1, got {r}")));
         }
         if !(0.0..=300.0).contains(&self.shutdown.grace_seconds) {
             return Err(refuse(format!("shutdown.grace_seconds must be between 0 and 300, got {}", self.shutdown.grace_seconds)));

@@ -1,6 +1,7 @@
 //! Wires the adapters into the actor tree, and takes it down cleanly.
 
 use crate::config::Config;
+use crate::learning::LocalLearning;
 use crate::llama::{EngineConfig, LlamaLoader};
 use crate::store::FjallStore;
 use ractor::{Actor, ActorRef};
@@ -33,6 +34,8 @@ pub struct Answer {
     pub failed: Option<String>,
     pub first_token_after: Option<Duration>,
     pub total: Duration,
+    /// The reply's id in the reply journal.
+    pub reply_id: Option<u64>,
 }
 
 pub fn engine_config(config: &Config) -> EngineConfig {
@@ -47,6 +50,17 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         shared_prefix: vec![ChatTurn::new(Role::System, config.chat.system_prompt.clone())],
         flash_attention: true,
         prefix_reuse: true,
+        adapter: Default::default(),
+    }
+}
+
+pub fn rl_rules(config: &Config) -> sidekick_actors::feedback::RlRules {
+    sidekick_actors::feedback::RlRules {
+        rewards: config.rl.reward_rules(),
+        train: config.rl.enabled,
+        save_every: config.rl.save_every_steps,
+        keep_versions: config.rl.keep_versions,
+        ..Default::default()
     }
 }
 
@@ -69,6 +83,7 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
             min_similarity: config.retrieval.min_similarity,
             max_chars: config.retrieval.max_context_chars,
         },
+        rewards: config.rl.reward_rules(),
     }
 }
 
@@ -93,9 +108,15 @@ impl Daemon {
     pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
+        let learning = config.rl.enabled.then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl)));
+        if let Some(served) = learning.as_ref().and_then(|l| l.served_adapter()) {
+            engine.adapter.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(served);
+        }
         let args = TreeArgs {
             store: store.clone(),
             loader: Arc::new(LlamaLoader { config: engine, heartbeats: heartbeats.clone() }),
+            learning: learning.map(|l| l as Arc<dyn sidekick_actors::ports::Learning>),
+            rl: rl_rules(config),
             retriever: Arc::new(crate::retrieval::Loader::new(config, store.clone())),
             defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config) }),
             heartbeats,
@@ -126,8 +147,8 @@ impl Daemon {
                 ReplyEvent::Token(_) => {
                     answer.first_token_after.get_or_insert(started.elapsed());
                 }
-                ReplyEvent::Done { text, tokens } => {
-                    (answer.text, answer.tokens) = (text, tokens);
+                ReplyEvent::Done { text, tokens, reply_id } => {
+                    (answer.text, answer.tokens, answer.reply_id) = (text, tokens, reply_id);
                     break;
                 }
                 ReplyEvent::Failed(why) => {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod discord;
+pub mod learning;
 pub mod llama;
 pub mod metrics_http;
 pub mod retrieval;

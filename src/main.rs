@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         eprintln!("sidekick: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    // Before any thread starts: candle reads this once, and training must leave the decoder
+    // its core.
+    sidekick_trainer::threads::limit_candle_threads(config.rl.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {

@@ -2,7 +2,7 @@
 //! cursor per channel, and counters. Writes a user is told about are synced before returning.
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, Store, StoreError, StoredMessage};
+use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, ReplyRecord, Store, StoreError, StoredMessage};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +14,10 @@ pub struct FjallStore {
     messages: Keyspace,
     cursors: Keyspace,
     feedback: Keyspace,
+    /// The reply journal: every reply with its prompt and sampled tokens.
+    replies: Keyspace,
+    /// Discord message id → reply id, so reactions and replies find the reply.
+    reply_links: Keyspace,
     vectors: Keyspace,
     stats: Keyspace,
     /// Next message sequence number per channel, found on first use.
@@ -77,6 +81,8 @@ impl FjallStore {
             messages: open("messages")?,
             cursors: open("cursors")?,
             feedback: open("feedback")?,
+            replies: open("replies")?,
+            reply_links: open("reply_links")?,
             vectors: open("vectors")?,
             stats: open("stats")?,
             db,
@@ -257,14 +263,46 @@ impl Store for FjallStore {
         Ok(seq)
     }
 
-    fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError> {
+    fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError> {
         self.feedback
-            .iter()
+            .range(from.to_be_bytes()..)
             .map(|guard| {
-                let value = guard.value().map_err(backend)?;
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(format!("feedback journal: {e}")))
+                let (key, value) = guard.into_inner().map_err(backend)?;
+                let event = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(format!("feedback journal: {e}")))?;
+                Ok((seq_of(&key), event))
             })
             .collect()
+    }
+
+    fn append_reply(&self, reply: &ReplyRecord) -> Result<u64, StoreError> {
+        let id = self.next_in("@replies", || last_seq(&self.replies))?;
+        let json = serde_json::to_vec(reply).map_err(backend)?;
+        self.replies.insert(id.to_be_bytes(), json).map_err(backend)?;
+        self.sync()?;
+        Ok(id)
+    }
+
+    fn reply(&self, id: u64) -> Result<Option<ReplyRecord>, StoreError> {
+        match self.replies.get(id.to_be_bytes()).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt(format!("reply {id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn link_reply(&self, id: u64, message_ids: &[String]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for message in message_ids {
+            batch.insert(&self.reply_links, message.as_str(), id.to_be_bytes());
+        }
+        batch.commit().map_err(backend)?;
+        self.sync()
+    }
+
+    fn reply_for_message(&self, message_id: &str) -> Result<Option<u64>, StoreError> {
+        match self.reply_links.get(message_id).map_err(backend)? {
+            Some(v) => u64_of(&v).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
@@ -339,6 +377,8 @@ mod tests {
             comment: String::new(),
             user: "ann".into(),
             at_ms: 5,
+            reply_id: Some(7),
+            reward: 0.5,
         };
         store.append_feedback(&event(4)).unwrap();
         let mut global = store.global_settings().unwrap();
@@ -354,5 +394,21 @@ mod tests {
         store.add_stat("replies", 2).unwrap();
         store.add_stat("replies", 3).unwrap();
         assert_eq!(store.stat("replies").unwrap(), 5);
+        assert_eq!(store.feedback_since(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn replies_are_journaled_and_found_by_their_discord_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        let reply = ReplyRecord { channel: "c".into(), reply_seq: 1, prompt: "p".into(), prompt_tokens: vec![1, 2], reply_tokens: vec![3], text: "hi".into(), adapter: None, at_ms: 9 };
+        let id = store.append_reply(&reply).unwrap();
+        store.link_reply(id, &["111".into(), "112".into()]).unwrap();
+        drop(store);
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.reply(id).unwrap(), Some(reply.clone()));
+        assert_eq!(store.reply_for_message("112").unwrap(), Some(id));
+        assert_eq!(store.reply_for_message("999").unwrap(), None);
+        assert_eq!(store.append_reply(&reply).unwrap(), id + 1, "ids continue after a restart");
     }
 }

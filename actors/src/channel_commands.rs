@@ -3,6 +3,7 @@
 
 use crate::commands::{self, Command, SystemArg};
 use crate::conversation::{last_24h, ConversationState, Inbound};
+use crate::feedback::{FeedbackMsg, RlSummary};
 use crate::params::ParamKey;
 use crate::ports::{FeedbackEvent, FeedbackSource, GlobalSettings};
 use crate::retrieval::RetrievalMsg;
@@ -64,7 +65,14 @@ impl ConversationState {
             },
             Command::Feedback { rating, comment } => self.feedback(rating, comment, inbound)?,
             Command::BotData => self.bot_data(),
-            Command::RlMetrics => self.rl_metrics()?,
+            Command::RlMetrics => self.rl_metrics().await,
+            Command::Adapter(what) => match self.args.feedback.get() {
+                Some(feedback) => match feedback.call(|reply| FeedbackMsg::Adapter(what, reply), Some(Duration::from_secs(330))).await? {
+                    ractor::rpc::CallResult::Success(answer) => answer,
+                    _ => "The learning actor did not answer in time; try again.".into(),
+                },
+                None => "The learning actor is restarting; try again in a moment.".into(),
+            },
             Command::Engagement => {
                 let now = self.now_ms();
                 let rules = self.args.defaults.engagement;
@@ -155,13 +163,20 @@ impl ConversationState {
     }
 
     fn feedback(&mut self, rating: u8, comment: String, inbound: &Inbound) -> Result<String, ActorProcessingErr> {
-        let reply_seq = if inbound.reply_to.is_some() { None } else { self.settings.last_reply_seq };
+        // Feedback sent as a Discord reply is about the message it answers; otherwise it is
+        // about the bot's last reply here.
+        let (reply_seq, reply_id) = match &inbound.reply_to {
+            Some(message) => (None, self.args.store.reply_for_message(message)?),
+            None => (self.settings.last_reply_seq, self.settings.last_reply_id),
+        };
         if inbound.reply_to.is_none() && reply_seq.is_none() {
             return Ok("There's no reply of mine here to rate yet.".into());
         }
+        let reward = self.args.defaults.rewards.command(rating, &comment);
         let event = FeedbackEvent {
             channel: self.args.channel.clone(),
             reply_seq,
+            reply_id,
             reply_message_id: inbound.reply_to.clone(),
             source: FeedbackSource::Command,
             rating: Some(rating),
@@ -169,9 +184,13 @@ impl ConversationState {
             comment,
             user: inbound.author.clone(),
             at_ms: self.now_ms(),
+            reward,
         };
-        self.args.store.append_feedback(&event)?;
-        Ok(format!("Thanks! Feedback recorded ({rating}/5)."))
+        let seq = self.args.store.append_feedback(&event)?;
+        if let Some(feedback) = self.args.feedback.get() {
+            let _ = feedback.send_message(FeedbackMsg::Journaled { seq, event });
+        }
+        Ok(format!("Thanks! Feedback recorded ({rating}/5, reward {reward:+.2})."))
     }
 
     fn bot_data(&self) -> String {
@@ -188,18 +207,15 @@ impl ConversationState {
         )
     }
 
-    fn rl_metrics(&self) -> Result<String, ActorProcessingErr> {
-        let events = self.args.store.feedback_events()?;
-        let count = |s: FeedbackSource| events.iter().filter(|e| e.source == s).count();
-        let ratings: Vec<f64> = events.iter().filter_map(|e| e.rating).map(f64::from).collect();
-        let mean = if ratings.is_empty() { "none yet".to_string() } else { format!("{:.2}/5", ratings.iter().sum::<f64>() / ratings.len() as f64) };
-        Ok(format!(
-            "Feedback journal: {} events (commands {}, reactions {}, reactions removed {}); mean rating {mean}. No adapter is trained in this build yet.",
-            events.len(),
-            count(FeedbackSource::Command),
-            count(FeedbackSource::Reaction),
-            count(FeedbackSource::ReactionRemoved),
-        ))
+    async fn rl_metrics(&self) -> String {
+        let asked = match self.args.feedback.get() {
+            Some(feedback) => feedback.call(FeedbackMsg::Summary, Some(Duration::from_secs(5))).await.ok(),
+            None => None,
+        };
+        match asked {
+            Some(ractor::rpc::CallResult::Success(summary)) => show_rl(&summary, self.now_ms()),
+            _ => "The learning actor is restarting; try again in a moment.".into(),
+        }
     }
 
     async fn status(&self) -> Result<String, ActorProcessingErr> {
@@ -219,6 +235,30 @@ impl ConversationState {
             tree.restarts,
         ))
     }
+}
+
+fn show_rl(s: &RlSummary, now_ms: u64) -> String {
+    let mean = |m: Option<f32>| m.map_or("none yet".to_string(), |m| format!("{m:+.2}"));
+    let adapter = match &s.active {
+        Some(v) => format!("v{} (step {})", v.version, v.step),
+        None => "none (base model)".into(),
+    };
+    let saved = s.last_save_ms.map_or("never".to_string(), |t| format!("{} ago", human(Duration::from_millis(now_ms.saturating_sub(t)))));
+    let mut out = format!(
+        "Learning: {} training steps · feedback: {} commands, {} reactions, {} removed · mean reward {} (last 100), {} (all) · last loss {} · last save {saved} · adapter {adapter} · {} waiting to train",
+        s.steps,
+        s.commands,
+        s.reactions,
+        s.reactions_removed,
+        mean(s.mean_last_100),
+        mean(s.mean_all),
+        s.last_loss.map_or("none yet".to_string(), |l| format!("{l:.4}")),
+        s.queued,
+    );
+    if let Some(why) = &s.idle_reason {
+        out.push_str(&format!(" · not training: {why}"));
+    }
+    out
 }
 
 /// Resident memory of this process, from /proc on Linux.

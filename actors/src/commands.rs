@@ -27,6 +27,7 @@ pub enum Command {
     Feedback { rating: u8, comment: String },
     BotData,
     RlMetrics,
+    Adapter(crate::feedback::AdapterCommand),
     Engagement,
     SetRate(f64),
     SetTemp(f32),
@@ -43,6 +44,7 @@ impl Command {
         match self {
             Command::RlMetrics | Command::Engagement => Access::Owner,
             Command::SetRate(_)
+            | Command::Adapter(_)
             | Command::SetTemp(_)
             | Command::SetMaxLen(_)
             | Command::MentionsOnly(_)
@@ -86,6 +88,7 @@ pub const HELP: &[HelpEntry] = &[
     HelpEntry { usage: "!allow #channel", what: "add a channel to the allowlist", access: Access::Admin },
     HelpEntry { usage: "!deny #channel [purge]", what: "remove a channel from the allowlist; `purge` also deletes what I stored from it", access: Access::Admin },
     HelpEntry { usage: "!status", what: "uptime, model, queue, replies and errors, memory", access: Access::Admin },
+    HelpEntry { usage: "!adapter [rollback|off|on]", what: "the learned adapter: show it, go back to the previous one, serve the base model, or serve the newest again", access: Access::Admin },
     HelpEntry { usage: "!restart", what: "restart the actors and reload the model", access: Access::Admin },
     HelpEntry { usage: "!rl_metrics", what: "learning statistics", access: Access::Owner },
     HelpEntry { usage: "!engagement", what: "this channel's engagement", access: Access::Owner },
@@ -150,6 +153,13 @@ pub fn parse(prefix: &str, text: &str) -> Result<Option<Command>, CommandError> 
         }
         "botdata" => Command::BotData,
         "rl_metrics" => Command::RlMetrics,
+        "adapter" => Command::Adapter(match args {
+            "" => crate::feedback::AdapterCommand::Show,
+            "rollback" => crate::feedback::AdapterCommand::Rollback,
+            "off" => crate::feedback::AdapterCommand::Off,
+            "on" => crate::feedback::AdapterCommand::On,
+            _ => return Err(usage("!adapter [rollback|off|on]")),
+        }),
         "engagement" => Command::Engagement,
         "setrate" => Command::SetRate(number(args, 0.0, 1.0).ok_or_else(|| usage("!setrate <0-1>, e.g. !setrate 0.1"))?),
         "settemp" => Command::SetTemp(number(args, 0.0, 1.0).ok_or_else(|| usage("!settemp <0-1>, e.g. !settemp 0.8"))? as f32),
@@ -250,6 +260,9 @@ mod tests {
         assert_eq!(parse("!", "!feedback 5"), Ok(Some(Command::Feedback { rating: 5, comment: String::new() })));
         assert!(parse("!", "!feedback 9 wow").is_err());
         assert_eq!(Command::Status.access(), Access::Admin);
+        assert_eq!(parse("!", "!adapter rollback"), Ok(Some(Command::Adapter(crate::feedback::AdapterCommand::Rollback))));
+        assert_eq!(Command::Adapter(crate::feedback::AdapterCommand::Show).access(), Access::Admin);
+        assert!(parse("!", "!adapter sideways").is_err());
         assert_eq!(Command::Engagement.access(), Access::Owner);
         assert_eq!(Command::Ping.access(), Access::Everyone);
     }

@@ -6,10 +6,12 @@ use crate::commands::{self, Access};
 use crate::engagement::{Clock, EngagementRules, SystemClock};
 use crate::metric_names as m;
 use crate::context::{self, ContextRules};
+use crate::feedback::FeedbackMsg;
 use crate::model::{ActorHandle, ModelHandle, ModelMsg};
 use crate::retrieval::RetrievalMsg;
 use crate::params::GenerationParams;
-use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, IndexItem, Store, StoredMessage};
+use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, IndexItem, ReplyRecord, Store, StoredMessage};
+use crate::reward::RewardRules;
 use crate::prompt::{build_turns, ChatTurn, Role, DEFAULT_SYSTEM_PROMPT};
 use crate::stream_text::TrimmedStream;
 use crate::supervisor::RootMsg;
@@ -38,6 +40,8 @@ pub struct ChannelDefaults {
     pub engagement: EngagementRules,
     pub clock: Arc<dyn Clock>,
     pub context: ContextRules,
+    /// How `!feedback` ratings and comments become rewards.
+    pub rewards: RewardRules,
 }
 
 impl Default for ChannelDefaults {
@@ -53,6 +57,7 @@ impl Default for ChannelDefaults {
             engagement: EngagementRules::default(),
             clock: Arc::new(SystemClock),
             context: ContextRules::default(),
+            rewards: RewardRules::default(),
         }
     }
 }
@@ -65,6 +70,7 @@ pub struct ConversationArgs {
     pub store: Arc<dyn Store>,
     pub model: ModelHandle,
     pub retrieval: ActorHandle<RetrievalMsg>,
+    pub feedback: ActorHandle<FeedbackMsg>,
     pub defaults: Arc<ChannelDefaults>,
     pub global: SharedGlobal,
     pub root: ActorRef<RootMsg>,
@@ -116,7 +122,8 @@ pub enum ReplyEvent {
     /// Generation started; `prompt` is the exact text given to the model.
     Started { prompt: String },
     Token(String),
-    Done { text: String, tokens: usize },
+    /// The reply is complete and journaled as `reply_id` (see `ReplyRecord`).
+    Done { text: String, tokens: usize, reply_id: Option<u64> },
     Failed(String),
 }
 
@@ -291,9 +298,10 @@ impl ConversationState {
             return self.save_settings(settings);
         }
         match self.generate(&reply, received, &shown_text, inbound.guild).await? {
-            Some(reply_seq) => {
+            Some((reply_seq, reply_id)) => {
                 settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
                 settings.last_reply_seq = Some(reply_seq);
+                settings.last_reply_id = reply_id;
             }
             None => count_hourly(self.args.store.as_ref(), "errors", now),
         }
@@ -301,8 +309,9 @@ impl ConversationState {
     }
 
     /// Asks the model for a reply to the history and streams it to `reply`. Returns the
-    /// stored reply's sequence number, or `None` when generation failed (already reported).
-    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant, text: &str, guild: Option<String>) -> Result<Option<u64>, ActorProcessingErr> {
+    /// stored reply's sequence number and journal id, or `None` when generation failed
+    /// (already reported).
+    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant, text: &str, guild: Option<String>) -> Result<Option<(u64, Option<u64>)>, ActorProcessingErr> {
         let unavailable = "My model is restarting; try again in a moment.";
         let Some(model) = self.args.model.get() else {
             m::count_error("model_unavailable");
@@ -332,13 +341,15 @@ impl ConversationState {
         let mut text = String::new();
         let mut trimmed = TrimmedStream::default();
         let mut first_token = true;
+        let mut given = (String::new(), Vec::new(), None);
         let outcome = loop {
             let Some(event) = events.recv().await else {
                 break Err("I lost my train of thought (the model restarted). Try again.".to_string());
             };
             match event {
-                GenEvent::Started { prompt, .. } => {
-                    let _ = reply.send(ReplyEvent::Started { prompt });
+                GenEvent::Started { prompt, prompt_ids, adapter, .. } => {
+                    let _ = reply.send(ReplyEvent::Started { prompt: prompt.clone() });
+                    given = (prompt, prompt_ids, adapter);
                 }
                 GenEvent::Token(piece) => {
                     text.push_str(&piece);
@@ -354,12 +365,12 @@ impl ConversationState {
                         cancel.cancel(); // nobody is listening any more
                     }
                 }
-                GenEvent::Finished { tokens, .. } => break Ok(tokens),
+                GenEvent::Finished { tokens, reply_ids, .. } => break Ok((tokens, reply_ids)),
                 GenEvent::Failed(error) => break Err(format!("Sorry, {error}.")),
             }
         };
-        let tokens = match outcome {
-            Ok(tokens) => tokens,
+        let (tokens, reply_ids) = match outcome {
+            Ok(done) => done,
             Err(why) => {
                 m::count_error("generation");
                 let _ = reply.send(ReplyEvent::Failed(why));
@@ -370,12 +381,25 @@ impl ConversationState {
         let now = self.now_ms();
         let stored = StoredMessage { role: Role::Assistant, author: "sidekick".into(), content: answer.clone(), at_ms: now, message_id: None, guild: None };
         let seq = self.args.store.append_message(&self.args.channel, &stored)?;
+        // Journaled before anyone sees it, so feedback on it always finds what to learn from.
+        let (prompt, prompt_tokens, adapter) = given;
+        let record = ReplyRecord { channel: self.args.channel.clone(), reply_seq: seq, prompt, prompt_tokens, reply_tokens: reply_ids, text: answer.clone(), adapter, at_ms: now };
+        let reply_id = match self.args.store.append_reply(&record) {
+            Ok(id) => {
+                metrics::counter!(m::REPLIES_JOURNALED).increment(1);
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not journal a reply; it cannot be learned from");
+                None
+            }
+        };
         self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::REPLIES_SENT).increment(1);
         count_hourly(self.args.store.as_ref(), "replies", now);
-        let _ = reply.send(ReplyEvent::Done { text: answer, tokens });
-        Ok(Some(seq))
+        let _ = reply.send(ReplyEvent::Done { text: answer, tokens, reply_id });
+        Ok(Some((seq, reply_id)))
     }
 
     /// Earlier messages of this server like `text`, for the prompt; nothing when retrieval is

@@ -20,10 +20,19 @@ pub const QUERY_SECONDS: &str = "sidekick_retrieval_query_seconds";
 pub const INDEX_SIZE: &str = "sidekick_index_vectors";
 pub const INDEX_REBUILDS: &str = "sidekick_index_rebuilds_total";
 pub const RETRIEVAL_DEGRADED: &str = "sidekick_retrieval_degraded";
+pub const REPLIES_JOURNALED: &str = "sidekick_rl_replies_journaled_total";
+pub const FEEDBACK_EVENTS: &str = "sidekick_rl_feedback_events_total";
+pub const REWARD_MEAN: &str = "sidekick_rl_reward_mean";
+pub const TRAINING_STEPS: &str = "sidekick_rl_training_steps_total";
+pub const TRAIN_STEP_SECONDS: &str = "sidekick_rl_train_step_seconds";
+pub const LAST_LOSS: &str = "sidekick_rl_last_loss";
+pub const ADAPTER_VERSION: &str = "sidekick_rl_adapter_version";
+pub const ADAPTER_SWAPS: &str = "sidekick_rl_adapter_swaps_total";
+pub const LAST_ADAPTER_SAVE: &str = "sidekick_rl_last_save_timestamp_seconds";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
 pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
-pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN, EMBED_SECONDS, QUERY_SECONDS];
+pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN, EMBED_SECONDS, QUERY_SECONDS, TRAIN_STEP_SECONDS];
 /// Bounds for `EMBED_BATCH_SIZE` (messages per batch).
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 

@@ -12,6 +12,8 @@ pub enum ModelMsg {
     Generate(GenerationJob),
     Info(RpcReplyPort<ModelInfo>),
     Stats(RpcReplyPort<EngineStats>),
+    /// Serve this LoRA adapter (`None`: the base model); answered once the swap is done.
+    SetAdapter(Option<std::path::PathBuf>, RpcReplyPort<Result<(), ModelError>>),
     /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
     Drain(Duration, RpcReplyPort<()>),
     /// Fault injection for supervision tests: the handler panics.
@@ -92,6 +94,15 @@ impl Actor for ModelActor {
             }
             ModelMsg::Stats(reply) => {
                 let _ = reply.send(state.engine.stats());
+            }
+            ModelMsg::SetAdapter(path, reply) => {
+                // The swap waits for replies in flight; the actor goes on meanwhile.
+                let (done, swapped) = tokio::sync::oneshot::channel();
+                state.engine.set_adapter(path, done);
+                tokio::spawn(async move {
+                    let result = swapped.await.unwrap_or(Err(ModelError::Unavailable));
+                    let _ = reply.send(result);
+                });
             }
             ModelMsg::Drain(grace, reply) => {
                 let engine = state.engine.clone();

@@ -77,6 +77,8 @@ pub struct ChannelSettings {
     pub engagement: Engagement,
     /// Sequence number of the bot's last reply in the channel's log.
     pub last_reply_seq: Option<u64>,
+    /// The same reply's id in the reply journal.
+    pub last_reply_id: Option<u64>,
 }
 
 /// Settings admins change for the whole bot.
@@ -123,12 +125,36 @@ pub struct FeedbackEvent {
     pub channel: ChannelId,
     /// The reply it is about: a sequence number in the channel's log and/or a Discord message id.
     pub reply_seq: Option<u64>,
+    /// The reply's entry in the reply journal, when it could be found.
+    #[serde(default)]
+    pub reply_id: Option<u64>,
     pub reply_message_id: Option<String>,
     pub source: FeedbackSource,
     pub rating: Option<u8>,
     pub emoji: Option<String>,
     pub comment: String,
     pub user: String,
+    pub at_ms: u64,
+    /// The reward in [-1, 1] this event gives its reply (see `reward.rs`); a removed
+    /// reaction carries the negation of the reaction it undoes.
+    #[serde(default)]
+    pub reward: f32,
+}
+
+/// A reply of the bot, journaled with what training on it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyRecord {
+    pub channel: ChannelId,
+    /// Its sequence number in the channel's message log.
+    pub reply_seq: u64,
+    /// The exact text given to the model, and its tokens.
+    pub prompt: String,
+    pub prompt_tokens: Vec<u32>,
+    /// The tokens the model sampled (with the end-of-turn token when it stopped by itself).
+    pub reply_tokens: Vec<u32>,
+    pub text: String,
+    /// The adapter that served it (`None`: the base model).
+    pub adapter: Option<String>,
     pub at_ms: u64,
 }
 
@@ -157,7 +183,17 @@ pub trait Store: Send + Sync + 'static {
     fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError>;
     /// Journals a feedback event durably; returns its sequence number.
     fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError>;
-    fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError>;
+    /// Journal entries with their sequence numbers, from `from` on.
+    fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError>;
+    fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError> {
+        Ok(self.feedback_since(0)?.into_iter().map(|(_, e)| e).collect())
+    }
+    /// Journals a reply durably; returns its id.
+    fn append_reply(&self, reply: &ReplyRecord) -> Result<u64, StoreError>;
+    fn reply(&self, id: u64) -> Result<Option<ReplyRecord>, StoreError>;
+    /// Remembers that reply `id` was delivered as these (Discord) messages.
+    fn link_reply(&self, id: u64, message_ids: &[String]) -> Result<(), StoreError>;
+    fn reply_for_message(&self, message_id: &str) -> Result<Option<u64>, StoreError>;
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn stat(&self, name: &str) -> Result<u64, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
@@ -200,9 +236,10 @@ pub enum FinishReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
     /// The prompt was formatted and admitted to a sequence.
-    Started { prompt: String, prompt_tokens: usize, reused_tokens: usize, dropped_turns: usize },
+    Started { prompt: String, prompt_tokens: usize, reused_tokens: usize, dropped_turns: usize, prompt_ids: Vec<u32>, adapter: Option<String> },
     Token(String),
-    Finished { tokens: usize, reason: FinishReason },
+    /// `reply_ids` are the sampled tokens, with the end-of-turn token if the model stopped.
+    Finished { tokens: usize, reason: FinishReason, reply_ids: Vec<u32> },
     Failed(ModelError),
 }
 
@@ -245,6 +282,10 @@ pub trait LanguageModel: Send + Sync + 'static {
     fn submit(&self, job: GenerationJob) -> Result<(), ModelError>;
     fn info(&self) -> ModelInfo;
     fn stats(&self) -> EngineStats;
+    /// Serves `adapter` (a LoRA GGUF; `None`: the base model) from the next free moment on:
+    /// replies in flight finish on the old weights, new ones wait for the swap. `done` hears
+    /// when it happened.
+    fn set_adapter(&self, adapter: Option<std::path::PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>);
     /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest and
     /// waits for the decoding thread to end.
     fn shutdown(&self, grace: Duration);
@@ -299,4 +340,87 @@ pub trait Retriever: Send + Sync + 'static {
 /// Opens the retriever (loading or rebuilding its index); called at start and on restart.
 pub trait RetrieverLoader: Send + Sync + 'static {
     fn load(&self) -> Result<Arc<dyn Retriever>, RetrievalError>;
+}
+
+/// One reply to learn from: the prompt and reply tokens, and the reward it earned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSample {
+    pub prompt: Vec<u32>,
+    pub reply: Vec<u32>,
+    pub reward: f32,
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    pub loss: f32,
+    pub seconds: f64,
+    pub tokens: usize,
+    /// The running reward baseline after the step.
+    pub baseline: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LearnError {
+    #[error("the trainer could not start: {0}")]
+    Load(String),
+    #[error("training failed: {0}")]
+    Train(String),
+    #[error("adapter files: {0}")]
+    Files(String),
+}
+
+/// One saved adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterVersion {
+    pub version: u64,
+    /// File name under the adapters folder.
+    pub file: String,
+    pub step: u64,
+    pub rewards_seen: u64,
+    /// The last feedback journal entry it learned from.
+    pub trained_through: Option<u64>,
+    pub baseline: f32,
+    pub saved_at_ms: u64,
+}
+
+/// `models/adapters/manifest.json`: the saved adapters, which one is served, for which base.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdapterManifest {
+    pub base_model_sha256: String,
+    pub versions: Vec<AdapterVersion>,
+    /// The served version; `None` serves the base model.
+    pub active: Option<u64>,
+    /// Versions served before the active one, most recent last (`!adapter rollback` pops).
+    pub previous: Vec<u64>,
+}
+
+impl AdapterManifest {
+    pub fn version(&self, v: u64) -> Option<&AdapterVersion> {
+        self.versions.iter().find(|a| a.version == v)
+    }
+    pub fn latest(&self) -> Option<&AdapterVersion> {
+        self.versions.iter().max_by_key(|a| a.version)
+    }
+}
+
+/// Trains a LoRA adapter on the served model. Calls block for seconds: they run on the
+/// feedback actor's training thread, never on the async runtime.
+pub trait PolicyTrainer: Send + 'static {
+    fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError>;
+    /// Writes the adapter as a GGUF file llama.cpp loads.
+    fn save(&mut self, path: &std::path::Path) -> Result<(), LearnError>;
+}
+
+/// Where adapters live, and how a trainer is opened.
+pub trait Learning: Send + Sync + 'static {
+    /// The sha256 of the base model file adapters are trained for.
+    fn base_model_sha256(&self) -> Result<String, LearnError>;
+    fn adapters_dir(&self) -> std::path::PathBuf;
+    fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError>;
+    /// Durable and atomic: a crash leaves the old manifest or the new one.
+    fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError>;
+    /// A trainer starting from `resume` (a saved adapter) or from the base model.
+    fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError>;
 }

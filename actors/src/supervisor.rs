@@ -2,10 +2,11 @@
 //! per channel on first use, and restarts any child that fails, within limits and with backoff.
 
 use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent, SharedGlobal};
+use crate::feedback::{FeedbackActor, FeedbackArgs, FeedbackMsg, RlRules};
 use crate::metric_names as m;
 use crate::model::{ActorHandle, ModelActor, ModelHandle, ModelMsg};
 use crate::retrieval::{RetrievalActor, RetrievalMsg};
-use crate::ports::{ChannelId, EngineStats, ModelInfo, ModelLoader, RetrievalStats, RetrieverLoader, Store};
+use crate::ports::{ChannelId, EngineStats, Learning, ModelInfo, ModelLoader, RetrievalStats, RetrieverLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -20,6 +21,9 @@ pub struct TreeArgs {
     pub loader: Arc<dyn ModelLoader>,
     pub retriever: Arc<dyn RetrieverLoader>,
     pub defaults: Arc<ChannelDefaults>,
+    /// Adapter training; `None` journals feedback but never trains.
+    pub learning: Option<Arc<dyn Learning>>,
+    pub rl: RlRules,
     pub heartbeats: Heartbeats,
     pub limits: RestartLimits,
     pub watchdog_tick: Duration,
@@ -29,6 +33,7 @@ pub struct TreeArgs {
 pub enum Child {
     Model,
     Retrieval,
+    Feedback,
     Watchdog,
     Channel(ChannelId),
 }
@@ -38,6 +43,7 @@ impl Child {
         match self {
             Child::Model => "model",
             Child::Retrieval => "retrieval",
+            Child::Feedback => "feedback",
             Child::Watchdog => "watchdog",
             Child::Channel(_) => "conversation",
         }
@@ -63,6 +69,10 @@ pub enum RootMsg {
     /// Stop a conversation so it starts afresh from the store (after its data was purged).
     Forget(ChannelId),
     Status(RpcReplyPort<TreeStatus>),
+    /// For the feedback/RL actor (reactions, delivered replies); dropped while it restarts.
+    Feedback(FeedbackMsg),
+    /// Fault injection for supervision tests: the model actor's handler panics.
+    InjectModelPanic,
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
 }
@@ -73,6 +83,7 @@ pub struct RootState {
     args: TreeArgs,
     model: ModelHandle,
     retrieval: ActorHandle<RetrievalMsg>,
+    feedback: ActorHandle<FeedbackMsg>,
     watchdog: Option<ActorCell>,
     /// Each conversation with the count of messages routed to it and not yet handled.
     channels: HashMap<ChannelId, (ActorRef<ChannelMsg>, Arc<AtomicUsize>)>,
@@ -97,6 +108,7 @@ impl Actor for RootSupervisor {
             args,
             model: ModelHandle::default(),
             retrieval: ActorHandle::default(),
+            feedback: ActorHandle::default(),
             watchdog: None,
             channels: HashMap::new(),
             children: HashMap::new(),
@@ -109,6 +121,7 @@ impl Actor for RootSupervisor {
         // A model that cannot load at start is a configuration problem: fail loudly.
         state.start_model(&myself).await?;
         state.start_retrieval(&myself).await?;
+        state.start_feedback(&myself).await?;
         state.start_watchdog(&myself).await?;
         Ok(state)
     }
@@ -122,6 +135,9 @@ impl Actor for RootSupervisor {
         }
         if let Some(retrieval) = state.retrieval.get() {
             let _ = retrieval.stop_and_wait(None, Some(Duration::from_secs(60))).await;
+        }
+        if let Some(feedback) = state.feedback.get() {
+            let _ = feedback.stop_and_wait(None, Some(Duration::from_secs(60))).await;
         }
         if let Some(watchdog) = &state.watchdog {
             watchdog.stop(None);
@@ -161,8 +177,21 @@ impl Actor for RootSupervisor {
                     restarts: state.restarts,
                 });
             }
+            RootMsg::Feedback(msg) => {
+                if let Some(feedback) = state.feedback.get() {
+                    let _ = feedback.send_message(msg);
+                }
+            }
+            RootMsg::InjectModelPanic => {
+                if let Some(model) = state.model.get() {
+                    let _ = model.send_message(ModelMsg::InjectPanic);
+                }
+            }
             RootMsg::Drain(grace, reply) => {
                 state.draining = true;
+                if let Some(feedback) = state.feedback.get() {
+                    let _ = feedback.call(FeedbackMsg::Save, Some(Duration::from_secs(60))).await;
+                }
                 if let Some(retrieval) = state.retrieval.get() {
                     let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(60))).await;
                 }
@@ -205,6 +234,10 @@ impl Actor for RootSupervisor {
                     tracing::error!("retrieval keeps failing; replies go on without it");
                     metrics::gauge!(m::RETRIEVAL_DEGRADED).set(1.0);
                 }
+                Child::Feedback => {
+                    // Its journal is in the store; replies go on, learning waits for a restart.
+                    tracing::error!("the feedback actor keeps failing; learning is paused until the next start");
+                }
                 other => {
                     // Without its model or watchdog the bot is useless: stop, and let the
                     // service manager start a fresh process.
@@ -222,6 +255,7 @@ impl RootState {
         match child {
             Child::Model => self.model.set(None),
             Child::Retrieval => self.retrieval.set(None),
+            Child::Feedback => self.feedback.set(None),
             Child::Watchdog => self.watchdog = None,
             Child::Channel(id) => {
                 self.channels.remove(id);
@@ -249,6 +283,21 @@ impl RootState {
         Ok(())
     }
 
+    async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let args = FeedbackArgs {
+            store: self.args.store.clone(),
+            learning: self.args.learning.clone(),
+            model: self.model.clone(),
+            heartbeats: self.args.heartbeats.clone(),
+            rules: self.args.rl.clone(),
+            clock: self.args.defaults.clock.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, FeedbackActor, args, myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Feedback);
+        self.feedback.set(Some(actor));
+        Ok(())
+    }
+
     async fn start_watchdog(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
         let args = WatchdogArgs {
             heartbeats: self.args.heartbeats.clone(),
@@ -272,6 +321,7 @@ impl RootState {
             store: self.args.store.clone(),
             model: self.model.clone(),
             retrieval: self.retrieval.clone(),
+            feedback: self.feedback.clone(),
             defaults: self.args.defaults.clone(),
             global: self.global.clone(),
             root: myself.clone(),
@@ -357,6 +407,10 @@ impl RootState {
             Child::Retrieval if self.retrieval.get().is_none() => {
                 self.count_restart(&child);
                 self.start_retrieval(myself).await?;
+            }
+            Child::Feedback if self.feedback.get().is_none() => {
+                self.count_restart(&child);
+                self.start_feedback(myself).await?;
             }
             Child::Watchdog if self.watchdog.is_none() => {
                 self.count_restart(&child);

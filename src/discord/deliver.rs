@@ -4,13 +4,21 @@
 use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, MessageId};
 use sidekick_actors::metric_names as m;
 use sidekick_actors::split::{split_message, DISCORD_LIMIT};
-use sidekick_actors::ReplyEvent;
+use ractor::ActorRef;
+use sidekick_actors::feedback::FeedbackMsg;
+use sidekick_actors::{ReplyEvent, RootMsg};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub async fn deliver(http: Arc<Http>, channel: ChannelId, to: MessageId, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
+/// Sends the answer; a model reply's Discord message ids go to the feedback actor so
+/// reactions on them reach the reply they rate.
+pub async fn deliver(http: Arc<Http>, root: ActorRef<RootMsg>, channel: ChannelId, to: MessageId, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
     let mut typing = None;
     while let Some(event) = events.recv().await {
+        let reply_id = match &event {
+            ReplyEvent::Done { reply_id, .. } => *reply_id,
+            _ => None,
+        };
         let text = match event {
             ReplyEvent::Started { .. } => {
                 // Stops when dropped, i.e. when the answer is sent.
@@ -23,21 +31,31 @@ pub async fn deliver(http: Arc<Http>, channel: ChannelId, to: MessageId, mut eve
             ReplyEvent::Failed(why) => format!("⚠️ {why}"),
         };
         drop(typing.take());
-        send(&http, channel, to, &text).await;
+        let sent = send(&http, channel, to, &text).await;
+        if let Some(reply_id) = reply_id.filter(|_| !sent.is_empty()) {
+            let message_ids = sent.iter().map(|id| id.to_string()).collect();
+            let _ = root.send_message(RootMsg::Feedback(FeedbackMsg::Delivered { reply_id, message_ids }));
+        }
     }
 }
 
-async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str) {
+/// Returns the ids of the messages sent.
+async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str) -> Vec<MessageId> {
+    let mut sent = Vec::new();
     for (i, piece) in split_message(text, DISCORD_LIMIT).into_iter().enumerate() {
         // An empty allowed-mentions list: a reply never pings @everyone, roles or users.
         let mut message = CreateMessage::new().content(piece).allowed_mentions(CreateAllowedMentions::new());
         if i == 0 {
             message = message.reference_message((channel, to));
         }
-        if let Err(e) = channel.send_message(http, message).await {
-            tracing::warn!(%channel, error = %e, "could not send a reply");
-            m::count_error("discord_send");
-            return;
+        match channel.send_message(http, message).await {
+            Ok(message) => sent.push(message.id),
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "could not send a reply");
+                m::count_error("discord_send");
+                break;
+            }
         }
     }
+    sent
 }

@@ -2,9 +2,10 @@
 
 use super::deliver::deliver;
 use ractor::ActorRef;
-use serenity::all::{Context, EventHandler, Message, MessageId, Ready, UserId};
+use serenity::all::{Context, EventHandler, Message, MessageId, Reaction, ReactionType, Ready, UserId};
 use serenity::async_trait;
 use sidekick_actors::commands::Access;
+use sidekick_actors::feedback::FeedbackMsg;
 use sidekick_actors::{ChannelMsg, Inbound, RootMsg};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -94,6 +95,32 @@ impl EventHandler for Handler {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
         }
-        tokio::spawn(deliver(ctx.http.clone(), msg.channel_id, msg.id, events));
+        tokio::spawn(deliver(ctx.http.clone(), self.root.clone(), msg.channel_id, msg.id, events));
+    }
+
+    async fn reaction_add(&self, _: Context, reaction: Reaction) {
+        self.reaction(reaction, true);
+    }
+
+    async fn reaction_remove(&self, _: Context, reaction: Reaction) {
+        self.reaction(reaction, false);
+    }
+}
+
+impl Handler {
+    /// A reaction on any message goes to the feedback actor, which knows which are replies.
+    fn reaction(&self, reaction: Reaction, added: bool) {
+        let Some(user) = reaction.user_id.filter(|u| *u != self.bot_id) else { return };
+        let emoji = match &reaction.emoji {
+            ReactionType::Unicode(e) => e.clone(),
+            ReactionType::Custom { name, id, .. } => name.clone().unwrap_or_else(|| id.to_string()),
+            _ => return,
+        };
+        let channel = match reaction.guild_id {
+            Some(_) => format!("discord:{}", reaction.channel_id),
+            None => format!("discord-dm:{}", reaction.channel_id),
+        };
+        let msg = FeedbackMsg::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added, reply: None };
+        let _ = self.root.send_message(RootMsg::Feedback(msg));
     }
 }

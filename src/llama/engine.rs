@@ -8,7 +8,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
@@ -18,14 +18,23 @@ use sidekick_actors::ports::{EngineStats, FinishReason, GenEvent, GenerationJob,
 use sidekick_actors::prompt::{turns_to_drop, ChatTurn, Role};
 use sidekick_actors::stream_text::{TextStream, DEFAULT_STOPS};
 use sidekick_actors::watchdog::Heartbeats;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::num::NonZeroU32;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub enum EngineCmd {
     Job(GenerationJob),
+    /// Serve another adapter once the replies in flight are done.
+    SetAdapter { adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>> },
     Shutdown { deadline: Instant },
+}
+
+/// Why a round of serving ended.
+enum Served {
+    Shutdown,
+    Swap { adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>> },
 }
 
 /// llama.cpp's backend is process-wide and may be initialised only once.
@@ -49,7 +58,7 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
             .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
         Ok::<_, ModelError>((backend, model))
     })();
-    let (backend, model) = match loaded {
+    let (backend, mut model) = match loaded {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -57,8 +66,97 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
         }
     };
     let (template, template_name) = chat_template(&model);
+    // Adapters stay loaded for the model's lifetime (llama-cpp-2 cannot free one), so each
+    // file is loaded once and a rollback reuses it.
+    let mut adapters: HashMap<PathBuf, LlamaLoraAdapter> = HashMap::new();
+    let mut serving = config.adapter.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(path) = serving.clone() {
+        if let Err(e) = load_adapter(&mut model, &mut adapters, &path) {
+            // A bad adapter must not keep the bot from answering: serve the base model.
+            tracing::error!(error = %e, "serving the base model");
+            serving = None;
+            *config.adapter.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+    let mut ready = Some(ready);
+    let mut carried = VecDeque::new();
+    loop {
+        // A swap needs `&mut model`, so each context lives for one round of serving.
+        let mut scheduler = match open_round(&model, backend, &config, &template, &mut adapters, serving.as_deref(), &heartbeats, &stats) {
+            Ok(mut s) => {
+                s.waiting = std::mem::take(&mut carried);
+                s
+            }
+            Err(e) => {
+                match ready.take() {
+                    Some(ready) => drop(ready.send(Err(e))),
+                    None => tracing::error!(error = %e, "the model cannot go on"),
+                }
+                for job in carried.drain(..) {
+                    let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
+                }
+                return;
+            }
+        };
+        if let Some(ready) = ready.take() {
+            let info = ModelInfo {
+                name: config.model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                path: config.model_path.display().to_string(),
+                context_tokens: config.context_tokens,
+                parallel_sequences: config.parallel,
+                threads: config.threads,
+                load_seconds: started.elapsed().as_secs_f64(),
+                chat_template: template_name.clone(),
+            };
+            if ready.send(Ok(info)).is_err() {
+                return;
+            }
+        }
+        match scheduler.serve(&inbox) {
+            Served::Shutdown => return,
+            Served::Swap { adapter, done } => {
+                carried = std::mem::take(&mut scheduler.waiting);
+                drop(scheduler);
+                let swapped = match &adapter {
+                    Some(path) => load_adapter(&mut model, &mut adapters, path),
+                    None => Ok(()),
+                };
+                if swapped.is_ok() {
+                    tracing::info!(adapter = ?adapter, "serving a new adapter");
+                    serving = adapter;
+                    *config.adapter.lock().unwrap_or_else(|e| e.into_inner()) = serving.clone();
+                }
+                let _ = done.send(swapped);
+            }
+        }
+    }
+}
+
+/// A fresh context serving `adapter`, with the shared prefix decoded.
+#[allow(clippy::too_many_arguments)]
+fn open_round<'m>(
+    model: &'m LlamaModel,
+    backend: &LlamaBackend,
+    config: &EngineConfig,
+    template: &LlamaChatTemplate,
+    adapters: &mut HashMap<PathBuf, LlamaLoraAdapter>,
+    adapter: Option<&Path>,
+    heartbeats: &Heartbeats,
+    stats: &Arc<Mutex<EngineStats>>,
+) -> Result<Scheduler<'m>, ModelError> {
+    let mut ctx = model.new_context(backend, context_params(config)).map_err(|e| ModelError::Load(format!("cannot create a llama.cpp context: {e}")))?;
+    if let Some(loaded) = adapter.and_then(|p| adapters.get_mut(p)) {
+        ctx.lora_adapter_set(loaded, 1.0).map_err(|e| ModelError::Load(format!("cannot apply the adapter: {e}")))?;
+    }
+    let label = adapter.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let mut scheduler = Scheduler::new(model, ctx, template.clone(), config, heartbeats.clone(), stats.clone(), label);
+    scheduler.warm_shared_prefix(&config.shared_prefix)?;
+    Ok(scheduler)
+}
+
+fn context_params(config: &EngineConfig) -> LlamaContextParams {
     let threads = |n: u32| n.max(1) as i32;
-    let params = LlamaContextParams::default()
+    LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(config.context_tokens))
         .with_n_batch(config.batch_tokens)
         .with_n_ubatch(config.batch_tokens)
@@ -70,32 +168,19 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
             llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
         } else {
             llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
-        });
-    let ctx = match model.new_context(backend, params) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            let _ = ready.send(Err(ModelError::Load(format!("cannot create a llama.cpp context: {e}"))));
-            return;
-        }
-    };
-    let mut scheduler = Scheduler::new(&model, ctx, template, &config, heartbeats, stats);
-    if let Err(e) = scheduler.warm_shared_prefix(&config.shared_prefix) {
-        let _ = ready.send(Err(e));
-        return;
+        })
+}
+
+fn load_adapter(model: &mut LlamaModel, adapters: &mut HashMap<PathBuf, LlamaLoraAdapter>, path: &Path) -> Result<(), ModelError> {
+    if adapters.contains_key(path) {
+        return Ok(());
     }
-    let info = ModelInfo {
-        name: config.model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        path: config.model_path.display().to_string(),
-        context_tokens: config.context_tokens,
-        parallel_sequences: config.parallel,
-        threads: config.threads,
-        load_seconds: started.elapsed().as_secs_f64(),
-        chat_template: template_name,
-    };
-    if ready.send(Ok(info)).is_err() {
-        return;
+    if !path.is_file() {
+        return Err(ModelError::Load(format!("adapter {} not found", path.display())));
     }
-    scheduler.serve(inbox);
+    let adapter = model.lora_adapter_init(path).map_err(|e| ModelError::Load(format!("adapter {}: {e} (not a LoRA GGUF for this model?)", path.display())))?;
+    adapters.insert(path.to_path_buf(), adapter);
+    Ok(())
 }
 
 /// The model's own template, if llama.cpp can apply it; ChatML otherwise.
@@ -120,6 +205,8 @@ struct Active {
     generated: usize,
     max_new: usize,
     text: TextStream,
+    /// Every token sampled, for the reply journal.
+    sampled: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -147,10 +234,14 @@ struct Scheduler<'m> {
     heartbeats: Heartbeats,
     stats: Arc<Mutex<EngineStats>>,
     prefix_reuse: bool,
+    /// The adapter this context serves (file name), reported with each reply.
+    adapter: Option<String>,
+    /// A swap asked for: no new admissions until the running replies finish.
+    swap: Option<(Option<PathBuf>, tokio::sync::oneshot::Sender<Result<(), ModelError>>)>,
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>) -> Self {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>, adapter: Option<String>) -> Self {
         let parallel = config.parallel.max(1) as usize;
         Self {
             model,
@@ -167,6 +258,8 @@ impl<'m> Scheduler<'m> {
             heartbeats,
             stats,
             prefix_reuse: config.prefix_reuse,
+            adapter,
+            swap: None,
         }
     }
 
@@ -205,7 +298,7 @@ impl<'m> Scheduler<'m> {
         Ok(())
     }
 
-    fn serve(&mut self, inbox: mpsc::Receiver<EngineCmd>) {
+    fn serve(&mut self, inbox: &mpsc::Receiver<EngineCmd>) -> Served {
         let mut deadline: Option<Instant> = None;
         loop {
             let busy = self.active_count() > 0 || !self.waiting.is_empty();
@@ -224,6 +317,11 @@ impl<'m> Scheduler<'m> {
             for cmd in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
                 match cmd {
                     EngineCmd::Job(job) => self.waiting.push_back(job),
+                    EngineCmd::SetAdapter { adapter, done } => {
+                        if let Some((_, superseded)) = self.swap.replace((adapter, done)) {
+                            let _ = superseded.send(Err(ModelError::Load("superseded by a later adapter change".into())));
+                        }
+                    }
                     EngineCmd::Shutdown { deadline: d } => deadline = Some(deadline.map_or(d, |old| old.min(d))),
                 }
             }
@@ -236,10 +334,19 @@ impl<'m> Scheduler<'m> {
                         self.finish(idx, FinishReason::Shutdown);
                     }
                     self.publish_gauges();
-                    return;
+                    if let Some((_, done)) = self.swap.take() {
+                        let _ = done.send(Err(ModelError::Unavailable));
+                    }
+                    return Served::Shutdown;
                 }
             }
-            self.admit();
+            if self.swap.is_some() && self.active_count() == 0 {
+                let (adapter, done) = self.swap.take().expect("checked");
+                return Served::Swap { adapter, done };
+            }
+            if self.swap.is_none() {
+                self.admit();
+            }
             self.publish_gauges();
             if self.active_count() > 0 {
                 self.step();
@@ -338,7 +445,8 @@ impl<'m> Scheduler<'m> {
         };
         metrics::counter!(m::PROMPT_TOKENS).increment(tokens.len() as u64);
         metrics::counter!(m::PROMPT_TOKENS_REUSED).increment(reused as u64);
-        let _ = job.events.send(GenEvent::Started { prompt, prompt_tokens: tokens.len(), reused_tokens: reused, dropped_turns: dropped });
+        let prompt_ids = tokens.iter().map(|t| t.0 as u32).collect();
+        let _ = job.events.send(GenEvent::Started { prompt, prompt_tokens: tokens.len(), reused_tokens: reused, dropped_turns: dropped, prompt_ids, adapter: self.adapter.clone() });
         let max_new = (job.params.max_tokens as usize).min(self.per_sequence.saturating_sub(tokens.len())).max(1);
         let slot = &mut self.slots[idx];
         slot.key = Some(job.slot.clone());
@@ -351,6 +459,7 @@ impl<'m> Scheduler<'m> {
             generated: 0,
             max_new,
             text: TextStream::new(DEFAULT_STOPS),
+            sampled: Vec::new(),
             job,
         });
     }
@@ -422,6 +531,7 @@ impl<'m> Scheduler<'m> {
             active.in_batch = 0;
             let Some(at) = active.logits_at.take() else { continue };
             let token = active.sampler.sample(&self.ctx, at);
+            active.sampled.push(token.0 as u32);
             if self.model.vocab().is_eog(token) {
                 self.finish(idx, FinishReason::EndOfTurn);
                 continue;
@@ -475,7 +585,8 @@ impl<'m> Scheduler<'m> {
         if !rest.is_empty() {
             let _ = active.job.events.send(GenEvent::Token(rest));
         }
-        let _ = active.job.events.send(GenEvent::Finished { tokens: active.generated, reason });
+        let reply_ids = std::mem::take(&mut active.sampled);
+        let _ = active.job.events.send(GenEvent::Finished { tokens: active.generated, reason, reply_ids });
         self.slots[idx].last_used = self.tick;
         // A finished reply's cache stays for the channel's next turn; an interrupted one
         // may be half-written, so it goes.

@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub flash_attention: bool,
     /// Reuse decoded prompt prefixes across turns (off only to measure what it saves).
     pub prefix_reuse: bool,
+    /// The LoRA adapter to serve (`None`: the base model). Swaps update it, so a model that
+    /// is reloaded serves what was served before.
+    pub adapter: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl EngineConfig {
@@ -48,6 +51,7 @@ impl EngineConfig {
             shared_prefix: Vec::new(),
             flash_attention: true,
             prefix_reuse: true,
+            adapter: Arc::default(),
         }
     }
 }
@@ -111,6 +115,12 @@ impl LanguageModel for LlamaEngine {
 
     fn stats(&self) -> EngineStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
+        if let Err(mpsc::SendError(EngineCmd::SetAdapter { done, .. })) = self.commands.send(EngineCmd::SetAdapter { adapter, done }) {
+            let _ = done.send(Err(ModelError::Unavailable));
+        }
     }
 
     fn shutdown(&self, grace: Duration) {

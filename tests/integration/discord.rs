@@ -13,32 +13,32 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BOT: u64 = 100_000_000_000_000_001;
-const OWNER: u64 = 200_000_000_000_000_002;
-const GUILD: u64 = 300_000_000_000_000_003;
-const CH1: u64 = 400_000_000_000_000_004;
-const CH2: u64 = 400_000_000_000_000_005;
-const ADMIN: u64 = 600_000_000_000_000_006;
-const ALICE: u64 = 500_000_000_000_000_005;
-const WAIT: Duration = Duration::from_secs(90);
+pub(crate) const BOT: u64 = 100_000_000_000_000_001;
+pub(crate) const OWNER: u64 = 200_000_000_000_000_002;
+pub(crate) const GUILD: u64 = 300_000_000_000_000_003;
+pub(crate) const CH1: u64 = 400_000_000_000_000_004;
+pub(crate) const CH2: u64 = 400_000_000_000_000_005;
+pub(crate) const ADMIN: u64 = 600_000_000_000_000_006;
+pub(crate) const ALICE: u64 = 500_000_000_000_000_005;
+pub(crate) const WAIT: Duration = Duration::from_secs(90);
 
-fn owner() -> FakeUser {
+pub(crate) fn owner() -> FakeUser {
     FakeUser::new(OWNER, "owner")
 }
-fn admin() -> FakeUser {
+pub(crate) fn admin() -> FakeUser {
     FakeUser::new(ADMIN, "admin")
 }
-fn alice() -> FakeUser {
+pub(crate) fn alice() -> FakeUser {
     FakeUser::new(ALICE, "alice")
 }
 
 /// A daemon connected to `fake`, with the owner learned from Discord and one admin.
-struct Bot {
-    daemon: Daemon,
+pub(crate) struct Bot {
+    pub(crate) daemon: Daemon,
     gateway: Gateway,
 }
 
-fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
+pub(crate) fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
     let mut config = test_config(dir);
     config.discord.api_base = fake.api_base();
     config.secrets.discord_token = Some("fake-token".into());
@@ -47,7 +47,7 @@ fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
     config
 }
 
-async fn start(config: &Config, fake: &FakeDiscord, clock: Arc<dyn Clock>) -> Bot {
+pub(crate) async fn start(config: &Config, fake: &FakeDiscord, clock: Arc<dyn Clock>) -> Bot {
     let daemon = Daemon::start_with(config, engine_config(config), clock).await.unwrap();
     let gateway = sidekick::discord::connect(config, daemon.root.clone()).await.unwrap();
     assert!(fake.wait_ready(Duration::from_secs(10)).await, "the bot did not connect");
@@ -55,14 +55,14 @@ async fn start(config: &Config, fake: &FakeDiscord, clock: Arc<dyn Clock>) -> Bo
 }
 
 impl Bot {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.gateway.shutdown().await;
         self.daemon.shutdown().await.unwrap();
     }
 }
 
 /// The bot's message answering message `id`.
-async fn reply_to(fake: &FakeDiscord, id: u64) -> SentMessage {
+pub(crate) async fn reply_to(fake: &FakeDiscord, id: u64) -> SentMessage {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(m) = fake.sent().into_iter().find(|m| m.reference() == Some(id)) {
@@ -74,12 +74,12 @@ async fn reply_to(fake: &FakeDiscord, id: u64) -> SentMessage {
 }
 
 /// Says something and returns the bot's answer to it.
-async fn ask(fake: &FakeDiscord, channel: u64, who: &FakeUser, text: &str) -> String {
+pub(crate) async fn ask(fake: &FakeDiscord, channel: u64, who: &FakeUser, text: &str) -> String {
     let id = fake.user_says(channel, who, text, false, None).await;
     reply_to(fake, id).await.content().to_string()
 }
 
-async fn mention(fake: &FakeDiscord, channel: u64, who: &FakeUser, text: &str) -> u64 {
+pub(crate) async fn mention(fake: &FakeDiscord, channel: u64, who: &FakeUser, text: &str) -> u64 {
     fake.user_says(channel, who, &format!("<@{BOT}> {text}"), true, None).await
 }
 
@@ -139,7 +139,8 @@ async fn every_command_answers_and_refuses_by_role() {
     assert_eq!(ask(&fake, CH1, &a, "!feedback 4 nice").await, "There's no reply of mine here to rate yet.");
     let chat = ask(&fake, CH1, &a, "!chat hello there").await;
     assert!(!chat.is_empty());
-    assert_eq!(ask(&fake, CH1, &a, "!feedback 4 nice").await, "Thanks! Feedback recorded (4/5).");
+    let thanks = ask(&fake, CH1, &a, "!feedback 4 nice").await;
+    assert!(thanks.starts_with("Thanks! Feedback recorded (4/5, reward +0."), "{thanks}");
     assert_eq!(ask(&fake, CH1, &a, "!feedback 7").await, "usage: `!feedback <rating 1-5> [comment]`");
     assert_eq!(ask(&fake, CH1, &a, "!config top_k 20").await, "top_k set to 20.");
     assert_eq!(ask(&fake, CH1, &a, "!config top_k 999").await, "`top_k` must be between 1 and 200, got 999");
@@ -168,7 +169,8 @@ async fn every_command_answers_and_refuses_by_role() {
     // Owner commands.
     assert!(ask(&fake, CH1, &o, "!engagement").await.starts_with("Engagement here: level "));
     let rl = ask(&fake, CH1, &o, "!rl_metrics").await;
-    assert!(rl.starts_with("Feedback journal: 1 events (commands 1"), "{rl}");
+    assert!(rl.contains("feedback: 1 commands, 0 reactions, 0 removed") && rl.contains("not training: learning is off"), "{rl}");
+    assert_eq!(ask(&fake, CH1, &ad, "!adapter").await, "Learning is off in this bot's configuration (rl.enabled = false).");
 
     // !restart reloads the model without ending the process; the bot answers after it.
     assert!(ask(&fake, CH1, &ad, "!restart").await.starts_with("Restarting"));

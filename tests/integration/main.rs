@@ -5,5 +5,6 @@ mod actor_tree;
 mod cli;
 mod discord;
 mod fake_discord;
+mod learning;
 mod retrieval;
 mod support;

@@ -32,6 +32,9 @@ pub fn test_config(dir: &Path) -> Config {
     // Retrieval brings other channels of the same server into prompts; the tests that want it
     // turn it on.
     config.retrieval.enabled = false;
+    // Training loads a second copy of the model; the learning tests turn it on.
+    config.rl.enabled = false;
+    config.rl.adapters_dir = dir.join("adapters");
     config
 }
 

@@ -1,0 +1,571 @@
+//! The feedback/RL actor: turns reactions into journaled feedback, keeps the reward figures,
+//! and trains a LoRA adapter on rewarded replies on its own thread while the model is idle.
+//! Every so many steps it saves the adapter and asks the model actor to serve it.
+
+use crate::engagement::Clock;
+use crate::metric_names as m;
+use crate::model::{ModelHandle, ModelMsg};
+use crate::ports::{AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, PolicyTrainer, Store, TrainReport, TrainSample};
+use crate::reward::{RewardLedger, RewardRules};
+use crate::watchdog::Heartbeats;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How learning runs.
+#[derive(Debug, Clone)]
+pub struct RlRules {
+    pub rewards: RewardRules,
+    /// Train at all (journaling and rewards happen either way).
+    pub train: bool,
+    /// Save (and serve) the adapter every this many training steps, and at shutdown.
+    pub save_every: u64,
+    /// Rewarded replies per training step.
+    pub batch: usize,
+    /// Saved adapters kept on disk (older ones are deleted).
+    pub keep_versions: usize,
+    /// How often the actor looks for work.
+    pub tick: Duration,
+}
+
+impl Default for RlRules {
+    fn default() -> Self {
+        Self { rewards: RewardRules::default(), train: true, save_every: 100, batch: 1, keep_versions: 5, tick: Duration::from_millis(500) }
+    }
+}
+
+pub struct FeedbackArgs {
+    pub store: Arc<dyn Store>,
+    pub learning: Option<Arc<dyn Learning>>,
+    pub model: ModelHandle,
+    pub heartbeats: Heartbeats,
+    pub rules: RlRules,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterCommand {
+    Show,
+    Rollback,
+    Off,
+    On,
+}
+
+/// What `!rl_metrics` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RlSummary {
+    pub steps: u64,
+    pub commands: u64,
+    pub reactions: u64,
+    pub reactions_removed: u64,
+    pub mean_last_100: Option<f32>,
+    pub mean_all: Option<f32>,
+    pub last_loss: Option<f32>,
+    pub last_save_ms: Option<u64>,
+    pub active: Option<AdapterVersion>,
+    pub queued: usize,
+    /// Why training is not running, when it is not.
+    pub idle_reason: Option<String>,
+}
+
+pub enum FeedbackMsg {
+    /// A reply was delivered as these (Discord) messages, so reactions on them find it.
+    Delivered { reply_id: u64, message_ids: Vec<String> },
+    /// A conversation journaled this event (`!feedback`): learn from it.
+    Journaled { seq: u64, event: FeedbackEvent },
+    /// A reaction was added or removed on a message; journaled here if it is on our reply.
+    Reaction { channel: String, message_id: String, emoji: String, user: String, added: bool, reply: Option<RpcReplyPort<Option<f32>>> },
+    Adapter(AdapterCommand, RpcReplyPort<String>),
+    Summary(RpcReplyPort<RlSummary>),
+    Tick,
+    Trained(Result<TrainReport, LearnError>, Option<u64>),
+    SwapFailed(Option<u64>, String),
+    /// Save the adapter now if it learned anything since the last save (shutdown).
+    Save(RpcReplyPort<()>),
+}
+
+enum TrainJob {
+    Step(Vec<TrainSample>, Option<u64>),
+    Save(PathBuf, oneshot::Sender<Result<(), LearnError>>),
+}
+
+pub struct FeedbackActor;
+
+pub struct FeedbackState {
+    args: FeedbackArgs,
+    ledger: RewardLedger,
+    manifest: AdapterManifest,
+    /// Rewarded replies waiting to be trained on, with their journal sequence numbers.
+    queue: VecDeque<(u64, TrainSample)>,
+    trainer: Option<std::sync::mpsc::Sender<TrainJob>>,
+    training: bool,
+    steps: u64,
+    steps_at_save: u64,
+    rewards_seen: u64,
+    trained_through: Option<u64>,
+    baseline: f32,
+    last_loss: Option<f32>,
+    broken: Option<String>,
+}
+
+/// The most rewarded replies kept waiting; older ones are dropped first.
+const MAX_QUEUE: usize = 1000;
+
+impl Actor for FeedbackActor {
+    type Msg = FeedbackMsg;
+    type State = FeedbackState;
+    type Arguments = FeedbackArgs;
+
+    async fn pre_start(&self, myself: ActorRef<FeedbackMsg>, args: FeedbackArgs) -> Result<FeedbackState, ActorProcessingErr> {
+        let mut state = FeedbackState {
+            ledger: RewardLedger::default(),
+            manifest: AdapterManifest::default(),
+            queue: VecDeque::new(),
+            trainer: None,
+            training: false,
+            steps: 0,
+            steps_at_save: 0,
+            rewards_seen: 0,
+            trained_through: None,
+            baseline: 0.0,
+            last_loss: None,
+            broken: None,
+            args,
+        };
+        let events = state.args.store.feedback_since(0)?;
+        for (_, event) in &events {
+            state.ledger.record(event);
+        }
+        if let Some(learning) = state.args.learning.clone() {
+            match learning.read_manifest() {
+                Ok(Some(manifest)) => state.manifest = manifest,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model"),
+            }
+            if let Some(v) = state.resume_point().cloned() {
+                (state.steps, state.rewards_seen, state.trained_through, state.baseline) = (v.step, v.rewards_seen, v.trained_through, v.baseline);
+                state.steps_at_save = v.step;
+            }
+            // Feedback that arrived after the last saved adapter is learned again.
+            let from = state.trained_through.map_or(0, |s| s + 1);
+            for (seq, event) in events.into_iter().filter(|(seq, _)| *seq >= from) {
+                state.enqueue(seq, &event);
+            }
+        }
+        state.publish();
+        myself.send_interval(state.args.rules.tick, || FeedbackMsg::Tick);
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _: ActorRef<FeedbackMsg>, state: &mut FeedbackState) -> Result<(), ActorProcessingErr> {
+        state.save_if_changed().await;
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<FeedbackMsg>, msg: FeedbackMsg, state: &mut FeedbackState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FeedbackMsg::Delivered { reply_id, message_ids } => state.args.store.link_reply(reply_id, &message_ids)?,
+            FeedbackMsg::Journaled { seq, event } => state.learn_from(seq, &event),
+            FeedbackMsg::Reaction { channel, message_id, emoji, user, added, reply } => {
+                let reward = state.reaction(channel, message_id, emoji, user, added)?;
+                if let Some(reply) = reply {
+                    let _ = reply.send(reward);
+                }
+            }
+            FeedbackMsg::Adapter(command, reply) => {
+                let answer = state.adapter_command(command).await;
+                let _ = reply.send(answer);
+            }
+            FeedbackMsg::Summary(reply) => {
+                let _ = reply.send(state.summary());
+            }
+            FeedbackMsg::Tick => state.maybe_train(&myself),
+            FeedbackMsg::Trained(result, through) => {
+                state.training = false;
+                state.on_trained(result, through, &myself).await;
+            }
+            FeedbackMsg::SwapFailed(version, why) => {
+                tracing::error!(?version, %why, "the model could not load the adapter; serving the previous one");
+                m::count_error("adapter_swap");
+                if state.manifest.active == version {
+                    state.manifest.active = state.manifest.previous.pop();
+                    state.write_manifest();
+                }
+            }
+            FeedbackMsg::Save(reply) => {
+                state.save_if_changed().await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FeedbackState {
+    /// The adapter training continues from: the one served, else the newest.
+    fn resume_point(&self) -> Option<&AdapterVersion> {
+        self.manifest.active.and_then(|v| self.manifest.version(v)).or_else(|| self.manifest.latest())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.args.clock.now_ms()
+    }
+
+    /// A new journal entry: count it, and queue its reply for training.
+    fn learn_from(&mut self, seq: u64, event: &FeedbackEvent) {
+        self.ledger.record(event);
+        let source = match event.source {
+            FeedbackSource::Command => "command",
+            FeedbackSource::Reaction => "reaction",
+            FeedbackSource::ReactionRemoved => "reaction_removed",
+        };
+        metrics::counter!(m::FEEDBACK_EVENTS, "source" => source).increment(1);
+        self.enqueue(seq, event);
+        self.publish();
+    }
+
+    fn enqueue(&mut self, seq: u64, event: &FeedbackEvent) {
+        if self.args.learning.is_none() || !self.args.rules.train || event.reward == 0.0 {
+            return;
+        }
+        let Some(id) = event.reply_id else { return };
+        match self.args.store.reply(id) {
+            Ok(Some(reply)) if !reply.reply_tokens.is_empty() => {
+                if self.queue.len() == MAX_QUEUE {
+                    self.queue.pop_front();
+                }
+                self.queue.push_back((seq, TrainSample { prompt: reply.prompt_tokens, reply: reply.reply_tokens, reward: event.reward }));
+            }
+            Ok(_) => tracing::debug!(reply = id, "feedback on a reply with nothing to train on"),
+            Err(e) => tracing::warn!(reply = id, error = %e, "reply journal unreadable"),
+        }
+    }
+
+    /// Journals a reaction on one of our replies; returns its reward (`None`: not ours, or
+    /// an emoji that carries nothing).
+    fn reaction(&mut self, channel: String, message_id: String, emoji: String, user: String, added: bool) -> Result<Option<f32>, ActorProcessingErr> {
+        let Some(reply_id) = self.args.store.reply_for_message(&message_id)? else { return Ok(None) };
+        let reward = if added {
+            match self.args.rules.rewards.reaction(&emoji) {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            // Undo exactly what the reaction gave; a reaction we never saw undoes nothing.
+            match self.ledger.live_reaction(&message_id, &user, &emoji) {
+                Some(r) => -r,
+                None => return Ok(None),
+            }
+        };
+        let event = FeedbackEvent {
+            channel,
+            reply_seq: None,
+            reply_id: Some(reply_id),
+            reply_message_id: Some(message_id),
+            source: if added { FeedbackSource::Reaction } else { FeedbackSource::ReactionRemoved },
+            rating: None,
+            emoji: Some(emoji),
+            comment: String::new(),
+            user,
+            at_ms: self.now_ms(),
+            reward,
+        };
+        let seq = self.args.store.append_feedback(&event)?;
+        self.learn_from(seq, &event);
+        Ok(Some(reward))
+    }
+
+    /// Starts a step on the training thread when there is work and the model is idle.
+    fn maybe_train(&mut self, myself: &ActorRef<FeedbackMsg>) {
+        if self.training || self.queue.is_empty() || self.broken.is_some() || self.args.heartbeats.is_busy("model") {
+            return;
+        }
+        let Some(learning) = self.args.learning.clone() else { return };
+        if self.trainer.is_none() {
+            self.trainer = Some(spawn_trainer(learning, self.resume_point().cloned(), myself.clone()));
+        }
+        let take = self.args.rules.batch.max(1).min(self.queue.len());
+        let (seqs, batch): (Vec<u64>, Vec<TrainSample>) = self.queue.drain(..take).unzip();
+        let through = seqs.into_iter().max();
+        if let Some(trainer) = &self.trainer {
+            self.training = trainer.send(TrainJob::Step(batch, through)).is_ok();
+        }
+    }
+
+    async fn on_trained(&mut self, result: Result<TrainReport, LearnError>, through: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
+        let report = match result {
+            Ok(report) => report,
+            Err(LearnError::Load(why)) => {
+                // A trainer that cannot start will not start on the next tick either.
+                tracing::error!(%why, "training is off");
+                m::count_error("training");
+                self.broken = Some(why);
+                self.trainer = None;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a training step failed; its feedback is skipped");
+                m::count_error("training");
+                return;
+            }
+        };
+        self.steps += 1;
+        self.rewards_seen += 1;
+        self.trained_through = through.max(self.trained_through);
+        self.baseline = report.baseline;
+        self.last_loss = Some(report.loss);
+        metrics::histogram!(m::TRAIN_STEP_SECONDS).record(report.seconds);
+        tracing::debug!(step = self.steps, loss = report.loss, seconds = report.seconds, "trained");
+        if self.steps - self.steps_at_save >= self.args.rules.save_every.max(1) {
+            if let Some(version) = self.save().await {
+                if self.manifest.active.is_some() || self.manifest.previous.is_empty() {
+                    // Serving follows training unless an admin turned the adapter off.
+                    self.activate(Some(version), myself).await;
+                }
+            }
+        }
+        self.publish();
+    }
+
+    async fn save_if_changed(&mut self) {
+        if self.steps > self.steps_at_save {
+            self.save().await;
+        }
+    }
+
+    /// Saves the adapter as a new version; returns its number.
+    async fn save(&mut self) -> Option<u64> {
+        let learning = self.args.learning.clone()?;
+        let trainer = self.trainer.as_ref()?;
+        let version = self.manifest.latest().map_or(1, |v| v.version + 1);
+        let file = format!("adapter-v{version}.gguf");
+        let (done, saved) = oneshot::channel();
+        trainer.send(TrainJob::Save(learning.adapters_dir().join(&file), done)).ok()?;
+        match saved.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not save the adapter");
+                m::count_error("adapter_save");
+                return None;
+            }
+            Err(_) => return None,
+        }
+        if self.manifest.base_model_sha256.is_empty() {
+            self.manifest.base_model_sha256 = learning.base_model_sha256().unwrap_or_default();
+        }
+        let now = self.now_ms();
+        self.manifest.versions.push(AdapterVersion { version, file, step: self.steps, rewards_seen: self.rewards_seen, trained_through: self.trained_through, baseline: self.baseline, saved_at_ms: now });
+        self.prune();
+        self.write_manifest();
+        self.steps_at_save = self.steps;
+        metrics::gauge!(m::LAST_ADAPTER_SAVE).set(now as f64 / 1000.0);
+        tracing::info!(version, step = self.steps, "adapter saved");
+        Some(version)
+    }
+
+    /// Keeps the newest versions (and any the rollback list or the server still needs).
+    fn prune(&mut self) {
+        let keep = self.args.rules.keep_versions.max(2);
+        while self.manifest.versions.len() > keep {
+            let oldest = self.manifest.versions.iter().map(|v| v.version).min().expect("not empty");
+            if Some(oldest) == self.manifest.active {
+                break;
+            }
+            self.manifest.versions.retain(|v| v.version != oldest);
+            self.manifest.previous.retain(|v| *v != oldest);
+            if let Some(dir) = self.args.learning.as_ref().map(|l| l.adapters_dir()) {
+                let _ = std::fs::remove_file(dir.join(format!("adapter-v{oldest}.gguf")));
+            }
+        }
+    }
+
+    fn write_manifest(&self) {
+        if let Some(learning) = &self.args.learning {
+            if let Err(e) = learning.write_manifest(&self.manifest) {
+                tracing::error!(error = %e, "could not write the adapter manifest");
+                m::count_error("adapter_save");
+            }
+        }
+    }
+
+    fn path_of(&self, version: Option<u64>) -> Option<PathBuf> {
+        let dir = self.args.learning.as_ref()?.adapters_dir();
+        Some(dir.join(&self.manifest.version(version?)?.file))
+    }
+
+    /// Serves `version` (`None`: the base model) from now on, without waiting for the swap.
+    async fn activate(&mut self, version: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
+        if let Some(old) = self.manifest.active.filter(|old| Some(*old) != version) {
+            self.manifest.previous.push(old);
+        }
+        self.manifest.active = version;
+        self.write_manifest();
+        let Some(model) = self.args.model.get() else { return };
+        let path = self.path_of(version);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let asked = model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await;
+            let failure = match asked {
+                Ok(ractor::rpc::CallResult::Success(Ok(()))) => None,
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => Some(e.to_string()),
+                Ok(_) => Some("the model did not answer".into()),
+                Err(e) => Some(e.to_string()),
+            };
+            match failure {
+                None => metrics::counter!(m::ADAPTER_SWAPS).increment(1),
+                Some(why) => {
+                    let _ = myself.send_message(FeedbackMsg::SwapFailed(version, why));
+                }
+            }
+        });
+        self.publish();
+    }
+
+    /// Serves `version` and waits until the model does (for admin commands).
+    async fn activate_now(&mut self, version: Option<u64>) -> Result<(), String> {
+        let Some(model) = self.args.model.get() else { return Err("the model is restarting".into()) };
+        let path = self.path_of(version);
+        match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(e.to_string()),
+            Ok(_) => return Err("the model did not answer in time".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+        metrics::counter!(m::ADAPTER_SWAPS).increment(1);
+        self.manifest.active = version;
+        self.write_manifest();
+        self.publish();
+        Ok(())
+    }
+
+    async fn adapter_command(&mut self, command: AdapterCommand) -> String {
+        if self.args.learning.is_none() {
+            return "Learning is off in this bot's configuration (rl.enabled = false).".into();
+        }
+        match command {
+            AdapterCommand::Show => match self.manifest.active.and_then(|v| self.manifest.version(v)) {
+                Some(v) => format!("Serving adapter v{} ({}): {} training steps, {} rewards, saved {}. {} saved version(s).", v.version, v.file, v.step, v.rewards_seen, ago(self.now_ms(), v.saved_at_ms), self.manifest.versions.len()),
+                None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
+                None => format!("Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.", self.manifest.versions.len()),
+            },
+            AdapterCommand::Rollback => {
+                let Some(active) = self.manifest.active else { return "Nothing to roll back: the base model is being served.".into() };
+                let previous = self.manifest.previous.last().copied().or_else(|| self.manifest.versions.iter().map(|v| v.version).filter(|v| *v < active).max());
+                match self.activate_now(previous).await {
+                    Ok(()) => {
+                        self.manifest.previous.pop();
+                        self.write_manifest();
+                        // Training goes on from what is served now, not from what was rolled back.
+                        self.restart_trainer_from(previous);
+                        match previous {
+                            Some(v) => format!("Rolled back from adapter v{active} to v{v}."),
+                            None => format!("Rolled back from adapter v{active} to the base model."),
+                        }
+                    }
+                    Err(why) => format!("Could not roll back: {why}."),
+                }
+            }
+            AdapterCommand::Off => match self.manifest.active {
+                None => "The base model is already being served.".into(),
+                Some(active) => match self.activate_now(None).await {
+                    Ok(()) => {
+                        self.manifest.previous.push(active);
+                        self.write_manifest();
+                        format!("Adapter v{active} off: serving the base model. Training goes on; `!adapter on` serves the newest again.")
+                    }
+                    Err(why) => format!("Could not turn the adapter off: {why}."),
+                },
+            },
+            AdapterCommand::On => match self.manifest.latest().map(|v| v.version) {
+                None => "There is no trained adapter yet.".into(),
+                Some(latest) => match self.activate_now(Some(latest)).await {
+                    Ok(()) => format!("Serving adapter v{latest}."),
+                    Err(why) => format!("Could not load adapter v{latest}: {why}."),
+                },
+            },
+        }
+    }
+
+    fn restart_trainer_from(&mut self, version: Option<u64>) {
+        self.trainer = None; // the thread ends after its current job
+        let point = version.and_then(|v| self.manifest.version(v)).cloned();
+        (self.steps, self.rewards_seen, self.trained_through, self.baseline) = match &point {
+            Some(v) => (v.step, v.rewards_seen, v.trained_through, v.baseline),
+            None => (0, 0, None, 0.0),
+        };
+        self.steps_at_save = self.steps;
+    }
+
+    fn summary(&self) -> RlSummary {
+        RlSummary {
+            steps: self.steps,
+            commands: self.ledger.count(FeedbackSource::Command),
+            reactions: self.ledger.count(FeedbackSource::Reaction),
+            reactions_removed: self.ledger.count(FeedbackSource::ReactionRemoved),
+            mean_last_100: self.ledger.mean(Some(100)),
+            mean_all: self.ledger.mean(None),
+            last_loss: self.last_loss,
+            last_save_ms: self.manifest.latest().map(|v| v.saved_at_ms),
+            active: self.manifest.active.and_then(|v| self.manifest.version(v)).cloned(),
+            queued: self.queue.len(),
+            idle_reason: match (&self.args.learning, &self.broken) {
+                (None, _) => Some("learning is off (rl.enabled = false)".into()),
+                (_, Some(why)) => Some(why.clone()),
+                _ if !self.args.rules.train => Some("training is off (rl.train = false)".into()),
+                _ => None,
+            },
+        }
+    }
+
+    fn publish(&self) {
+        let s = self.summary();
+        metrics::gauge!(m::REWARD_MEAN, "window" => "last_100").set(s.mean_last_100.unwrap_or(0.0) as f64);
+        metrics::gauge!(m::REWARD_MEAN, "window" => "all").set(s.mean_all.unwrap_or(0.0) as f64);
+        metrics::counter!(m::TRAINING_STEPS).absolute(s.steps);
+        metrics::gauge!(m::LAST_LOSS).set(s.last_loss.unwrap_or(0.0) as f64);
+        metrics::gauge!(m::ADAPTER_VERSION).set(s.active.map_or(0.0, |v| v.version as f64));
+    }
+}
+
+fn ago(now_ms: u64, then_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        7200..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// The training thread: opens the trainer on first use and runs jobs one at a time, so a
+/// step of seconds never holds up the actor (or anything on the async runtime).
+fn spawn_trainer(learning: Arc<dyn Learning>, resume: Option<AdapterVersion>, actor: ActorRef<FeedbackMsg>) -> std::sync::mpsc::Sender<TrainJob> {
+    let (jobs, inbox) = std::sync::mpsc::channel::<TrainJob>();
+    let spawned = std::thread::Builder::new().name("sidekick-train".into()).spawn(move || {
+        let mut trainer: Option<Box<dyn PolicyTrainer>> = None;
+        for job in inbox {
+            let opened = match trainer.as_mut() {
+                Some(t) => Ok(t),
+                None => learning.open_trainer(resume.as_ref()).map(|t| trainer.insert(t)),
+            };
+            match job {
+                TrainJob::Step(batch, through) => {
+                    let result = opened.and_then(|t| t.step(&batch));
+                    if actor.send_message(FeedbackMsg::Trained(result, through)).is_err() {
+                        return;
+                    }
+                }
+                TrainJob::Save(path, done) => {
+                    let _ = done.send(opened.and_then(|t| t.save(&path)));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the training thread");
+    }
+    jobs
+}

@@ -1,0 +1,135 @@
+//! Adapter training on this machine's CPU: the [`Learning`] port over `sidekick-trainer`
+//! (candle), with the adapters and their manifest under `rl.adapters_dir`.
+
+use crate::config::RlConfig;
+use sha2::{Digest, Sha256};
+use sidekick_actors::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer, TrainerState};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub struct LocalLearning {
+    model_path: PathBuf,
+    dir: PathBuf,
+    lora: LoraConfig,
+    sha256: OnceLock<Result<String, LearnError>>,
+    /// The dequantized base model (~4 bytes a weight), loaded on the first training step.
+    base: Mutex<Option<Arc<BaseModel>>>,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+impl LocalLearning {
+    pub fn new(model_path: &Path, rl: &RlConfig) -> Self {
+        let lora = LoraConfig {
+            rank: rl.rank,
+            alpha: rl.alpha,
+            learning_rate: rl.learning_rate as f32,
+            weight_decay: rl.weight_decay as f32,
+            max_tokens: rl.max_train_tokens,
+            threads: rl.threads,
+            ..LoraConfig::default()
+        };
+        Self { model_path: model_path.to_path_buf(), dir: rl.adapters_dir.clone(), lora, sha256: OnceLock::new(), base: Mutex::new(None) }
+    }
+
+    fn base(&self) -> Result<Arc<BaseModel>, LearnError> {
+        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = base.as_ref() {
+            return Ok(b.clone());
+        }
+        let loaded = Arc::new(BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?);
+        *base = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The adapter the manifest says to serve, if it was trained for this model file.
+    pub fn served_adapter(&self) -> Option<PathBuf> {
+        let manifest = self.read_manifest().ok()??;
+        let active = manifest.version(manifest.active?)?;
+        match self.base_model_sha256() {
+            Ok(sha) if sha == manifest.base_model_sha256 => Some(self.dir.join(&active.file)),
+            _ => {
+                tracing::warn!("the saved adapters were trained for another model file; serving the base model");
+                None
+            }
+        }
+    }
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Learning for LocalLearning {
+    fn base_model_sha256(&self) -> Result<String, LearnError> {
+        self.sha256
+            .get_or_init(|| sha256_file(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display()))))
+            .clone()
+    }
+
+    fn adapters_dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError> {
+        let path = self.dir.join(MANIFEST);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| LearnError::Files(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LearnError::Files(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| LearnError::Files(e.to_string()))?;
+        write_atomically(&self.dir.join(MANIFEST), &json).map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
+    }
+
+    fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {
+        let base = self.base()?;
+        let load = |e: sidekick_trainer::TrainError| LearnError::Load(e.to_string());
+        let trainer = match resume {
+            Some(v) => {
+                let mut t = Trainer::load_adapter(base, self.lora.clone(), self.dir.join(&v.file)).map_err(load)?;
+                t.set_state(TrainerState { baseline: v.baseline, step: v.step });
+                t
+            }
+            None => Trainer::new(base, self.lora.clone(), 0x5eed).map_err(load)?,
+        };
+        Ok(Box::new(CandleTrainer(trainer)))
+    }
+}
+
+struct CandleTrainer(Trainer);
+
+impl PolicyTrainer for CandleTrainer {
+    fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
+        let samples: Vec<Sample> = batch.iter().map(|s| Sample { prompt: s.prompt.clone(), reply: s.reply.clone(), reward: s.reward }).collect();
+        let report = self.0.step(&samples).map_err(|e| LearnError::Train(e.to_string()))?;
+        Ok(TrainReport { loss: report.loss, seconds: report.seconds, tokens: report.tokens, baseline: report.baseline })
+    }
+
+    fn save(&mut self, path: &Path) -> Result<(), LearnError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LearnError::Files(format!("{}: {e}", dir.display())))?;
+        }
+        self.0.write_adapter(path).map_err(|e| LearnError::Files(format!("{}: {e}", path.display())))
+    }
+}
