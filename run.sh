@@ -52,7 +52,9 @@ case "$cmd" in
   setup) setup ;;
   chat)  setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" chat "$@" ;;
   run)   setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" run "$@" ;;
-  test)  setup; cargo test --release --workspace "$@" ;;
+  # The tests also need Prometheus and systemd-analyze (Debian packages) for the dashboard and
+  # unit checks.
+  test)  setup; bash scripts/ci_tools.sh; cargo test --release --workspace "$@" ;;
   bench) setup; cargo bench --bench serving "$@" ;;
   bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
   bench-learning) setup; cargo bench --bench learning "$@" ;;

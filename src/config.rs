@@ -149,7 +149,10 @@ impl Default for RlConfig {
             alpha: 16.0,
             // One +1 step at 1e-3 moves a short reply by ~4 nats: too jumpy for one reaction.
             learning_rate: 5e-4,
-            weight_decay: 0.01,
+            // Decoupled decay: with Adam moving a weight ~learning_rate a step, decay of
+            // learning_rate × weight_decay × weight holds every adapter weight under about
+            // 1 / weight_decay, and pulls it back when feedback stops.
+            weight_decay: 1.0,
             max_train_tokens: 256,
             save_every_steps: 100,
             keep_versions: 5,
@@ -363,8 +366,18 @@ impl Config {
         if !(rl.learning_rate > 0.0 && rl.learning_rate <= 0.1) {
             return Err(refuse(format!("rl.learning_rate must be above 0 and at most 0.1, got {}", rl.learning_rate)));
         }
-        if !(0.0..=1.0).contains(&rl.weight_decay) {
-            return Err(refuse(format!("rl.weight_decay must be between 0 and 1, got {}", rl.weight_decay)));
+        if !(0.0..=10.0).contains(&rl.weight_decay) {
+            return Err(refuse(format!("rl.weight_decay must be between 0 and 10, got {}", rl.weight_decay)));
+        }
+        if !(rl.alpha > 0.0 && rl.alpha <= 1024.0) {
+            return Err(refuse(format!("rl.alpha must be above 0 and at most 1024, got {}", rl.alpha)));
+        }
+        let weight = |key: &str, w: f32| if (0.0..=10.0).contains(&w) { Ok(()) } else { Err(refuse(format!("rl.{key} must be between 0 and 10, got {w}"))) };
+        weight("rating_weight", rl.rating_weight)?;
+        weight("sentiment_weight", rl.sentiment_weight)?;
+        weight("reaction_weight", rl.reaction_weight)?;
+        if rl.rating_weight + rl.sentiment_weight <= 0.0 {
+            return Err(refuse("rl.rating_weight and rl.sentiment_weight cannot both be 0"));
         }
         if !(32..=4096).contains(&rl.max_train_tokens) {
             return Err(refuse(format!("rl.max_train_tokens must be between 32 and 4096, got {}", rl.max_train_tokens)));

@@ -1,7 +1,9 @@
 //! The `sidekick` binary's adapters: llama.cpp, fjall, Prometheus, the console, and the wiring
 //! that puts them under the actor tree of `sidekick-actors`.
 
+pub mod backup;
 pub mod config;
+pub mod control;
 pub mod console;
 pub mod daemon;
 pub mod discord;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use sidekick::config::Config;
+use sidekick::control::{self, ControlServer, Request, Response};
 use sidekick::daemon::Daemon;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,13 @@ enum Command {
     },
     /// Run the Discord bot as a daemon (needs DISCORD_TOKEN).
     Run,
+    /// Show whether the daemon is up: model, uptime, last reply, queue, adapter.
+    Status,
+    /// Copy the store, the vector index and the adapters to DIR (a new folder), consistently,
+    /// whether or not the daemon is running.
+    Backup {
+        dir: PathBuf,
+    },
 }
 
 /// Exit code for a configuration the user must fix.
@@ -47,7 +55,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = config.check_model_file() {
+    let needs_model = matches!(cli.command, Command::Chat { .. } | Command::Run);
+    if let Err(e) = config.check_model_file().map_err(|e| e.to_string()).or_else(|e| if needs_model { Err(e) } else { Ok(()) }) {
         eprintln!("sidekick: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -59,6 +68,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Chat { show_prompt, metrics } => chat(&config, show_prompt, metrics).await,
             Command::Run => run(&config).await,
+            Command::Status => status(&config).await,
+            Command::Backup { dir } => backup(&config, &dir).await,
         }
     });
     match result {
@@ -120,9 +131,17 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let mut stop = sidekick::signals::shutdown_requested()?;
     let daemon = Daemon::start(config).await?;
+    let control = match ControlServer::start(config, daemon.root.clone(), daemon.store.clone()).await {
+        Ok(control) => control,
+        Err(e) => {
+            daemon.shutdown().await?;
+            return Err(e);
+        }
+    };
     let gateway = match sidekick::discord::connect(config, daemon.root.clone()).await {
         Ok(gateway) => gateway,
         Err(e) => {
+            control.stop();
             daemon.shutdown().await?;
             return Err(e.into());
         }
@@ -131,6 +150,49 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let _ = stop.wait_for(|s| *s).await;
     // Stop intake first, then let replies in progress finish.
     gateway.shutdown().await;
+    control.stop();
     daemon.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// LSB's "program is not running" status code, which service scripts understand.
+const EXIT_NOT_RUNNING: u8 = 3;
+
+async fn status(config: &Config) -> anyhow::Result<ExitCode> {
+    match control::ask(&control::socket_path(config), &Request::Status).await {
+        Ok(Response::Status(s)) => {
+            println!("{}", control::show(&s));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Response::Error(e)) => anyhow::bail!("the daemon could not tell: {e}"),
+        Ok(_) => anyhow::bail!("the daemon gave an unexpected answer"),
+        Err(e @ control::AskError::NotRunning(_)) => {
+            println!("{e}");
+            Ok(ExitCode::from(EXIT_NOT_RUNNING))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn backup(config: &Config, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(dir)?;
+    let report = match control::ask(&control::socket_path(config), &Request::Backup { dir: dir.clone() }).await {
+        Ok(Response::Backup(report)) => report,
+        Ok(Response::Error(e)) => anyhow::bail!("backup failed: {e}"),
+        Ok(_) => anyhow::bail!("the daemon gave an unexpected answer"),
+        // Nobody holds the store: copy it ourselves.
+        Err(control::AskError::NotRunning(_)) => {
+            let store = sidekick::store::FjallStore::open(&config.storage.path)?;
+            sidekick::backup::take(config, &store, &dir)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "backup written to {}: {} store records, index files [{}], adapter files [{}]",
+        report.dir.display(),
+        report.store_records,
+        report.index_files.join(", "),
+        report.adapter_files.join(", ")
+    );
     Ok(ExitCode::SUCCESS)
 }

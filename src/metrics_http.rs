@@ -14,7 +14,28 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .install()
         .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr} (metrics.listen): {e}"))?;
     describe();
+    register_at_zero();
     Ok(())
+}
+
+/// Every labelled series exists from the start, at zero: dashboards show "none" rather
+/// than "no data", and `increase()` sees the first event.
+fn register_at_zero() {
+    for kind in m::ERROR_KINDS {
+        metrics::counter!(m::ERRORS, "kind" => *kind).increment(0);
+    }
+    for actor in m::ACTORS {
+        metrics::counter!(m::ACTOR_RESTARTS, "actor" => *actor).increment(0);
+    }
+    for source in m::FEEDBACK_SOURCES {
+        metrics::counter!(m::FEEDBACK_EVENTS, "source" => *source).increment(0);
+    }
+    for counter in [m::MESSAGES_SEEN, m::REPLIES_SENT, m::TOKENS_GENERATED, m::PROMPT_TOKENS, m::PROMPT_TOKENS_REUSED, m::REPLIES_JOURNALED, m::TRAINING_STEPS, m::ADAPTER_SWAPS, m::INDEX_REBUILDS] {
+        metrics::counter!(counter).increment(0);
+    }
+    for gauge in [m::QUEUE_DEPTH, m::INFLIGHT_SEQUENCES, m::LAST_LOSS, m::ADAPTER_VERSION, m::LAST_ADAPTER_SAVE, m::INDEX_SIZE] {
+        metrics::gauge!(gauge).increment(0.0);
+    }
 }
 
 fn describe() {
@@ -33,4 +54,18 @@ fn describe() {
     describe_gauge!(m::UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_counter!(m::ERRORS, "Errors by kind");
     describe_counter!(m::WATCHDOG_STALLS, "Busy components that stopped sending heartbeats");
+    describe_histogram!(m::EMBED_SECONDS, Unit::Seconds, "Time to embed and index one batch");
+    describe_histogram!(m::QUERY_SECONDS, Unit::Seconds, "Time to embed a query and search the index");
+    describe_gauge!(m::INDEX_SIZE, "Vectors in the retrieval index");
+    describe_counter!(m::INDEX_REBUILDS, "Index rebuilds from the store");
+    describe_gauge!(m::RETRIEVAL_DEGRADED, "1 while retrieval is off");
+    describe_counter!(m::REPLIES_JOURNALED, "Replies journaled for learning");
+    describe_counter!(m::FEEDBACK_EVENTS, "Feedback events by source");
+    describe_gauge!(m::REWARD_MEAN, "Mean reward over the last 100 and all events");
+    describe_counter!(m::TRAINING_STEPS, "LoRA training steps");
+    describe_histogram!(m::TRAIN_STEP_SECONDS, Unit::Seconds, "Time one training step took");
+    describe_gauge!(m::LAST_LOSS, "Loss of the last training step");
+    describe_gauge!(m::ADAPTER_VERSION, "Adapter version served (0: the base model)");
+    describe_counter!(m::ADAPTER_SWAPS, "Adapters swapped into the running model");
+    describe_gauge!(m::LAST_ADAPTER_SAVE, Unit::Seconds, "Unix time of the last adapter save");
 }

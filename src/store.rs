@@ -174,6 +174,40 @@ impl FjallStore {
         self.next_in("@vectors", || last_seq(&self.vectors))
     }
 
+    /// Copies a consistent snapshot of every keyspace into a new store at `dest` (which must
+    /// not hold one) and syncs it; writes made meanwhile go on. Returns the records copied.
+    pub fn backup_to(&self, dest: &Path) -> Result<usize, StoreError> {
+        use fjall::Readable;
+        let snapshot = self.db.snapshot();
+        let copy = Database::builder(dest).open().map_err(|e| backend(format!("cannot create {}: {e}", dest.display())))?;
+        let mut records = 0;
+        for (name, keyspace) in self.keyspaces() {
+            let target = copy.keyspace(name, KeyspaceCreateOptions::default).map_err(backend)?;
+            let mut batch = copy.batch();
+            for guard in snapshot.iter(keyspace) {
+                let (key, value) = guard.into_inner().map_err(backend)?;
+                batch.insert(&target, key, value);
+                records += 1;
+            }
+            batch.commit().map_err(backend)?;
+        }
+        copy.persist(PersistMode::SyncAll).map_err(backend)?;
+        Ok(records)
+    }
+
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 8] {
+        [
+            ("settings", &self.settings),
+            ("messages", &self.messages),
+            ("cursors", &self.cursors),
+            ("feedback", &self.feedback),
+            ("replies", &self.replies),
+            ("reply_links", &self.reply_links),
+            ("vectors", &self.vectors),
+            ("stats", &self.stats),
+        ]
+    }
+
     /// Number of messages in a channel's log (for tests and `status`).
     pub fn message_count(&self, channel: &str) -> usize {
         self.messages.prefix(message_prefix(channel)).count()

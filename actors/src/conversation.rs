@@ -71,6 +71,8 @@ pub struct ConversationArgs {
     pub model: ModelHandle,
     pub retrieval: ActorHandle<RetrievalMsg>,
     pub feedback: ActorHandle<FeedbackMsg>,
+    /// Where the time of the last reply is kept (for `sidekick status`).
+    pub heartbeats: crate::watchdog::Heartbeats,
     pub defaults: Arc<ChannelDefaults>,
     pub global: SharedGlobal,
     pub root: ActorRef<RootMsg>,
@@ -397,6 +399,7 @@ impl ConversationState {
         self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::REPLIES_SENT).increment(1);
+        self.args.heartbeats.beat("reply", false);
         count_hourly(self.args.store.as_ref(), "replies", now);
         let _ = reply.send(ReplyEvent::Done { text: answer, tokens, reply_id });
         Ok(Some((seq, reply_id)))

@@ -145,6 +145,15 @@ impl Actor for FeedbackActor {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model"),
             }
+            let sha = learning.base_model_sha256().unwrap_or_default();
+            if !state.manifest.base_model_sha256.is_empty() && state.manifest.base_model_sha256 != sha {
+                // Adapters fit only the model they were trained on: start over for this one,
+                // leaving the old files where they are.
+                tracing::warn!("the saved adapters were trained for another model file; learning starts afresh");
+                let next_version = state.manifest.latest().map_or(1, |v| v.version + 1).max(state.manifest.next_version);
+                state.manifest = AdapterManifest { next_version, ..AdapterManifest::default() };
+            }
+            state.manifest.base_model_sha256 = sha;
             if let Some(v) = state.resume_point().cloned() {
                 (state.steps, state.rewards_seen, state.trained_through, state.baseline) = (v.step, v.rewards_seen, v.trained_through, v.baseline);
                 state.steps_at_save = v.step;
@@ -321,8 +330,7 @@ impl FeedbackState {
         tracing::debug!(step = self.steps, loss = report.loss, seconds = report.seconds, "trained");
         if self.steps - self.steps_at_save >= self.args.rules.save_every.max(1) {
             if let Some(version) = self.save().await {
-                if self.manifest.active.is_some() || self.manifest.previous.is_empty() {
-                    // Serving follows training unless an admin turned the adapter off.
+                if self.follows_training() {
                     self.activate(Some(version), myself).await;
                 }
             }
@@ -330,9 +338,23 @@ impl FeedbackState {
         self.publish();
     }
 
+    /// Serving follows training unless an admin turned the adapter off or rolled it back.
+    fn follows_training(&self) -> bool {
+        self.manifest.active.is_some() || self.manifest.previous.is_empty()
+    }
+
+    /// At shutdown: what was learned since the last save is saved, and served at the next
+    /// start when serving follows training.
     async fn save_if_changed(&mut self) {
         if self.steps > self.steps_at_save {
-            self.save().await;
+            if let Some(version) = self.save().await {
+                if self.follows_training() {
+                    if let Some(old) = self.manifest.active.replace(version) {
+                        self.manifest.previous.push(old);
+                    }
+                    self.write_manifest();
+                }
+            }
         }
     }
 
@@ -340,7 +362,7 @@ impl FeedbackState {
     async fn save(&mut self) -> Option<u64> {
         let learning = self.args.learning.clone()?;
         let trainer = self.trainer.as_ref()?;
-        let version = self.manifest.latest().map_or(1, |v| v.version + 1);
+        let version = self.manifest.latest().map_or(1, |v| v.version + 1).max(self.manifest.next_version);
         let file = format!("adapter-v{version}.gguf");
         let (done, saved) = oneshot::channel();
         trainer.send(TrainJob::Save(learning.adapters_dir().join(&file), done)).ok()?;
@@ -353,9 +375,7 @@ impl FeedbackState {
             }
             Err(_) => return None,
         }
-        if self.manifest.base_model_sha256.is_empty() {
-            self.manifest.base_model_sha256 = learning.base_model_sha256().unwrap_or_default();
-        }
+        self.manifest.next_version = version + 1;
         let now = self.now_ms();
         self.manifest.versions.push(AdapterVersion { version, file, step: self.steps, rewards_seen: self.rewards_seen, trained_through: self.trained_through, baseline: self.baseline, saved_at_ms: now });
         self.prune();
@@ -514,7 +534,7 @@ impl FeedbackState {
             idle_reason: match (&self.args.learning, &self.broken) {
                 (None, _) => Some("learning is off (rl.enabled = false)".into()),
                 (_, Some(why)) => Some(why.clone()),
-                _ if !self.args.rules.train => Some("training is off (rl.train = false)".into()),
+                _ if !self.args.rules.train => Some("training is off".into()),
                 _ => None,
             },
         }

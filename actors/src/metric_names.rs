@@ -36,6 +36,12 @@ pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN, EMBED_SECO
 /// Bounds for `EMBED_BATCH_SIZE` (messages per batch).
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
+/// Label values exported at zero from the start, so every dashboard series exists before
+/// the first event of its kind.
+pub const ERROR_KINDS: &[&str] = &["generation", "model_unavailable", "model_submit", "actor_failed", "channel_start", "decode", "context_full", "discord_send", "training", "adapter_save", "adapter_swap"];
+pub const ACTORS: &[&str] = &["model", "retrieval", "feedback", "watchdog", "conversation"];
+pub const FEEDBACK_SOURCES: &[&str] = &["command", "reaction", "reaction_removed"];
+
 /// Counts an error of `kind` (a short snake_case word).
 pub fn count_error(kind: &'static str) {
     metrics::counter!(ERRORS, "kind" => kind).increment(1);

@@ -394,6 +394,8 @@ pub struct AdapterManifest {
     pub active: Option<u64>,
     /// Versions served before the active one, most recent last (`!adapter rollback` pops).
     pub previous: Vec<u64>,
+    /// The next version number (numbers are never reused, even after the base model changed).
+    pub next_version: u64,
 }
 
 impl AdapterManifest {

@@ -58,6 +58,10 @@ pub struct TreeStatus {
     pub channels: usize,
     pub uptime: Duration,
     pub restarts: u64,
+    /// The adapter served (`None`: the base model).
+    pub adapter: Option<crate::ports::AdapterVersion>,
+    /// How long ago the last reply was completed.
+    pub last_reply: Option<Duration>,
 }
 
 pub enum RootMsg {
@@ -73,6 +77,8 @@ pub enum RootMsg {
     Feedback(FeedbackMsg),
     /// Fault injection for supervision tests: the model actor's handler panics.
     InjectModelPanic,
+    /// Save the vector index and the adapter now (before a backup); the store is synced.
+    Checkpoint(RpcReplyPort<()>),
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
 }
@@ -168,6 +174,10 @@ impl Actor for RootSupervisor {
                     Some(r) => ractor::call_t!(r, RetrievalMsg::Stats, 2000).ok(),
                     None => None,
                 };
+                let adapter = match state.feedback.get() {
+                    Some(f) => ractor::call_t!(f, FeedbackMsg::Summary, 2000).ok().and_then(|s| s.active),
+                    None => None,
+                };
                 let _ = reply.send(TreeStatus {
                     model,
                     engine,
@@ -175,12 +185,34 @@ impl Actor for RootSupervisor {
                     channels: state.channels.len(),
                     uptime: state.started.elapsed(),
                     restarts: state.restarts,
+                    adapter,
+                    last_reply: state.args.heartbeats.last("reply").map(|t| t.elapsed()),
                 });
             }
-            RootMsg::Feedback(msg) => {
-                if let Some(feedback) = state.feedback.get() {
+            RootMsg::Feedback(msg) => match (state.feedback.get(), msg) {
+                (Some(feedback), msg) => {
                     let _ = feedback.send_message(msg);
                 }
+                // While the feedback actor restarts, links are still kept so later reactions
+                // find their reply; a reaction in that moment is lost (it was never acknowledged).
+                (None, FeedbackMsg::Delivered { reply_id, message_ids }) => {
+                    if let Err(e) = state.args.store.link_reply(reply_id, &message_ids) {
+                        tracing::warn!(error = %e, "could not link a delivered reply");
+                    }
+                }
+                (None, _) => {}
+            },
+            RootMsg::Checkpoint(reply) => {
+                if let Some(retrieval) = state.retrieval.get() {
+                    let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(120))).await;
+                }
+                if let Some(feedback) = state.feedback.get() {
+                    let _ = feedback.call(FeedbackMsg::Save, Some(Duration::from_secs(60))).await;
+                }
+                if let Err(e) = state.args.store.flush() {
+                    tracing::error!(error = %e, "could not sync the store");
+                }
+                let _ = reply.send(());
             }
             RootMsg::InjectModelPanic => {
                 if let Some(model) = state.model.get() {
@@ -303,6 +335,7 @@ impl RootState {
             heartbeats: self.args.heartbeats.clone(),
             started: self.started,
             tick: self.args.watchdog_tick,
+            store: Some(self.args.store.clone()),
             stall_after: Duration::from_secs(30),
         };
         let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
@@ -322,6 +355,7 @@ impl RootState {
             model: self.model.clone(),
             retrieval: self.retrieval.clone(),
             feedback: self.feedback.clone(),
+            heartbeats: self.args.heartbeats.clone(),
             defaults: self.args.defaults.clone(),
             global: self.global.clone(),
             root: myself.clone(),

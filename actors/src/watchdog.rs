@@ -22,6 +22,11 @@ impl Heartbeats {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(who, Beat { at: Instant::now(), busy });
     }
 
+    /// When `who` last beat (e.g. `reply`: the last reply sent).
+    pub fn last(&self, who: &str) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(who).map(|b| b.at)
+    }
+
     /// Whether `who` said it was busy at its last beat.
     pub fn is_busy(&self, who: &str) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).get(who).is_some_and(|b| b.busy)
@@ -42,6 +47,9 @@ impl Heartbeats {
 
 pub struct WatchdogArgs {
     pub heartbeats: Heartbeats,
+    /// Synced on every tick: bounds what a power cut can take of writes that are not synced
+    /// one by one (counters, vector metadata).
+    pub store: Option<std::sync::Arc<dyn crate::ports::Store>>,
     pub started: Instant,
     pub tick: Duration,
     pub stall_after: Duration,
@@ -75,6 +83,11 @@ impl Actor for Watchdog {
                     metrics::counter!(m::WATCHDOG_STALLS, "component" => *who).increment(1);
                 }
                 *reported = stalled;
+                if let Some(store) = &args.store {
+                    if let Err(e) = store.flush() {
+                        tracing::error!(error = %e, "could not sync the store");
+                    }
+                }
             }
             WatchdogMsg::Uptime(reply) => {
                 let _ = reply.send(args.started.elapsed());

@@ -1,6 +1,6 @@
 //! The `sidekick` binary as a user runs it.
 
-use crate::support::model_path;
+use crate::support::{http_get, model_path};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;
 use std::io::{Read, Write};
@@ -114,6 +114,11 @@ fn bad_configuration_is_refused_with_exit_code_2_and_one_line() {
     assert!(err.contains("`top_k` must be between 1 and 200, got 0"), "{err}");
     let err = refused(dir.path(), &["--config", "missing.toml", "chat"], &[]);
     assert!(err.contains("cannot read config file missing.toml"), "{err}");
+    let err = refused(dir.path(), &["chat"], &[("SIDEKICK_RL_RATING_WEIGHT", "0"), ("SIDEKICK_RL_SENTIMENT_WEIGHT", "0")]);
+    assert!(err.contains("rl.rating_weight and rl.sentiment_weight cannot both be 0"), "{err}");
+    std::fs::write(dir.path().join("emoji.toml"), "[rl.reactions]\n\"👍\" = 3.0\n").unwrap();
+    let err = refused(dir.path(), &["--config", "emoji.toml", "chat"], &[]);
+    assert!(err.contains("rl.reactions: the reward of 👍 must be between -1 and 1, got 3"), "{err}");
 }
 
 #[test]
@@ -135,14 +140,6 @@ fn run_without_a_token_explains_what_to_do() {
     let err = refused(dir.path(), &["run"], &[]);
     assert!(err.contains("DISCORD_TOKEN is not set"), "{err}");
     assert!(!err.contains("panicked"));
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
 }
 
 #[test]

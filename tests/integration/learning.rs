@@ -2,9 +2,9 @@
 //! fake Discord, durability under SIGKILL, and an adapter trained from scripted feedback that
 //! the running model hot-loads, measured through llama.cpp.
 
-use crate::discord::{alice, ask, bot_config, mention, owner, reply_to, start, BOT, CH1, GUILD, OWNER, WAIT};
+use crate::discord::{alice, ask, bot_config, mention, owner, reply_to, start, BOT, CH1, GUILD, WAIT};
 use crate::fake_discord::FakeDiscord;
-use crate::support::{model_path, say, test_config};
+use crate::support::{model_path, say, spawn_daemon, test_config};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -17,7 +17,7 @@ use sidekick_actors::ports::{FeedbackEvent, FeedbackSource, Store};
 use sidekick_actors::reward::RewardRules;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,29 +88,7 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     bot.stop().await;
 }
 
-/// `sidekick run` against the fake Discord, as a process we can kill.
-fn spawn_daemon(dir: &Path, fake: &FakeDiscord) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sidekick"))
-        .arg("run")
-        .current_dir(dir)
-        .env("DISCORD_TOKEN", "fake-token")
-        .env("DISCORD_API_BASE", fake.api_base())
-        .env("OWNER_ID", OWNER.to_string())
-        .env("SIDEKICK_MODEL_PATH", model_path())
-        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
-        .env("SIDEKICK_MODEL_PARALLEL", "2")
-        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
-        .env("SIDEKICK_METRICS_LISTEN", "")
-        .env("SIDEKICK_RETRIEVAL_ENABLED", "false")
-        .env("SIDEKICK_RL_ENABLED", "false")
-        .env("SIDEKICK_GENERATION_MAX_TOKENS", "16")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the sidekick binary starts")
-}
-
-fn sigkill(child: &mut Child) {
+pub(crate) fn sigkill(child: &mut Child) {
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
 }
@@ -119,7 +97,7 @@ fn sigkill(child: &mut Child) {
 async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
-    let mut daemon = spawn_daemon(dir.path(), &fake);
+    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
     assert!(fake.wait_ready(Duration::from_secs(60)).await, "the daemon did not connect");
     let asked = mention(&fake, CH1, &alice(), "say something").await;
     let answer = reply_to(&fake, asked).await;
@@ -129,7 +107,7 @@ async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
     sigkill(&mut daemon);
 
     // Reactions are acknowledged by nothing but `!rl_metrics`; killed as soon as it counts one.
-    let mut daemon = spawn_daemon(dir.path(), &fake);
+    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
     assert!(fake.wait_ready(Duration::from_secs(60)).await, "the daemon did not reconnect");
     fake.react(CH1, answer.message_id, &alice(), "❤️").await;
     let deadline = Instant::now() + WAIT;

@@ -5,6 +5,8 @@ mod actor_tree;
 mod cli;
 mod discord;
 mod fake_discord;
+mod operations;
+mod prometheus;
 mod learning;
 mod retrieval;
 mod support;

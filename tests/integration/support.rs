@@ -48,3 +48,55 @@ pub async fn say(daemon: &Daemon, channel: &str, text: &str) -> Answer {
 pub async fn status(daemon: &Daemon) -> sidekick_actors::TreeStatus {
     ractor::call_t!(daemon.root, RootMsg::Status, 5000).expect("status")
 }
+
+/// A free port on 127.0.0.1 (free when asked; good enough for a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+/// `sidekick run` in `dir` against the fake Discord (owner and admin from the Discord tests),
+/// as a process the test can kill. `env` adds or overrides settings.
+pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Child {
+    use crate::discord::{ADMIN, OWNER};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidekick"));
+    cmd.arg("run")
+        .current_dir(dir)
+        .env("DISCORD_TOKEN", "fake-token")
+        .env("DISCORD_API_BASE", fake.api_base())
+        .env("OWNER_ID", OWNER.to_string())
+        .env("ADMIN_USERS", ADMIN.to_string())
+        .env("SIDEKICK_MODEL_PATH", model_path())
+        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
+        .env("SIDEKICK_MODEL_PARALLEL", "2")
+        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
+        .env("SIDEKICK_METRICS_LISTEN", "")
+        .env("SIDEKICK_RETRIEVAL_ENABLED", "false")
+        .env("SIDEKICK_RL_ENABLED", "false")
+        .env("SIDEKICK_GENERATION_MAX_TOKENS", "16")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("the sidekick binary starts")
+}
+
+/// The `sidekick` binary with the store of `dir` (for `status`, `backup`).
+pub fn sidekick_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sidekick"))
+        .args(args)
+        .current_dir(dir)
+        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
+        .env("SIDEKICK_MODEL_PATH", model_path())
+        .output()
+        .expect("the sidekick binary runs")
+}

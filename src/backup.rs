@@ -1,0 +1,79 @@
+//! `sidekick backup <dir>`: a consistent copy of what the bot knows — the store (a snapshot),
+//! the vector index and the adapters — taken while the daemon runs (or when it does not).
+
+use crate::config::Config;
+use crate::store::FjallStore;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What a backup holds, written next to it as `backup.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct BackupReport {
+    pub dir: PathBuf,
+    pub store_records: usize,
+    pub index_files: Vec<String>,
+    pub adapter_files: Vec<String>,
+    pub created_at_unix: u64,
+    pub sidekick_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} already exists and is not empty; choose a new folder")]
+    NotEmpty(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("store: {0}")]
+    Store(#[from] sidekick_actors::ports::StoreError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io { path: path.to_path_buf(), source }
+}
+
+/// Copies `store` (a snapshot), the index files and the adapters into `dest`. Call it after
+/// the index and the adapter were saved, so the store copy is at least as new as both (a
+/// restored index then only catches up).
+pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupReport, BackupError> {
+    if dest.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(BackupError::NotEmpty(dest.to_path_buf()));
+    }
+    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    let mut index_files = Vec::new();
+    let index = config.retrieval.index_file(&config.storage.path);
+    for file in [index.clone(), index.with_extension("json")] {
+        if file.is_file() {
+            let name = file.file_name().expect("a file").to_string_lossy().into_owned();
+            std::fs::copy(&file, dest.join(&name)).map_err(io(&file))?;
+            index_files.push(name);
+        }
+    }
+    let mut adapter_files = Vec::new();
+    let adapters = &config.rl.adapters_dir;
+    if adapters.is_dir() {
+        let to = dest.join("adapters");
+        std::fs::create_dir_all(&to).map_err(io(&to))?;
+        // Adapter files never change once written; the manifest is replaced atomically.
+        for entry in std::fs::read_dir(adapters).map_err(io(adapters))?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_file() && (name.ends_with(".gguf") || name == "manifest.json") {
+                std::fs::copy(&path, to.join(&name)).map_err(io(&path))?;
+                adapter_files.push(name);
+            }
+        }
+        adapter_files.sort();
+    }
+    let store_records = store.backup_to(&dest.join("store"))?;
+    let report = BackupReport {
+        dir: dest.to_path_buf(),
+        store_records,
+        index_files,
+        adapter_files,
+        created_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        sidekick_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let json = serde_json::to_vec_pretty(&report).expect("serializable");
+    crate::learning::write_atomically(&dest.join("backup.json"), &json).map_err(io(dest))?;
+    Ok(report)
+}

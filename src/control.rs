@@ -1,0 +1,192 @@
+//! The daemon's control socket (`<storage.path>/sidekick.sock`): `sidekick status` and
+//! `sidekick backup` ask the running daemon through it, one JSON line each way.
+
+use crate::config::Config;
+use crate::store::FjallStore;
+use ractor::ActorRef;
+use serde::{Deserialize, Serialize};
+use sidekick_actors::{ChannelMsg, RootMsg};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+pub fn socket_path(config: &Config) -> PathBuf {
+    config.storage.path.join("sidekick.sock")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Backup { dir: PathBuf },
+    /// Fault injection for the supervision tests; refused unless the daemon was started
+    /// with `SIDEKICK_FAULT_INJECTION=1`.
+    Panic { actor: String },
+}
+
+/// What `sidekick status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub model: Option<String>,
+    pub adapter: Option<String>,
+    pub last_reply_seconds_ago: Option<u64>,
+    pub waiting: usize,
+    pub replying: usize,
+    pub channels: usize,
+    pub restarts: u64,
+    pub retrieval_vectors: Option<usize>,
+    pub retrieval_degraded: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Backup(crate::backup::BackupReport),
+    Done,
+    Error(String),
+}
+
+pub struct ControlServer {
+    task: tokio::task::JoinHandle<()>,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Listens on the control socket. A stale socket file (from a killed daemon) is replaced;
+    /// a live one means another daemon uses this store.
+    pub async fn start(config: &Config, root: ActorRef<RootMsg>, store: Arc<FjallStore>) -> anyhow::Result<ControlServer> {
+        let path = socket_path(config);
+        if UnixStream::connect(&path).await.is_ok() {
+            anyhow::bail!("another sidekick is already running on {} (its control socket {} answers)", config.storage.path.display(), path.display());
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| anyhow::anyhow!("cannot open the control socket {}: {e}", path.display()))?;
+        let config = Arc::new(config.clone());
+        let faults = std::env::var("SIDEKICK_FAULT_INJECTION").is_ok_and(|v| v == "1");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (root, store, config) = (root.clone(), store.clone(), config.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve(stream, &root, &store, &config, faults).await {
+                        tracing::debug!(error = %e, "control connection ended");
+                    }
+                });
+            }
+        });
+        Ok(ControlServer { task, path })
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallStore>, config: &Config, faults: bool) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Status) => match status(root).await {
+            Some(s) => Response::Status(s),
+            None => Response::Error("the actor tree did not answer".into()),
+        },
+        Ok(Request::Backup { dir }) => {
+            let _ = root.call(RootMsg::Checkpoint, Some(Duration::from_secs(180))).await;
+            let (config, store) = (config.clone(), store.clone());
+            match tokio::task::spawn_blocking(move || crate::backup::take(&config, &store, &dir)).await? {
+                Ok(report) => Response::Backup(report),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        Ok(Request::Panic { .. }) if !faults => Response::Error("fault injection is off".into()),
+        Ok(Request::Panic { actor }) => {
+            let msg = match actor.strip_prefix("channel:") {
+                Some(channel) => RootMsg::Route { channel: channel.to_string(), msg: ChannelMsg::InjectPanic },
+                None if actor == "model" => RootMsg::InjectModelPanic,
+                None => return reply(&mut write, &Response::Error(format!("no actor {actor:?}"))).await,
+            };
+            root.send_message(msg)?;
+            Response::Done
+        }
+        Err(e) => Response::Error(format!("bad request: {e}")),
+    };
+    reply(&mut write, &response).await
+}
+
+async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec(response)?;
+    json.push(b'\n');
+    write.write_all(&json).await?;
+    Ok(())
+}
+
+async fn status(root: &ActorRef<RootMsg>) -> Option<Status> {
+    let tree = ractor::call_t!(root, RootMsg::Status, 5000).ok()?;
+    let engine = tree.engine.unwrap_or_default();
+    Some(Status {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: tree.uptime.as_secs(),
+        model: tree.model.map(|m| m.name),
+        adapter: tree.adapter.map(|a| format!("v{} ({})", a.version, a.file)),
+        last_reply_seconds_ago: tree.last_reply.map(|d| d.as_secs()),
+        waiting: engine.waiting,
+        replying: engine.in_flight,
+        channels: tree.channels,
+        restarts: tree.restarts,
+        retrieval_vectors: tree.retrieval.as_ref().map(|r| r.vectors),
+        retrieval_degraded: tree.retrieval.and_then(|r| r.degraded),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("sidekick is not running (no daemon answers on {0})")]
+    NotRunning(PathBuf),
+    #[error("the daemon did not answer: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon's answer is unreadable: {0}")]
+    Garbled(#[from] serde_json::Error),
+}
+
+/// Sends one request to the daemon whose control socket is `path`.
+pub async fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
+    let stream = UnixStream::connect(path).await.map_err(|_| AskError::NotRunning(path.to_path_buf()))?;
+    let (read, mut write) = stream.into_split();
+    let mut json = serde_json::to_vec(request)?;
+    json.push(b'\n');
+    write.write_all(&json).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+/// `sidekick status` as a person reads it.
+pub fn show(s: &Status) -> String {
+    let ago = |secs: u64| match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d {:02}h", secs / 86_400, (secs % 86_400) / 3600),
+    };
+    let mut out = format!("sidekick {} is running (pid {}, up {})\n", s.version, s.pid, ago(s.uptime_seconds));
+    out.push_str(&format!("model:      {}\n", s.model.as_deref().unwrap_or("not loaded (restarting)")));
+    out.push_str(&format!("adapter:    {}\n", s.adapter.as_deref().unwrap_or("none (base model)")));
+    out.push_str(&format!("last reply: {}\n", s.last_reply_seconds_ago.map_or("none yet".to_string(), |a| format!("{} ago", ago(a)))));
+    out.push_str(&format!("queue:      {} waiting, {} replying, {} channels open\n", s.waiting, s.replying, s.channels));
+    out.push_str(&format!("restarts:   {}\n", s.restarts));
+    let retrieval = match (&s.retrieval_degraded, s.retrieval_vectors) {
+        (Some(why), _) => format!("off ({why})"),
+        (None, Some(n)) => format!("{n} messages indexed"),
+        (None, None) => "restarting".into(),
+    };
+    out.push_str(&format!("retrieval:  {retrieval}"));
+    out
+}
