@@ -3,6 +3,7 @@
 
 mod actor_tree;
 mod cli;
+mod crash;
 mod discord;
 mod fake_discord;
 mod operations;
