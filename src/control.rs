@@ -67,6 +67,8 @@ impl ControlServer {
         }
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(|e| anyhow::anyhow!("cannot open the control socket {}: {e}", path.display()))?;
+        // Only the daemon's own user may ask for status or a backup.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let config = Arc::new(config.clone());
         let faults = std::env::var("SIDEKICK_FAULT_INJECTION").is_ok_and(|v| v == "1");
         let task = tokio::spawn(async move {

@@ -123,7 +123,7 @@ impl PolicyTrainer for CandleTrainer {
     fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
         let samples: Vec<Sample> = batch.iter().map(|s| Sample { prompt: s.prompt.clone(), reply: s.reply.clone(), reward: s.reward }).collect();
         let report = self.0.step(&samples).map_err(|e| LearnError::Train(e.to_string()))?;
-        Ok(TrainReport { loss: report.loss, seconds: report.seconds, tokens: report.tokens, baseline: report.baseline })
+        Ok(TrainReport { loss: report.loss, seconds: report.seconds, tokens: report.tokens, baseline: report.baseline, samples: samples.len() })
     }
 
     fn save(&mut self, path: &Path) -> Result<(), LearnError> {

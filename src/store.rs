@@ -184,10 +184,14 @@ impl FjallStore {
         for (name, keyspace) in self.keyspaces() {
             let target = copy.keyspace(name, KeyspaceCreateOptions::default).map_err(backend)?;
             let mut batch = copy.batch();
-            for guard in snapshot.iter(keyspace) {
+            for (i, guard) in snapshot.iter(keyspace).enumerate() {
                 let (key, value) = guard.into_inner().map_err(backend)?;
                 batch.insert(&target, key, value);
                 records += 1;
+                // In chunks, so a store of months does not have to fit in memory at once.
+                if i % 10_000 == 9_999 {
+                    std::mem::replace(&mut batch, copy.batch()).commit().map_err(backend)?;
+                }
             }
             batch.commit().map_err(backend)?;
         }
@@ -271,6 +275,29 @@ impl Store for FjallStore {
         }
         batch.remove(&self.settings, channel);
         batch.remove(&self.cursors, channel);
+        // The channel's replies in the reply journal (their prompts quote it), the links to
+        // them, and the feedback given there. A scan: purging is rare.
+        let of_channel = |value: &[u8]| serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["channel"] == channel);
+        let mut replies = std::collections::HashSet::new();
+        for guard in self.replies.iter() {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            if of_channel(&value) {
+                replies.insert(seq_of(&key));
+                batch.remove(&self.replies, key);
+            }
+        }
+        for guard in self.reply_links.iter() {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            if u64_of(&value).is_ok_and(|id| replies.contains(&id)) {
+                batch.remove(&self.reply_links, key);
+            }
+        }
+        for guard in self.feedback.iter() {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            if of_channel(&value) {
+                batch.remove(&self.feedback, key);
+            }
+        }
         batch.commit().map_err(backend)?;
         self.sync()?;
         Ok(keys.len())
@@ -298,14 +325,16 @@ impl Store for FjallStore {
     }
 
     fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError> {
-        self.feedback
-            .range(from.to_be_bytes()..)
-            .map(|guard| {
-                let (key, value) = guard.into_inner().map_err(backend)?;
-                let event = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(format!("feedback journal: {e}")))?;
-                Ok((seq_of(&key), event))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for guard in self.feedback.range(from.to_be_bytes()..) {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            match serde_json::from_slice(&value) {
+                Ok(event) => out.push((seq_of(&key), event)),
+                // One unreadable record must not cost the rest of the journal.
+                Err(e) => tracing::warn!(seq = seq_of(&key), error = %e, "skipping an unreadable feedback record"),
+            }
+        }
+        Ok(out)
     }
 
     fn append_reply(&self, reply: &ReplyRecord) -> Result<u64, StoreError> {
@@ -444,5 +473,26 @@ mod tests {
         assert_eq!(store.reply_for_message("112").unwrap(), Some(id));
         assert_eq!(store.reply_for_message("999").unwrap(), None);
         assert_eq!(store.append_reply(&reply).unwrap(), id + 1, "ids continue after a restart");
+    }
+
+    #[test]
+    fn purging_a_channel_takes_its_replies_links_and_feedback() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        let reply = |channel: &str| ReplyRecord { channel: channel.into(), reply_seq: 0, prompt: "p".into(), prompt_tokens: vec![1], reply_tokens: vec![2], text: "t".into(), adapter: None, at_ms: 0 };
+        let (gone, kept) = (store.append_reply(&reply("a")).unwrap(), store.append_reply(&reply("b")).unwrap());
+        store.link_reply(gone, &["1".into()]).unwrap();
+        store.link_reply(kept, &["2".into()]).unwrap();
+        for (channel, id) in [("a", gone), ("b", kept)] {
+            let event = FeedbackEvent { channel: channel.into(), reply_seq: None, reply_id: Some(id), reply_message_id: None, source: sidekick_actors::ports::FeedbackSource::Command, rating: Some(5), emoji: None, comment: String::new(), user: "u".into(), at_ms: 0, reward: 1.0 };
+            store.append_feedback(&event).unwrap();
+        }
+        store.append_message("a", &message("hi")).unwrap();
+        assert_eq!(store.purge_channel("a").unwrap(), 1);
+        assert_eq!(store.reply(gone).unwrap(), None);
+        assert_eq!(store.reply_for_message("1").unwrap(), None);
+        assert_eq!(store.reply_for_message("2").unwrap(), Some(kept));
+        let left: Vec<_> = store.feedback_events().unwrap().into_iter().map(|e| e.channel).collect();
+        assert_eq!(left, ["b"]);
     }
 }

@@ -172,6 +172,9 @@ impl ConversationState {
         if inbound.reply_to.is_none() && reply_seq.is_none() {
             return Ok("There's no reply of mine here to rate yet.".into());
         }
+        if inbound.reply_to.is_some() && reply_id.is_none() {
+            return Ok(format!("That isn't one of my replies. Reply to one of my messages with `{}feedback`, or send it on its own to rate my last reply here.", self.args.defaults.prefix));
+        }
         let reward = self.args.defaults.rewards.command(rating, &comment);
         let event = FeedbackEvent {
             channel: self.args.channel.clone(),

@@ -83,8 +83,9 @@ pub enum FeedbackMsg {
     Tick,
     Trained(Result<TrainReport, LearnError>, Option<u64>),
     SwapFailed(Option<u64>, String),
-    /// Save the adapter now if it learned anything since the last save (shutdown).
-    Save(RpcReplyPort<()>),
+    /// Save the adapter now if it learned anything since the last save: at shutdown (served
+    /// from the next start) or for a backup (served now).
+    Save { shutdown: bool, reply: RpcReplyPort<()> },
 }
 
 enum TrainJob {
@@ -176,6 +177,7 @@ impl Actor for FeedbackActor {
 
     async fn handle(&self, myself: ActorRef<FeedbackMsg>, msg: FeedbackMsg, state: &mut FeedbackState) -> Result<(), ActorProcessingErr> {
         match msg {
+            // The supervisor links these itself, so it never waits behind a training step.
             FeedbackMsg::Delivered { reply_id, message_ids } => state.args.store.link_reply(reply_id, &message_ids)?,
             FeedbackMsg::Journaled { seq, event } => state.learn_from(seq, &event),
             FeedbackMsg::Reaction { channel, message_id, emoji, user, added, reply } => {
@@ -203,9 +205,20 @@ impl Actor for FeedbackActor {
                     state.manifest.active = state.manifest.previous.pop();
                     state.write_manifest();
                 }
+                state.publish();
             }
-            FeedbackMsg::Save(reply) => {
+            FeedbackMsg::Save { shutdown: true, reply } => {
                 state.save_if_changed().await;
+                let _ = reply.send(());
+            }
+            FeedbackMsg::Save { shutdown: false, reply } => {
+                if state.steps > state.steps_at_save {
+                    if let Some(version) = state.save().await {
+                        if state.follows_training() {
+                            state.activate(Some(version), &myself).await;
+                        }
+                    }
+                }
                 let _ = reply.send(());
             }
         }
@@ -214,9 +227,10 @@ impl Actor for FeedbackActor {
 }
 
 impl FeedbackState {
-    /// The adapter training continues from: the one served, else the newest.
+    /// The adapter training continues from: the last one saved, or what a rollback went
+    /// back to (`None`: a fresh adapter).
     fn resume_point(&self) -> Option<&AdapterVersion> {
-        self.manifest.active.and_then(|v| self.manifest.version(v)).or_else(|| self.manifest.latest())
+        self.manifest.train_from.and_then(|v| self.manifest.version(v))
     }
 
     fn now_ms(&self) -> u64 {
@@ -300,7 +314,16 @@ impl FeedbackState {
         let (seqs, batch): (Vec<u64>, Vec<TrainSample>) = self.queue.drain(..take).unzip();
         let through = seqs.into_iter().max();
         if let Some(trainer) = &self.trainer {
-            self.training = trainer.send(TrainJob::Step(batch, through)).is_ok();
+            self.training = trainer.send(TrainJob::Step(batch.clone(), through)).is_ok();
+        }
+        if !self.training {
+            // The thread is gone: keep the work and say why learning stopped.
+            for sample in batch.into_iter().rev() {
+                self.queue.push_front((through.unwrap_or(0), sample));
+            }
+            self.trainer = None;
+            self.broken = Some("the training thread stopped (see the log)".into());
+            m::count_error("training");
         }
     }
 
@@ -322,7 +345,8 @@ impl FeedbackState {
             }
         };
         self.steps += 1;
-        self.rewards_seen += 1;
+        self.rewards_seen += report.samples as u64;
+        metrics::counter!(m::TRAINING_STEPS).increment(1);
         self.trained_through = through.max(self.trained_through);
         self.baseline = report.baseline;
         self.last_loss = Some(report.loss);
@@ -376,6 +400,7 @@ impl FeedbackState {
             Err(_) => return None,
         }
         self.manifest.next_version = version + 1;
+        self.manifest.train_from = Some(version);
         let now = self.now_ms();
         self.manifest.versions.push(AdapterVersion { version, file, step: self.steps, rewards_seen: self.rewards_seen, trained_through: self.trained_through, baseline: self.baseline, saved_at_ms: now });
         self.prune();
@@ -421,11 +446,15 @@ impl FeedbackState {
         if let Some(old) = self.manifest.active.filter(|old| Some(*old) != version) {
             self.manifest.previous.push(old);
         }
+        self.manifest.previous.retain(|v| Some(*v) != version);
         self.manifest.active = version;
         self.write_manifest();
-        let Some(model) = self.args.model.get() else { return };
-        let path = self.path_of(version);
         let myself = myself.clone();
+        let Some(model) = self.args.model.get() else {
+            let _ = myself.send_message(FeedbackMsg::SwapFailed(version, "the model is restarting".into()));
+            return;
+        };
+        let path = self.path_of(version);
         tokio::spawn(async move {
             let asked = model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await;
             let failure = match asked {
@@ -455,6 +484,7 @@ impl FeedbackState {
             Err(e) => return Err(e.to_string()),
         }
         metrics::counter!(m::ADAPTER_SWAPS).increment(1);
+        self.manifest.previous.retain(|v| Some(*v) != version);
         self.manifest.active = version;
         self.write_manifest();
         self.publish();
@@ -473,33 +503,44 @@ impl FeedbackState {
             },
             AdapterCommand::Rollback => {
                 let Some(active) = self.manifest.active else { return "Nothing to roll back: the base model is being served.".into() };
+                self.manifest.previous.retain(|v| *v != active);
                 let previous = self.manifest.previous.last().copied().or_else(|| self.manifest.versions.iter().map(|v| v.version).filter(|v| *v < active).max());
+                let train_from = std::mem::replace(&mut self.manifest.train_from, previous);
                 match self.activate_now(previous).await {
                     Ok(()) => {
-                        self.manifest.previous.pop();
-                        self.write_manifest();
-                        // Training goes on from what is served now, not from what was rolled back.
+                        // Training goes from what is served now, not from what was rolled back.
                         self.restart_trainer_from(previous);
                         match previous {
                             Some(v) => format!("Rolled back from adapter v{active} to v{v}."),
                             None => format!("Rolled back from adapter v{active} to the base model."),
                         }
                     }
-                    Err(why) => format!("Could not roll back: {why}."),
+                    Err(why) => {
+                        self.manifest.train_from = train_from;
+                        format!("Could not roll back: {why}.")
+                    }
                 }
             }
             AdapterCommand::Off => match self.manifest.active {
                 None => "The base model is already being served.".into(),
-                Some(active) => match self.activate_now(None).await {
+                Some(active) => match {
+                    // Recorded before the one manifest write, so a crash cannot forget the "off".
+                    self.manifest.previous.push(active);
+                    self.activate_now(None).await
+                } {
                     Ok(()) => {
-                        self.manifest.previous.push(active);
-                        self.write_manifest();
                         format!("Adapter v{active} off: serving the base model. Training goes on; `!adapter on` serves the newest again.")
                     }
-                    Err(why) => format!("Could not turn the adapter off: {why}."),
+                    Err(why) => {
+                        self.manifest.previous.pop();
+                        format!("Could not turn the adapter off: {why}.")
+                    }
                 },
             },
-            AdapterCommand::On => match self.manifest.latest().map(|v| v.version) {
+            AdapterCommand::On => match {
+                self.broken = None; // an admin asking is a good moment to try the trainer again
+                self.manifest.latest().map(|v| v.version)
+            } {
                 None => "There is no trained adapter yet.".into(),
                 Some(latest) => match self.activate_now(Some(latest)).await {
                     Ok(()) => format!("Serving adapter v{latest}."),
@@ -511,6 +552,7 @@ impl FeedbackState {
 
     fn restart_trainer_from(&mut self, version: Option<u64>) {
         self.trainer = None; // the thread ends after its current job
+        self.broken = None;
         let point = version.and_then(|v| self.manifest.version(v)).cloned();
         (self.steps, self.rewards_seen, self.trained_through, self.baseline) = match &point {
             Some(v) => (v.step, v.rewards_seen, v.trained_through, v.baseline),
@@ -544,7 +586,6 @@ impl FeedbackState {
         let s = self.summary();
         metrics::gauge!(m::REWARD_MEAN, "window" => "last_100").set(s.mean_last_100.unwrap_or(0.0) as f64);
         metrics::gauge!(m::REWARD_MEAN, "window" => "all").set(s.mean_all.unwrap_or(0.0) as f64);
-        metrics::counter!(m::TRAINING_STEPS).absolute(s.steps);
         metrics::gauge!(m::LAST_LOSS).set(s.last_loss.unwrap_or(0.0) as f64);
         metrics::gauge!(m::ADAPTER_VERSION).set(s.active.map_or(0.0, |v| v.version as f64));
     }
@@ -573,7 +614,9 @@ fn spawn_trainer(learning: Arc<dyn Learning>, resume: Option<AdapterVersion>, ac
             };
             match job {
                 TrainJob::Step(batch, through) => {
-                    let result = opened.and_then(|t| t.step(&batch));
+                    // A panic in the trainer must still answer, or the actor would wait forever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
+                        .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
                     if actor.send_message(FeedbackMsg::Trained(result, through)).is_err() {
                         return;
                     }

@@ -358,6 +358,8 @@ pub struct TrainReport {
     pub tokens: usize,
     /// The running reward baseline after the step.
     pub baseline: f32,
+    /// Rewarded replies the step learned from.
+    pub samples: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -396,6 +398,8 @@ pub struct AdapterManifest {
     pub previous: Vec<u64>,
     /// The next version number (numbers are never reused, even after the base model changed).
     pub next_version: u64,
+    /// The version training continues from (`None`: a fresh adapter on the base model).
+    pub train_from: Option<u64>,
 }
 
 impl AdapterManifest {

@@ -127,7 +127,10 @@ impl Actor for RootSupervisor {
         // A model that cannot load at start is a configuration problem: fail loudly.
         state.start_model(&myself).await?;
         state.start_retrieval(&myself).await?;
-        state.start_feedback(&myself).await?;
+        if let Err(e) = state.start_feedback(&myself).await {
+            // Learning is an extra: without it the bot still answers (and journals feedback).
+            tracing::error!(error = %e, "the feedback actor could not start; learning is off until the next start");
+        }
         state.start_watchdog(&myself).await?;
         Ok(state)
     }
@@ -189,30 +192,36 @@ impl Actor for RootSupervisor {
                     last_reply: state.args.heartbeats.last("reply").map(|t| t.elapsed()),
                 });
             }
-            RootMsg::Feedback(msg) => match (state.feedback.get(), msg) {
-                (Some(feedback), msg) => {
-                    let _ = feedback.send_message(msg);
-                }
-                // While the feedback actor restarts, links are still kept so later reactions
-                // find their reply; a reaction in that moment is lost (it was never acknowledged).
-                (None, FeedbackMsg::Delivered { reply_id, message_ids }) => {
+            RootMsg::Feedback(msg) => match msg {
+                // Linked here, at once: a `!feedback` sent as a reply right after must find it,
+                // even while the feedback actor trains or restarts.
+                FeedbackMsg::Delivered { reply_id, message_ids } => {
                     if let Err(e) = state.args.store.link_reply(reply_id, &message_ids) {
                         tracing::warn!(error = %e, "could not link a delivered reply");
                     }
                 }
-                (None, _) => {}
+                // A reaction while the feedback actor restarts is lost (it was never acknowledged).
+                msg => {
+                    if let Some(feedback) = state.feedback.get() {
+                        let _ = feedback.send_message(msg);
+                    }
+                }
             },
             RootMsg::Checkpoint(reply) => {
-                if let Some(retrieval) = state.retrieval.get() {
-                    let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(120))).await;
-                }
-                if let Some(feedback) = state.feedback.get() {
-                    let _ = feedback.call(FeedbackMsg::Save, Some(Duration::from_secs(60))).await;
-                }
-                if let Err(e) = state.args.store.flush() {
-                    tracing::error!(error = %e, "could not sync the store");
-                }
-                let _ = reply.send(());
+                // In its own task: messages keep flowing while the index and adapter are saved.
+                let (retrieval, feedback, store) = (state.retrieval.get(), state.feedback.get(), state.args.store.clone());
+                tokio::spawn(async move {
+                    if let Some(retrieval) = retrieval {
+                        let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(120))).await;
+                    }
+                    if let Some(feedback) = feedback {
+                        let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: false, reply }, Some(Duration::from_secs(120))).await;
+                    }
+                    if let Err(e) = store.flush() {
+                        tracing::error!(error = %e, "could not sync the store");
+                    }
+                    let _ = reply.send(());
+                });
             }
             RootMsg::InjectModelPanic => {
                 if let Some(model) = state.model.get() {
@@ -222,7 +231,7 @@ impl Actor for RootSupervisor {
             RootMsg::Drain(grace, reply) => {
                 state.draining = true;
                 if let Some(feedback) = state.feedback.get() {
-                    let _ = feedback.call(FeedbackMsg::Save, Some(Duration::from_secs(60))).await;
+                    let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: true, reply }, Some(Duration::from_secs(60))).await;
                 }
                 if let Some(retrieval) = state.retrieval.get() {
                     let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(60))).await;
@@ -444,7 +453,9 @@ impl RootState {
             }
             Child::Feedback if self.feedback.get().is_none() => {
                 self.count_restart(&child);
-                self.start_feedback(myself).await?;
+                if let Err(e) = self.start_feedback(myself).await {
+                    tracing::error!(error = %e, "the feedback actor could not restart; learning is off until the next start");
+                }
             }
             Child::Watchdog if self.watchdog.is_none() => {
                 self.count_restart(&child);

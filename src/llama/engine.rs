@@ -24,6 +24,9 @@ use std::num::NonZeroU32;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Adapters kept loaded before the model is reloaded to free them (a few MB each).
+const MAX_LOADED_ADAPTERS: usize = 8;
+
 pub enum EngineCmd {
     Job(GenerationJob),
     /// Serve another adapter once the replies in flight are done.
@@ -82,7 +85,8 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
     let mut carried = VecDeque::new();
     loop {
         // A swap needs `&mut model`, so each context lives for one round of serving.
-        let mut scheduler = match open_round(&model, backend, &config, &template, &mut adapters, serving.as_deref(), &heartbeats, &stats) {
+        // Matched at once: a binding would keep `model` borrowed past the swap below.
+        let mut scheduler = match open_or_base(&model, backend, &config, &template, &mut adapters, &mut serving, &heartbeats, &stats) {
             Ok(mut s) => {
                 s.waiting = std::mem::take(&mut carried);
                 s
@@ -117,6 +121,29 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
             Served::Swap { adapter, done } => {
                 carried = std::mem::take(&mut scheduler.waiting);
                 drop(scheduler);
+                let cached = adapter.as_ref().is_some_and(|p| adapters.contains_key(p));
+                if !cached && adapters.len() >= MAX_LOADED_ADAPTERS {
+                    // llama.cpp frees adapters only with their model: reload it (well under a
+                    // second for a small model) so months of swaps do not pile up in memory.
+                    adapters.clear();
+                    match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
+                        Ok(fresh) => model = fresh,
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not reload the model to free old adapters");
+                            let _ = done.send(Err(ModelError::Load(format!("reloading the model: {e}"))));
+                            for job in carried.drain(..) {
+                                let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
+                            }
+                            return;
+                        }
+                    }
+                    // The adapter served until now must be loaded again into the new model.
+                    if let Some(path) = serving.clone() {
+                        if load_adapter(&mut model, &mut adapters, &path).is_err() {
+                            serving = None;
+                        }
+                    }
+                }
                 let swapped = match &adapter {
                     Some(path) => load_adapter(&mut model, &mut adapters, path),
                     None => Ok(()),
@@ -129,6 +156,30 @@ pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, Model
                 let _ = done.send(swapped);
             }
         }
+    }
+}
+
+/// [`open_round`] with `serving`; when that adapter cannot be applied, the base model (an
+/// adapter that loads but fails must not stop the bot).
+#[allow(clippy::too_many_arguments)]
+fn open_or_base<'m>(
+    model: &'m LlamaModel,
+    backend: &LlamaBackend,
+    config: &EngineConfig,
+    template: &LlamaChatTemplate,
+    adapters: &mut HashMap<PathBuf, LlamaLoraAdapter>,
+    serving: &mut Option<PathBuf>,
+    heartbeats: &Heartbeats,
+    stats: &Arc<Mutex<EngineStats>>,
+) -> Result<Scheduler<'m>, ModelError> {
+    match open_round(model, backend, config, template, adapters, serving.as_deref(), heartbeats, stats) {
+        Err(e) if serving.is_some() => {
+            tracing::error!(error = %e, adapter = ?serving, "serving the base model instead");
+            *serving = None;
+            *config.adapter.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            open_round(model, backend, config, template, adapters, None, heartbeats, stats)
+        }
+        other => other,
     }
 }
 

@@ -63,6 +63,10 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     assert_eq!(reply_to(&fake, id).await.content(), format!("Thanks! Feedback recorded (5/5, reward {expected:+.2})."));
     assert!(expected > 0.7 && expected < 1.0, "the glad comment and the top rating: {expected}");
 
+    // Feedback as a reply to someone else's message rates nothing.
+    let id = fake.user_says(CH1, &alice(), "!feedback 4", false, Some(asked)).await;
+    assert!(reply_to(&fake, id).await.content().starts_with("That isn't one of my replies."));
+
     // Reactions: a listed emoji on our reply counts; others, and reactions elsewhere, do not.
     fake.react(CH1, answer.message_id, &alice(), "👍").await;
     eventually("the reaction to be journaled", || (events(store.as_ref()).len() == 2).then_some(())).await;
@@ -219,10 +223,15 @@ async fn scripted_feedback_trains_an_adapter_the_running_model_serves() {
     let plain = say(&daemon, "console-d", question).await;
     assert_eq!(daemon.store.reply(plain.reply_id.unwrap()).unwrap().unwrap().adapter, None);
     assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
+    assert!(say(&daemon, "console-a", "!adapter off").await.notice.unwrap().starts_with("Adapter v1 off: serving the base model."));
+    assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
+    assert_eq!(say(&daemon, "console-a", "!adapter rollback").await.notice.unwrap(), "Rolled back from adapter v1 to the base model.", "off and on leave nothing to roll back to but the base");
+    assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
     daemon.shutdown().await.unwrap();
 
     // The manifest names the base model and the served version for the next start.
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("adapters/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["active"], 1);
+    assert_eq!(manifest["previous"], serde_json::json!([]));
     assert_eq!(manifest["base_model_sha256"].as_str().unwrap(), sidekick::learning::sha256_file(&model_path()).unwrap());
 }
