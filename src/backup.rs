@@ -27,6 +27,13 @@ pub enum BackupError {
     Store(#[from] sidekick_actors::ports::StoreError),
 }
 
+/// Copies a file and syncs the copy, so `backup.json` (written last) never names a copy
+/// that a power cut could still take.
+fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to)?;
+    std::fs::File::open(to)?.sync_all()
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io { path: path.to_path_buf(), source }
 }
@@ -44,25 +51,27 @@ pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupRe
     for file in [index.clone(), index.with_extension("json")] {
         if file.is_file() {
             let name = file.file_name().expect("a file").to_string_lossy().into_owned();
-            std::fs::copy(&file, dest.join(&name)).map_err(io(&file))?;
+            copy_synced(&file, &dest.join(&name)).map_err(io(&file))?;
             index_files.push(name);
         }
     }
     let mut adapter_files = Vec::new();
     let adapters = &config.rl.adapters_dir;
-    if adapters.is_dir() {
+    let manifest_path = adapters.join("manifest.json");
+    if let Ok(bytes) = std::fs::read(&manifest_path) {
         let to = dest.join("adapters");
         std::fs::create_dir_all(&to).map_err(io(&to))?;
-        // Adapter files never change once written; the manifest is replaced atomically.
-        for entry in std::fs::read_dir(adapters).map_err(io(adapters))?.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_file() && (name.ends_with(".gguf") || name == "manifest.json") {
-                std::fs::copy(&path, to.join(&name)).map_err(io(&path))?;
-                adapter_files.push(name);
+        // The files the manifest names (they never change once written), then the manifest
+        // as it was read: the copy is consistent even if a save or prune runs meanwhile.
+        let manifest: sidekick_actors::ports::AdapterManifest = serde_json::from_slice(&bytes).unwrap_or_default();
+        for version in &manifest.versions {
+            let from = adapters.join(&version.file);
+            if copy_synced(&from, &to.join(&version.file)).is_ok() {
+                adapter_files.push(version.file.clone());
             }
         }
-        adapter_files.sort();
+        crate::learning::write_atomically(&to.join("manifest.json"), &bytes).map_err(io(&to))?;
+        adapter_files.push("manifest.json".into());
     }
     let store_records = store.backup_to(&dest.join("store"))?;
     let report = BackupReport {

@@ -128,6 +128,8 @@ pub struct RlConfig {
     /// Save and serve the adapter every this many training steps (and at shutdown).
     pub save_every_steps: u64,
     pub keep_versions: usize,
+    /// Journaled replies (whole prompts, for training) are kept this many days.
+    pub keep_replies_days: u32,
     /// CPU threads for training (it runs only while the model is idle).
     pub threads: usize,
     /// `!feedback`: share of the reward from the rating vs the comment's tone.
@@ -156,6 +158,7 @@ impl Default for RlConfig {
             max_train_tokens: 256,
             save_every_steps: 100,
             keep_versions: 5,
+            keep_replies_days: 30,
             threads: 1,
             rating_weight: rewards.rating_weight,
             sentiment_weight: rewards.sentiment_weight,
@@ -384,6 +387,9 @@ impl Config {
         }
         if rl.save_every_steps == 0 || !(2..=100).contains(&rl.keep_versions) || !(1..=64).contains(&rl.threads) {
             return Err(refuse("rl.save_every_steps must be at least 1, rl.keep_versions 2-100 and rl.threads 1-64"));
+        }
+        if !(1..=3650).contains(&rl.keep_replies_days) {
+            return Err(refuse(format!("rl.keep_replies_days must be between 1 and 3650, got {}", rl.keep_replies_days)));
         }
         if let Some((emoji, r)) = rl.reactions.iter().find(|(_, r)| !(-1.0..=1.0).contains(*r)) {
             return Err(refuse(format!("rl.reactions: the reward of {emoji} must be between -1 and 1, got {r}")));

@@ -60,6 +60,7 @@ pub fn rl_rules(config: &Config) -> sidekick_actors::feedback::RlRules {
         train: config.rl.enabled,
         save_every: config.rl.save_every_steps,
         keep_versions: config.rl.keep_versions,
+        keep_replies: std::time::Duration::from_secs(u64::from(config.rl.keep_replies_days) * 86_400),
         ..Default::default()
     }
 }

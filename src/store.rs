@@ -361,6 +361,33 @@ impl Store for FjallStore {
         self.sync()
     }
 
+    fn prune_replies(&self, before_ms: u64) -> Result<usize, StoreError> {
+        // Ids grow with time, so the old ones are a prefix of the keyspace.
+        let mut gone = std::collections::HashSet::new();
+        let mut batch = self.db.batch();
+        for guard in self.replies.iter() {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            let at_ms = serde_json::from_slice::<serde_json::Value>(&value).ok().and_then(|v| v["at_ms"].as_u64()).unwrap_or(0);
+            if at_ms >= before_ms {
+                break;
+            }
+            gone.insert(seq_of(&key));
+            batch.remove(&self.replies, key);
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        for guard in self.reply_links.iter() {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            if u64_of(&value).is_ok_and(|id| gone.contains(&id)) {
+                batch.remove(&self.reply_links, key);
+            }
+        }
+        batch.commit().map_err(backend)?;
+        self.sync()?;
+        Ok(gone.len())
+    }
+
     fn reply_for_message(&self, message_id: &str) -> Result<Option<u64>, StoreError> {
         match self.reply_links.get(message_id).map_err(backend)? {
             Some(v) => u64_of(&v).map(Some),
@@ -473,6 +500,11 @@ mod tests {
         assert_eq!(store.reply_for_message("112").unwrap(), Some(id));
         assert_eq!(store.reply_for_message("999").unwrap(), None);
         assert_eq!(store.append_reply(&reply).unwrap(), id + 1, "ids continue after a restart");
+        let newer = store.append_reply(&ReplyRecord { at_ms: 20, ..reply.clone() }).unwrap();
+        assert_eq!(store.prune_replies(10).unwrap(), 2, "the two replies at 9 ms go");
+        assert_eq!(store.reply(id).unwrap(), None);
+        assert_eq!(store.reply_for_message("112").unwrap(), None);
+        assert!(store.reply(newer).unwrap().is_some());
     }
 
     #[test]

@@ -29,11 +29,14 @@ pub struct RlRules {
     pub keep_versions: usize,
     /// How often the actor looks for work.
     pub tick: Duration,
+    /// Journaled replies older than this are dropped (feedback on them is rare and they
+    /// hold whole prompts).
+    pub keep_replies: Duration,
 }
 
 impl Default for RlRules {
     fn default() -> Self {
-        Self { rewards: RewardRules::default(), train: true, save_every: 100, batch: 1, keep_versions: 5, tick: Duration::from_millis(500) }
+        Self { rewards: RewardRules::default(), train: true, save_every: 100, batch: 1, keep_versions: 5, tick: Duration::from_millis(500), keep_replies: Duration::from_secs(30 * 86_400) }
     }
 }
 
@@ -81,6 +84,8 @@ pub enum FeedbackMsg {
     Adapter(AdapterCommand, RpcReplyPort<String>),
     Summary(RpcReplyPort<RlSummary>),
     Tick,
+    /// Drop journaled replies past `RlRules::keep_replies` (hourly).
+    PruneReplies,
     Trained(Result<TrainReport, LearnError>, Option<u64>),
     SwapFailed(Option<u64>, String),
     /// Save the adapter now if it learned anything since the last save: at shutdown (served
@@ -167,6 +172,8 @@ impl Actor for FeedbackActor {
         }
         state.publish();
         myself.send_interval(state.args.rules.tick, || FeedbackMsg::Tick);
+        let _ = myself.send_message(FeedbackMsg::PruneReplies);
+        myself.send_interval(Duration::from_secs(3600), || FeedbackMsg::PruneReplies);
         Ok(state)
     }
 
@@ -194,6 +201,14 @@ impl Actor for FeedbackActor {
                 let _ = reply.send(state.summary());
             }
             FeedbackMsg::Tick => state.maybe_train(&myself),
+            FeedbackMsg::PruneReplies => {
+                let before = state.now_ms().saturating_sub(state.args.rules.keep_replies.as_millis() as u64);
+                match state.args.store.prune_replies(before) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(replies = n, "dropped old journaled replies"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune the reply journal"),
+                }
+            }
             FeedbackMsg::Trained(result, through) => {
                 state.training = false;
                 state.on_trained(result, through, &myself).await;

@@ -194,6 +194,8 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers that reply `id` was delivered as these (Discord) messages.
     fn link_reply(&self, id: u64, message_ids: &[String]) -> Result<(), StoreError>;
     fn reply_for_message(&self, message_id: &str) -> Result<Option<u64>, StoreError>;
+    /// Drops journaled replies older than `before_ms` (and their links); returns how many.
+    fn prune_replies(&self, before_ms: u64) -> Result<usize, StoreError>;
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn stat(&self, name: &str) -> Result<u64, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
