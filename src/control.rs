@@ -172,12 +172,7 @@ pub async fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
 
 /// `sidekick status` as a person reads it.
 pub fn show(s: &Status) -> String {
-    let ago = |secs: u64| match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
-        3600..=86_399 => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
-        _ => format!("{}d {:02}h", secs / 86_400, (secs % 86_400) / 3600),
-    };
+    let ago = |secs: u64| sidekick_actors::human::duration(Duration::from_secs(secs));
     let mut out = format!("sidekick {} is running (pid {}, up {})\n", s.version, s.pid, ago(s.uptime_seconds));
     out.push_str(&format!("model:      {}\n", s.model.as_deref().unwrap_or("not loaded (restarting)")));
     out.push_str(&format!("adapter:    {}\n", s.adapter.as_deref().unwrap_or("none (base model)")));

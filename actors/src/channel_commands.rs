@@ -80,7 +80,7 @@ impl ConversationState {
                 let global = self.global();
                 let ago = match e.last_activity_ms {
                     0 => "never".to_string(),
-                    t => format!("{} ago", human(Duration::from_millis(now.saturating_sub(t)))),
+                    t => format!("{} ago", crate::human::duration(Duration::from_millis(now.saturating_sub(t)))),
                 };
                 format!(
                     "Engagement here: level {:.2}, chance of joining in {:.0}% (base rate {:.0}%{}). Last activity {ago}.",
@@ -230,7 +230,7 @@ impl ConversationState {
         let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
         Ok(format!(
             "Up {} · model {model}\nQueue: {} waiting, {} replying · last 24 h: {} replies, {} errors · memory {memory} · restarts {}",
-            human(tree.uptime),
+            crate::human::duration(tree.uptime),
             engine.waiting,
             engine.in_flight,
             last_24h(store, "replies", now),
@@ -246,7 +246,7 @@ fn show_rl(s: &RlSummary, now_ms: u64) -> String {
         Some(v) => format!("v{} (step {})", v.version, v.step),
         None => "none (base model)".into(),
     };
-    let saved = s.last_save_ms.map_or("never".to_string(), |t| format!("{} ago", human(Duration::from_millis(now_ms.saturating_sub(t)))));
+    let saved = s.last_save_ms.map_or("never".to_string(), |t| format!("{} ago", crate::human::duration(Duration::from_millis(now_ms.saturating_sub(t)))));
     let mut out = format!(
         "Learning: {} training steps · feedback: {} commands, {} reactions, {} removed · mean reward {} (last 100), {} (all) · last loss {} · last save {saved} · adapter {adapter} · {} waiting to train",
         s.steps,
@@ -271,12 +271,3 @@ fn resident_mb() -> Option<f64> {
     Some(pages * 4096.0 / 1_048_576.0)
 }
 
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {:02}h", s / 86_400, (s % 86_400) / 3600),
-    }
-}

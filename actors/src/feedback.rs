@@ -471,18 +471,8 @@ impl FeedbackState {
         };
         let path = self.path_of(version);
         tokio::spawn(async move {
-            let asked = model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await;
-            let failure = match asked {
-                Ok(ractor::rpc::CallResult::Success(Ok(()))) => None,
-                Ok(ractor::rpc::CallResult::Success(Err(e))) => Some(e.to_string()),
-                Ok(_) => Some("the model did not answer".into()),
-                Err(e) => Some(e.to_string()),
-            };
-            match failure {
-                None => metrics::counter!(m::ADAPTER_SWAPS).increment(1),
-                Some(why) => {
-                    let _ = myself.send_message(FeedbackMsg::SwapFailed(version, why));
-                }
+            if let Err(why) = swap(model, path).await {
+                let _ = myself.send_message(FeedbackMsg::SwapFailed(version, why));
             }
         });
         self.publish();
@@ -491,14 +481,7 @@ impl FeedbackState {
     /// Serves `version` and waits until the model does (for admin commands).
     async fn activate_now(&mut self, version: Option<u64>) -> Result<(), String> {
         let Some(model) = self.args.model.get() else { return Err("the model is restarting".into()) };
-        let path = self.path_of(version);
-        match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(e.to_string()),
-            Ok(_) => return Err("the model did not answer in time".into()),
-            Err(e) => return Err(e.to_string()),
-        }
-        metrics::counter!(m::ADAPTER_SWAPS).increment(1);
+        swap(model, self.path_of(version)).await?;
         self.manifest.previous.retain(|v| Some(*v) != version);
         self.manifest.active = version;
         self.write_manifest();
@@ -512,7 +495,10 @@ impl FeedbackState {
         }
         match command {
             AdapterCommand::Show => match self.manifest.active.and_then(|v| self.manifest.version(v)) {
-                Some(v) => format!("Serving adapter v{} ({}): {} training steps, {} rewards, saved {}. {} saved version(s).", v.version, v.file, v.step, v.rewards_seen, ago(self.now_ms(), v.saved_at_ms), self.manifest.versions.len()),
+                Some(v) => {
+                    let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));
+                    format!("Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).", v.version, v.file, v.step, v.rewards_seen, self.manifest.versions.len())
+                }
                 None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
                 None => format!("Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.", self.manifest.versions.len()),
             },
@@ -606,13 +592,17 @@ impl FeedbackState {
     }
 }
 
-fn ago(now_ms: u64, then_ms: u64) -> String {
-    let s = now_ms.saturating_sub(then_ms) / 1000;
-    match s {
-        0..=119 => format!("{s}s ago"),
-        120..=7199 => format!("{}m ago", s / 60),
-        7200..=172_799 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86_400),
+
+/// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.
+async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
+    match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+            metrics::counter!(m::ADAPTER_SWAPS).increment(1);
+            Ok(())
+        }
+        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
+        Ok(_) => Err("the model did not answer in time".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

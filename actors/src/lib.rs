@@ -8,6 +8,7 @@ pub mod context;
 pub mod conversation;
 pub mod engagement;
 pub mod feedback;
+pub mod human;
 pub mod metric_names;
 pub mod model;
 pub mod params;

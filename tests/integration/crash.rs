@@ -4,8 +4,7 @@
 
 use crate::discord::{admin, alice, mention, owner, BOT, CH1, GUILD};
 use crate::fake_discord::{FakeDiscord, SentMessage};
-use crate::learning::sigkill;
-use crate::support::spawn_daemon;
+use crate::support::{sigkill, spawn_daemon};
 use rand::{Rng, SeedableRng};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;

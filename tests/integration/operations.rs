@@ -3,8 +3,7 @@
 
 use crate::discord::{alice, ask, mention, owner, reply_to, BOT, CH1, GUILD, WAIT};
 use crate::fake_discord::FakeDiscord;
-use crate::learning::sigkill;
-use crate::support::{free_port, http_get, sidekick_cli, spawn_daemon};
+use crate::support::{free_port, http_get, sidekick_cli, sigkill, spawn_daemon};
 use sidekick::control::{self, Request, Response};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;

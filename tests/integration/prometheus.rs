@@ -4,8 +4,7 @@
 
 use crate::discord::{alice, ask, mention, owner, reply_to, BOT, CH1, GUILD};
 use crate::fake_discord::FakeDiscord;
-use crate::learning::sigkill;
-use crate::support::{free_port, http_get, repo_root, spawn_daemon};
+use crate::support::{free_port, http_get, repo_root, sigkill, spawn_daemon};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

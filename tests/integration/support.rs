@@ -100,3 +100,8 @@ pub fn sidekick_cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("the sidekick binary runs")
 }
+
+pub fn sigkill(child: &mut std::process::Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+}
