@@ -5,7 +5,7 @@
 use crate::engagement::Clock;
 use crate::metric_names as m;
 use crate::model::{ModelHandle, ModelMsg};
-use crate::ports::{AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, PolicyTrainer, Store, TrainReport, TrainSample};
+use crate::ports::{AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, ModelError, PolicyTrainer, Store, TrainReport, TrainSample};
 use crate::reward::{RewardLedger, RewardRules};
 use crate::watchdog::Heartbeats;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -600,6 +600,8 @@ async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), St
             metrics::counter!(m::ADAPTER_SWAPS).increment(1);
             Ok(())
         }
+        // The later change decides what is served; this one is simply moot.
+        Ok(ractor::rpc::CallResult::Success(Err(ModelError::Superseded))) => Ok(()),
         Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
         Ok(_) => Err("the model did not answer in time".into()),
         Err(e) => Err(e.to_string()),

@@ -255,6 +255,11 @@ pub enum ModelError {
     PromptTooLong { tokens: usize, limit: usize },
     #[error("the model failed while generating: {0}")]
     Decode(String),
+    #[error("the adapter cannot be served: {0}")]
+    Adapter(String),
+    /// A later adapter change replaced this one before it was made.
+    #[error("a later adapter change replaced this one")]
+    Superseded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -197,7 +197,7 @@ fn open_round<'m>(
 ) -> Result<Scheduler<'m>, ModelError> {
     let mut ctx = model.new_context(backend, context_params(config)).map_err(|e| ModelError::Load(format!("cannot create a llama.cpp context: {e}")))?;
     if let Some(loaded) = adapter.and_then(|p| adapters.get_mut(p)) {
-        ctx.lora_adapter_set(loaded, 1.0).map_err(|e| ModelError::Load(format!("cannot apply the adapter: {e}")))?;
+        ctx.lora_adapter_set(loaded, 1.0).map_err(|e| ModelError::Adapter(format!("llama.cpp cannot apply it: {e}")))?;
     }
     let label = adapter.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
     let mut scheduler = Scheduler::new(model, ctx, template.clone(), config, heartbeats.clone(), stats.clone(), label);
@@ -227,9 +227,9 @@ fn load_adapter(model: &mut LlamaModel, adapters: &mut HashMap<PathBuf, LlamaLor
         return Ok(());
     }
     if !path.is_file() {
-        return Err(ModelError::Load(format!("adapter {} not found", path.display())));
+        return Err(ModelError::Adapter(format!("{} not found", path.display())));
     }
-    let adapter = model.lora_adapter_init(path).map_err(|e| ModelError::Load(format!("adapter {}: {e} (not a LoRA GGUF for this model?)", path.display())))?;
+    let adapter = model.lora_adapter_init(path).map_err(|e| ModelError::Adapter(format!("{}: {e} (not a LoRA GGUF for this model?)", path.display())))?;
     adapters.insert(path.to_path_buf(), adapter);
     Ok(())
 }
@@ -370,7 +370,7 @@ impl<'m> Scheduler<'m> {
                     EngineCmd::Job(job) => self.waiting.push_back(job),
                     EngineCmd::SetAdapter { adapter, done } => {
                         if let Some((_, superseded)) = self.swap.replace((adapter, done)) {
-                            let _ = superseded.send(Err(ModelError::Load("superseded by a later adapter change".into())));
+                            let _ = superseded.send(Err(ModelError::Superseded));
                         }
                     }
                     EngineCmd::Shutdown { deadline: d } => deadline = Some(deadline.map_or(d, |old| old.min(d))),

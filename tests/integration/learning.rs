@@ -13,7 +13,8 @@ use llama_cpp_2::token::LlamaToken;
 use sidekick::daemon::{engine_config, Daemon};
 use sidekick::store::FjallStore;
 use sidekick_actors::engagement::SystemClock;
-use sidekick_actors::ports::{FeedbackEvent, FeedbackSource, Store};
+use sidekick_actors::ports::{FeedbackEvent, FeedbackSource, GenEvent, GenerationJob, LanguageModel, ModelError, Store};
+use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::reward::RewardRules;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -229,4 +230,56 @@ async fn scripted_feedback_trains_an_adapter_the_running_model_serves() {
     assert_eq!(manifest["active"], 1);
     assert_eq!(manifest["previous"], serde_json::json!([]));
     assert_eq!(manifest["base_model_sha256"].as_str().unwrap(), sidekick::learning::sha256_file(&model_path()).unwrap());
+}
+
+/// One short reply from `engine`; returns the adapter it reported and whether it finished.
+async fn one_reply(engine: &dyn LanguageModel) -> (Option<String>, bool) {
+    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let params = sidekick_actors::params::GenerationParams { max_tokens: 4, ..Default::default() };
+    let turns = vec![ChatTurn::new(Role::User, "Say hi.")];
+    engine.submit(GenerationJob { slot: "t".into(), turns, params, seed: 1, events, cancel: Default::default() }).unwrap();
+    let (mut adapter, mut finished) = (None, false);
+    while let Some(event) = rx.recv().await {
+        match event {
+            GenEvent::Started { adapter: a, .. } => adapter = a,
+            GenEvent::Finished { .. } => finished = true,
+            _ => {}
+        }
+    }
+    (adapter, finished)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_adapter_swaps_reload_the_model_and_it_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fresh adapters (B = 0) serve exactly the base model; ten distinct files pass the point
+    // where the engine reloads the model to free loaded adapters.
+    let base = Arc::new(sidekick_trainer::BaseModel::load(model_path()).unwrap());
+    let files: Vec<_> = (0..10u64)
+        .map(|i| {
+            let path = dir.path().join(format!("adapter-{i}.gguf"));
+            sidekick_trainer::Trainer::new(base.clone(), Default::default(), i).unwrap().write_adapter(&path).unwrap();
+            path
+        })
+        .collect();
+    drop(base);
+    let mut config = engine_config(&test_config(dir.path()));
+    config.parallel = 2;
+    let engine = sidekick::llama::LlamaEngine::start(config, Default::default()).unwrap();
+    for file in &files {
+        let (done, swapped) = tokio::sync::oneshot::channel();
+        engine.set_adapter(Some(file.clone()), done);
+        swapped.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let (served, finished) = one_reply(&engine).await;
+        assert!(finished, "a reply after swapping to {}", file.display());
+        assert_eq!(served.as_deref(), file.file_name().and_then(|n| n.to_str()));
+    }
+    // A file that is not an adapter is refused, and the last good one is still served.
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"not a gguf").unwrap();
+    let (done, swapped) = tokio::sync::oneshot::channel();
+    engine.set_adapter(Some(junk), done);
+    assert!(matches!(swapped.await.unwrap(), Err(ModelError::Adapter(_))));
+    assert_eq!(one_reply(&engine).await, (Some("adapter-9.gguf".into()), true));
+    engine.shutdown(Duration::ZERO);
 }
