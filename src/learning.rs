@@ -4,7 +4,7 @@
 use crate::config::RlConfig;
 use sha2::{Digest, Sha256};
 use sidekick_actors::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
-use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer, TrainerState};
+use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -106,11 +106,9 @@ impl Learning for LocalLearning {
         let base = self.base()?;
         let load = |e: sidekick_trainer::TrainError| LearnError::Load(e.to_string());
         let trainer = match resume {
-            Some(v) => {
-                let mut t = Trainer::load_adapter(base, self.lora.clone(), self.dir.join(&v.file)).map_err(load)?;
-                t.set_state(TrainerState { baseline: v.baseline, step: v.step });
-                t
-            }
+            // The file carries the trainer's own baseline and step as they were when it was
+            // written; they are exact even when the manifest was written a step early.
+            Some(v) => Trainer::load_adapter(base, self.lora.clone(), self.dir.join(&v.file)).map_err(load)?,
             None => Trainer::new(base, self.lora.clone(), 0x5eed).map_err(load)?,
         };
         Ok(Box::new(CandleTrainer(trainer)))

@@ -47,6 +47,8 @@ pub struct FeedbackArgs {
     pub heartbeats: Heartbeats,
     pub rules: RlRules,
     pub clock: Arc<dyn Clock>,
+    /// The latest summary, for readers that must not wait behind a training step or a swap.
+    pub published: Arc<std::sync::RwLock<RlSummary>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub struct FeedbackState {
     queue: VecDeque<(u64, TrainSample)>,
     trainer: Option<std::sync::mpsc::Sender<TrainJob>>,
     training: bool,
+    /// The step on the training thread now: its last journal entry and sample count. A save
+    /// queued behind it includes it.
+    in_flight: (Option<u64>, u64),
     steps: u64,
     steps_at_save: u64,
     rewards_seen: u64,
@@ -132,6 +137,7 @@ impl Actor for FeedbackActor {
             queue: VecDeque::new(),
             trainer: None,
             training: false,
+            in_flight: (None, 0),
             steps: 0,
             steps_at_save: 0,
             rewards_seen: 0,
@@ -330,6 +336,7 @@ impl FeedbackState {
         let through = seqs.into_iter().max();
         if let Some(trainer) = &self.trainer {
             self.training = trainer.send(TrainJob::Step(batch.clone(), through)).is_ok();
+            self.in_flight = (through, batch.len() as u64);
         }
         if !self.training {
             // The thread is gone: keep the work and say why learning stopped.
@@ -367,7 +374,7 @@ impl FeedbackState {
         self.last_loss = Some(report.loss);
         metrics::histogram!(m::TRAIN_STEP_SECONDS).record(report.seconds);
         tracing::debug!(step = self.steps, loss = report.loss, seconds = report.seconds, "trained");
-        if self.steps - self.steps_at_save >= self.args.rules.save_every.max(1) {
+        if self.steps.saturating_sub(self.steps_at_save) >= self.args.rules.save_every.max(1) {
             if let Some(version) = self.save().await {
                 if self.follows_training() {
                     self.activate(Some(version), myself).await;
@@ -417,10 +424,15 @@ impl FeedbackState {
         self.manifest.next_version = version + 1;
         self.manifest.train_from = Some(version);
         let now = self.now_ms();
-        self.manifest.versions.push(AdapterVersion { version, file, step: self.steps, rewards_seen: self.rewards_seen, trained_through: self.trained_through, baseline: self.baseline, saved_at_ms: now });
+        // The save ran after any step already on the training thread, so the file holds it.
+        let (step, rewards_seen, trained_through) = match self.training {
+            true => (self.steps + 1, self.rewards_seen + self.in_flight.1, self.in_flight.0.max(self.trained_through)),
+            false => (self.steps, self.rewards_seen, self.trained_through),
+        };
+        self.manifest.versions.push(AdapterVersion { version, file, step, rewards_seen, trained_through, baseline: self.baseline, saved_at_ms: now });
         self.prune();
         self.write_manifest();
-        self.steps_at_save = self.steps;
+        self.steps_at_save = step;
         metrics::gauge!(m::LAST_ADAPTER_SAVE).set(now as f64 / 1000.0);
         tracing::info!(version, step = self.steps, "adapter saved");
         Some(version)
@@ -585,6 +597,7 @@ impl FeedbackState {
 
     fn publish(&self) {
         let s = self.summary();
+        *self.args.published.write().unwrap_or_else(|e| e.into_inner()) = s.clone();
         metrics::gauge!(m::REWARD_MEAN, "window" => "last_100").set(s.mean_last_100.unwrap_or(0.0) as f64);
         metrics::gauge!(m::REWARD_MEAN, "window" => "all").set(s.mean_all.unwrap_or(0.0) as f64);
         metrics::gauge!(m::LAST_LOSS).set(s.last_loss.unwrap_or(0.0) as f64);

@@ -90,6 +90,8 @@ pub struct RootState {
     model: ModelHandle,
     retrieval: ActorHandle<RetrievalMsg>,
     feedback: ActorHandle<FeedbackMsg>,
+    /// What the feedback actor last published (kept across its restarts).
+    rl_summary: Arc<RwLock<crate::feedback::RlSummary>>,
     watchdog: Option<ActorCell>,
     /// Each conversation with the count of messages routed to it and not yet handled.
     channels: HashMap<ChannelId, (ActorRef<ChannelMsg>, Arc<AtomicUsize>)>,
@@ -115,6 +117,7 @@ impl Actor for RootSupervisor {
             model: ModelHandle::default(),
             retrieval: ActorHandle::default(),
             feedback: ActorHandle::default(),
+            rl_summary: Arc::default(),
             watchdog: None,
             channels: HashMap::new(),
             children: HashMap::new(),
@@ -177,10 +180,7 @@ impl Actor for RootSupervisor {
                     Some(r) => ractor::call_t!(r, RetrievalMsg::Stats, 2000).ok(),
                     None => None,
                 };
-                let adapter = match state.feedback.get() {
-                    Some(f) => ractor::call_t!(f, FeedbackMsg::Summary, 2000).ok().and_then(|s| s.active),
-                    None => None,
-                };
+                let adapter = state.rl_summary.read().unwrap_or_else(|e| e.into_inner()).active.clone();
                 let _ = reply.send(TreeStatus {
                     model,
                     engine,
@@ -332,6 +332,7 @@ impl RootState {
             heartbeats: self.args.heartbeats.clone(),
             rules: self.args.rl.clone(),
             clock: self.args.defaults.clock.clone(),
+            published: self.rl_summary.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, FeedbackActor, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Feedback);

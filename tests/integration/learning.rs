@@ -230,6 +230,13 @@ async fn scripted_feedback_trains_an_adapter_the_running_model_serves() {
     assert_eq!(manifest["active"], 1);
     assert_eq!(manifest["previous"], serde_json::json!([]));
     assert_eq!(manifest["base_model_sha256"].as_str().unwrap(), sidekick::learning::sha256_file(&model_path()).unwrap());
+
+    // The next start serves it from the first reply.
+    let daemon = Daemon::start_with(&config, engine_config(&config), Arc::new(SystemClock)).await.unwrap();
+    let again = say(&daemon, "console-e", question).await;
+    assert_eq!(daemon.store.reply(again.reply_id.unwrap()).unwrap().unwrap().adapter.as_deref(), Some("adapter-v1.gguf"));
+    assert!(say(&daemon, "console-e", "!adapter").await.notice.unwrap().starts_with("Serving adapter v1"));
+    daemon.shutdown().await.unwrap();
 }
 
 /// One short reply from `engine`; returns the adapter it reported and whether it finished.
