@@ -211,13 +211,10 @@ impl ConversationState {
     }
 
     async fn rl_metrics(&self) -> String {
-        let asked = match self.args.feedback.get() {
-            Some(feedback) => feedback.call(FeedbackMsg::Summary, Some(Duration::from_secs(5))).await.ok(),
-            None => None,
-        };
-        match asked {
-            Some(ractor::rpc::CallResult::Success(summary)) => show_rl(&summary, self.now_ms()),
-            _ => "The learning actor is restarting; try again in a moment.".into(),
+        let Some(feedback) = self.args.feedback.get() else { return "The learning actor is restarting; try again in a moment.".into() };
+        match feedback.call(FeedbackMsg::Summary, Some(Duration::from_secs(5))).await {
+            Ok(ractor::rpc::CallResult::Success(summary)) => show_rl(&summary, self.now_ms()),
+            _ => "The learning actor is busy (saving or swapping an adapter); try again in a moment.".into(),
         }
     }
 
