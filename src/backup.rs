@@ -2,6 +2,7 @@
 //! the vector index and the adapters — taken while the daemon runs (or when it does not).
 
 use crate::config::Config;
+use crate::files::{copy_synced, write_atomically};
 use crate::store::FjallStore;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -27,18 +28,12 @@ pub enum BackupError {
     Store(#[from] sidekick_actors::ports::StoreError),
 }
 
-/// Copies a file and syncs the copy, so `backup.json` (written last) never names a copy
-/// that a power cut could still take.
-fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::copy(from, to)?;
-    std::fs::File::open(to)?.sync_all()
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io { path: path.to_path_buf(), source }
 }
 
-/// Copies `store` (a snapshot), the index files and the adapters into `dest`. Call it after
+/// Copies `store` (a snapshot), the index files and the adapters into `dest`; every copy is
+/// synced before `backup.json`, written last, names it. Call it after
 /// the index and the adapter were saved, so the store copy is at least as new as both (a
 /// restored index then only catches up).
 pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupReport, BackupError> {
@@ -70,7 +65,7 @@ pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupRe
                 adapter_files.push(version.file.clone());
             }
         }
-        crate::learning::write_atomically(&to.join("manifest.json"), &bytes).map_err(io(&to))?;
+        write_atomically(&to.join("manifest.json"), &bytes).map_err(io(&to))?;
         adapter_files.push("manifest.json".into());
     }
     let store_records = store.backup_to(&dest.join("store"))?;
@@ -83,6 +78,6 @@ pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupRe
         sidekick_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let json = serde_json::to_vec_pretty(&report).expect("serializable");
-    crate::learning::write_atomically(&dest.join("backup.json"), &json).map_err(io(dest))?;
+    write_atomically(&dest.join("backup.json"), &json).map_err(io(dest))?;
     Ok(report)
 }

@@ -5,7 +5,6 @@ use crate::config::RlConfig;
 use sha2::{Digest, Sha256};
 use sidekick_actors::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -65,18 +64,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 impl Learning for LocalLearning {
     fn base_model_sha256(&self) -> Result<String, LearnError> {
         self.sha256
@@ -99,7 +86,7 @@ impl Learning for LocalLearning {
 
     fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| LearnError::Files(e.to_string()))?;
-        write_atomically(&self.dir.join(MANIFEST), &json).map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
+        crate::files::write_atomically(&self.dir.join(MANIFEST), &json).map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
     }
 
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {

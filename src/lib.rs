@@ -7,6 +7,7 @@ pub mod control;
 pub mod console;
 pub mod daemon;
 pub mod discord;
+pub mod files;
 pub mod learning;
 pub mod llama;
 pub mod metrics_http;

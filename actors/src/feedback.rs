@@ -77,12 +77,10 @@ pub struct RlSummary {
 }
 
 pub enum FeedbackMsg {
-    /// A reply was delivered as these (Discord) messages, so reactions on them find it.
-    Delivered { reply_id: u64, message_ids: Vec<String> },
     /// A conversation journaled this event (`!feedback`): learn from it.
     Journaled { seq: u64, event: FeedbackEvent },
     /// A reaction was added or removed on a message; journaled here if it is on our reply.
-    Reaction { channel: String, message_id: String, emoji: String, user: String, added: bool, reply: Option<RpcReplyPort<Option<f32>>> },
+    Reaction { channel: String, message_id: String, emoji: String, user: String, added: bool },
     Adapter(AdapterCommand, RpcReplyPort<String>),
     Summary(RpcReplyPort<RlSummary>),
     Tick,
@@ -190,15 +188,8 @@ impl Actor for FeedbackActor {
 
     async fn handle(&self, myself: ActorRef<FeedbackMsg>, msg: FeedbackMsg, state: &mut FeedbackState) -> Result<(), ActorProcessingErr> {
         match msg {
-            // The supervisor links these itself, so it never waits behind a training step.
-            FeedbackMsg::Delivered { reply_id, message_ids } => state.args.store.link_reply(reply_id, &message_ids)?,
             FeedbackMsg::Journaled { seq, event } => state.learn_from(seq, &event),
-            FeedbackMsg::Reaction { channel, message_id, emoji, user, added, reply } => {
-                let reward = state.reaction(channel, message_id, emoji, user, added)?;
-                if let Some(reply) = reply {
-                    let _ = reply.send(reward);
-                }
-            }
+            FeedbackMsg::Reaction { channel, message_id, emoji, user, added } => state.reaction(channel, message_id, emoji, user, added)?,
             FeedbackMsg::Adapter(command, reply) => {
                 let answer = state.adapter_command(command).await;
                 let _ = reply.send(answer);
@@ -288,20 +279,20 @@ impl FeedbackState {
         }
     }
 
-    /// Journals a reaction on one of our replies; returns its reward (`None`: not ours, or
-    /// an emoji that carries nothing).
-    fn reaction(&mut self, channel: String, message_id: String, emoji: String, user: String, added: bool) -> Result<Option<f32>, ActorProcessingErr> {
-        let Some(reply_id) = self.args.store.reply_for_message(&message_id)? else { return Ok(None) };
+    /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
+    /// ignored).
+    fn reaction(&mut self, channel: String, message_id: String, emoji: String, user: String, added: bool) -> Result<(), ActorProcessingErr> {
+        let Some(reply_id) = self.args.store.reply_for_message(&message_id)? else { return Ok(()) };
         let reward = if added {
             match self.args.rules.rewards.reaction(&emoji) {
                 Some(r) => r,
-                None => return Ok(None),
+                None => return Ok(()),
             }
         } else {
             // Undo exactly what the reaction gave; a reaction we never saw undoes nothing.
             match self.ledger.live_reaction(&message_id, &user, &emoji) {
                 Some(r) => -r,
-                None => return Ok(None),
+                None => return Ok(()),
             }
         };
         let event = FeedbackEvent {
@@ -319,7 +310,7 @@ impl FeedbackState {
         };
         let seq = self.args.store.append_feedback(&event)?;
         self.learn_from(seq, &event);
-        Ok(Some(reward))
+        Ok(())
     }
 
     /// Starts a step on the training thread when there is work and the model is idle.

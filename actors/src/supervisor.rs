@@ -73,8 +73,11 @@ pub enum RootMsg {
     /// Stop a conversation so it starts afresh from the store (after its data was purged).
     Forget(ChannelId),
     Status(RpcReplyPort<TreeStatus>),
-    /// For the feedback/RL actor (reactions, delivered replies); dropped while it restarts.
+    /// For the feedback/RL actor (reactions); dropped while it restarts.
     Feedback(FeedbackMsg),
+    /// A reply was delivered as these (Discord) messages: linked at once, so reactions and a
+    /// `!feedback` sent as a reply find it even while the feedback actor trains or restarts.
+    Delivered { reply_id: u64, message_ids: Vec<String> },
     /// Fault injection for supervision tests: the model actor's handler panics.
     InjectModelPanic,
     /// Save the vector index and the adapter now (before a backup); the store is synced.
@@ -192,21 +195,17 @@ impl Actor for RootSupervisor {
                     last_reply: state.args.heartbeats.last("reply").map(|t| t.elapsed()),
                 });
             }
-            RootMsg::Feedback(msg) => match msg {
-                // Linked here, at once: a `!feedback` sent as a reply right after must find it,
-                // even while the feedback actor trains or restarts.
-                FeedbackMsg::Delivered { reply_id, message_ids } => {
-                    if let Err(e) = state.args.store.link_reply(reply_id, &message_ids) {
-                        tracing::warn!(error = %e, "could not link a delivered reply");
-                    }
+            RootMsg::Delivered { reply_id, message_ids } => {
+                if let Err(e) = state.args.store.link_reply(reply_id, &message_ids) {
+                    tracing::warn!(error = %e, "could not link a delivered reply");
                 }
-                // A reaction while the feedback actor restarts is lost (it was never acknowledged).
-                msg => {
-                    if let Some(feedback) = state.feedback.get() {
-                        let _ = feedback.send_message(msg);
-                    }
+            }
+            // A reaction while the feedback actor restarts is lost (it was never acknowledged).
+            RootMsg::Feedback(msg) => {
+                if let Some(feedback) = state.feedback.get() {
+                    let _ = feedback.send_message(msg);
                 }
-            },
+            }
             RootMsg::Checkpoint(reply) => {
                 // In its own task: messages keep flowing while the index and adapter are saved.
                 let (retrieval, feedback, store) = (state.retrieval.get(), state.feedback.get(), state.args.store.clone());

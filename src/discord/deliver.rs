@@ -5,13 +5,12 @@ use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, Messa
 use sidekick_actors::metric_names as m;
 use sidekick_actors::split::{split_message, DISCORD_LIMIT};
 use ractor::ActorRef;
-use sidekick_actors::feedback::FeedbackMsg;
 use sidekick_actors::{ReplyEvent, RootMsg};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Sends the answer; a model reply's Discord message ids go to the feedback actor so
-/// reactions on them reach the reply they rate.
+/// Sends the answer; a model reply's Discord message ids go to the supervisor, which links
+/// them to the reply journal so reactions on them reach the reply they rate.
 pub async fn deliver(http: Arc<Http>, root: ActorRef<RootMsg>, channel: ChannelId, to: MessageId, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
     let mut typing = None;
     while let Some(event) = events.recv().await {
@@ -34,7 +33,7 @@ pub async fn deliver(http: Arc<Http>, root: ActorRef<RootMsg>, channel: ChannelI
         let sent = send(&http, channel, to, &text).await;
         if let Some(reply_id) = reply_id.filter(|_| !sent.is_empty()) {
             let message_ids = sent.iter().map(|id| id.to_string()).collect();
-            let _ = root.send_message(RootMsg::Feedback(FeedbackMsg::Delivered { reply_id, message_ids }));
+            let _ = root.send_message(RootMsg::Delivered { reply_id, message_ids });
         }
     }
 }

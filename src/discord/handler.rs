@@ -2,7 +2,7 @@
 
 use super::deliver::deliver;
 use ractor::ActorRef;
-use serenity::all::{Context, EventHandler, Message, MessageId, Reaction, ReactionType, Ready, UserId};
+use serenity::all::{ChannelId, Context, EventHandler, GuildId, Message, MessageId, Reaction, ReactionType, Ready, UserId};
 use serenity::async_trait;
 use sidekick_actors::commands::Access;
 use sidekick_actors::feedback::FeedbackMsg;
@@ -54,11 +54,11 @@ impl Handler {
     }
 }
 
-/// Which conversation a Discord channel belongs to.
-pub fn channel_key(msg: &Message) -> String {
-    match msg.guild_id {
-        Some(_) => format!("discord:{}", msg.channel_id),
-        None => format!("discord-dm:{}", msg.channel_id),
+/// Which conversation a Discord channel belongs to (a server channel or a DM).
+pub fn channel_key(guild: Option<GuildId>, channel: ChannelId) -> String {
+    match guild {
+        Some(_) => format!("discord:{channel}"),
+        None => format!("discord-dm:{channel}"),
     }
 }
 
@@ -90,7 +90,7 @@ impl EventHandler for Handler {
             queued_ahead: 0,
             reply,
         };
-        let route = RootMsg::Route { channel: channel_key(&msg), msg: ChannelMsg::Inbound(inbound) };
+        let route = RootMsg::Route { channel: channel_key(msg.guild_id, msg.channel_id), msg: ChannelMsg::Inbound(inbound) };
         if self.root.send_message(route).is_err() {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
@@ -116,11 +116,8 @@ impl Handler {
             ReactionType::Custom { name, id, .. } => name.clone().unwrap_or_else(|| id.to_string()),
             _ => return,
         };
-        let channel = match reaction.guild_id {
-            Some(_) => format!("discord:{}", reaction.channel_id),
-            None => format!("discord-dm:{}", reaction.channel_id),
-        };
-        let msg = FeedbackMsg::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added, reply: None };
+        let channel = channel_key(reaction.guild_id, reaction.channel_id);
+        let msg = FeedbackMsg::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added };
         let _ = self.root.send_message(RootMsg::Feedback(msg));
     }
 }

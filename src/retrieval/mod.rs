@@ -261,11 +261,7 @@ impl Retriever for LocalRetriever {
         framed.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         framed.extend_from_slice(&sha2::Sha256::digest(&payload));
         framed.extend_from_slice(&payload);
-        // Write beside, sync and rename, so a crash mid-save leaves the old file whole.
-        let tmp = self.path.with_extension("usearch.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(index_error)?;
-        file.write_all(&framed).and_then(|_| file.sync_all()).map_err(index_error)?;
-        std::fs::rename(&tmp, &self.path).map_err(index_error)?;
+        crate::files::write_atomically(&self.path, &framed).map_err(index_error)?;
         let manifest = serde_json::to_vec(&self.manifest()).map_err(index_error)?;
         std::fs::write(manifest_path(&self.path), manifest).map_err(index_error)
     }

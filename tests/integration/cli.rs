@@ -1,25 +1,12 @@
 //! The `sidekick` binary as a user runs it.
 
-use crate::support::{http_get, model_path};
+use crate::support::{http_get, sidekick};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The binary in a temp working directory (no sidekick.toml, no .env) with test settings.
-fn sidekick(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidekick"));
-    cmd.current_dir(dir)
-        .env_remove("DISCORD_TOKEN")
-        .env("SIDEKICK_MODEL_PATH", model_path())
-        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
-        .env("SIDEKICK_MODEL_PARALLEL", "2")
-        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
-        .env("SIDEKICK_METRICS_LISTEN", "");
-    cmd
-}
 
 fn run_with_input(mut cmd: Command, input: &str) -> Output {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

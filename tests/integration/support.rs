@@ -67,18 +67,12 @@ pub fn http_get(addr: &str, path: &str) -> String {
 /// as a process the test can kill. `env` adds or overrides settings.
 pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Child {
     use crate::discord::{ADMIN, OWNER};
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidekick"));
+    let mut cmd = sidekick(dir);
     cmd.arg("run")
-        .current_dir(dir)
         .env("DISCORD_TOKEN", "fake-token")
         .env("DISCORD_API_BASE", fake.api_base())
         .env("OWNER_ID", OWNER.to_string())
         .env("ADMIN_USERS", ADMIN.to_string())
-        .env("SIDEKICK_MODEL_PATH", model_path())
-        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
-        .env("SIDEKICK_MODEL_PARALLEL", "2")
-        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
-        .env("SIDEKICK_METRICS_LISTEN", "")
         .env("SIDEKICK_RETRIEVAL_ENABLED", "false")
         .env("SIDEKICK_RL_ENABLED", "false")
         .env("SIDEKICK_GENERATION_MAX_TOKENS", "16")
@@ -90,15 +84,23 @@ pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[
     cmd.spawn().expect("the sidekick binary starts")
 }
 
-/// The `sidekick` binary with the store of `dir` (for `status`, `backup`).
-pub fn sidekick_cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sidekick"))
-        .args(args)
-        .current_dir(dir)
-        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
+/// The binary in a temp working directory (no sidekick.toml, no .env) with test settings:
+/// the bundled model, a store under `dir`, no metrics endpoint, no token.
+pub fn sidekick(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidekick"));
+    cmd.current_dir(dir)
+        .env_remove("DISCORD_TOKEN")
         .env("SIDEKICK_MODEL_PATH", model_path())
-        .output()
-        .expect("the sidekick binary runs")
+        .env("SIDEKICK_MODEL_CONTEXT_TOKENS", "2048")
+        .env("SIDEKICK_MODEL_PARALLEL", "2")
+        .env("SIDEKICK_STORAGE_PATH", dir.join("store"))
+        .env("SIDEKICK_METRICS_LISTEN", "");
+    cmd
+}
+
+/// `sidekick <args>` on the store of `dir` (for `status`, `backup`), run to the end.
+pub fn sidekick_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    sidekick(dir).args(args).output().expect("the sidekick binary runs")
 }
 
 pub fn sigkill(child: &mut std::process::Child) {
