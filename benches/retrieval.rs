@@ -7,8 +7,10 @@ use sidekick::retrieval::{new_index, Embedder, DIMENSIONS};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The checkout being tested, read at run time: cargo may reuse a binary built in another
+/// checkout, where a compile-time path would point.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// Every non-bot message of the shared corpus, up to `n`.

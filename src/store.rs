@@ -92,7 +92,14 @@ impl FjallStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.persist(PersistMode::SyncAll).map_err(backend)
+        let persist = || self.db.persist(PersistMode::SyncAll).map_err(backend);
+        // An fsync on a slow disk (an SD card) can take a while; actors call this from the
+        // runtime, so let its other tasks (the Discord heartbeat, /metrics) move to another
+        // worker meanwhile. Only a multi-threaded runtime can do that.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(persist),
+            _ => persist(),
+        }
     }
 
     fn history_start(&self, channel: &str) -> Result<u64, StoreError> {

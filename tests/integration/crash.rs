@@ -1,5 +1,6 @@
 //! Crash safety: 50 cycles of start, scripted traffic (feedback, admin and channel settings,
-//! chat), SIGKILL at a random moment, and a look at the store: every write the bot
+//! chat), SIGKILL (every other time right after the last acknowledgement, otherwise at a random
+//! moment while the traffic is handled), and a look at the store: every write the bot
 //! acknowledged is there, and the store always opens.
 
 use crate::discord::{admin, alice, mention, owner, BOT, CH1, GUILD};
@@ -38,6 +39,7 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
     let mut expect = Expect::default();
     let channel = format!("discord:{CH1}");
     let mut kills_mid_traffic = 0;
+    let mut all_answered_in = Duration::ZERO;
     for cycle in 0..CYCLES {
         let connections = fake.connections();
         let mut daemon = spawn_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "8")]);
@@ -57,7 +59,21 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
         let chat = mention(&fake, CH1, &alice(), &chat_text).await;
         expect.temperature_after.push(temperature);
         expect.system_after.push(system.clone());
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2500))).await;
+        let asked = Instant::now();
+        if cycle % 2 == 0 {
+            // Right after the last acknowledgement: what was just confirmed must be on disk.
+            let deadline = asked + Duration::from_secs(60);
+            while ![feedback, settemp, set_system, chat].iter().all(|id| answer(&fake.sent(), *id).is_some()) {
+                assert!(Instant::now() < deadline, "cycle {cycle}: the traffic was not all answered");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            all_answered_in = asked.elapsed();
+        } else {
+            // A random moment while the traffic is handled, scaled to how long it took last
+            // time, so the kills land mid-traffic on a fast machine and a slow one alike.
+            let ms = all_answered_in.as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..ms.max(1)))).await;
+        }
         sigkill(&mut daemon);
 
         let sent = fake.sent();

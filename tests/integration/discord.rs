@@ -68,7 +68,12 @@ pub(crate) async fn reply_to(fake: &FakeDiscord, id: u64) -> SentMessage {
         if let Some(m) = fake.sent().into_iter().find(|m| m.reference() == Some(id)) {
             return m;
         }
-        assert!(Instant::now() < deadline, "no reply to {id}; sent: {:?}", fake.sent().iter().map(|m| m.content().to_string()).collect::<Vec<_>>());
+        if Instant::now() >= deadline {
+            let sent: Vec<_> = fake.sent().iter().map(|m| format!("{:?} → {:?}", m.reference(), m.content())).collect();
+            let requests = fake.requests();
+            let recent = &requests[requests.len().saturating_sub(20)..];
+            panic!("no reply to {id}; sent: {sent:#?}\n{} gateway connections; last requests: {recent:#?}", fake.connections());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -265,11 +270,21 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
 
     let question = mention(&fake, CH1, &alice(), "Write the longest story you can about a dragon, at least 5000 words, with many chapters.").await;
     let first = reply_to(&fake, question).await;
-    // The rest of the reply follows as plain messages; wait until the store has the whole.
+    // The rest of the reply follows as plain messages, sent one after another: wait until
+    // what reached Discord is the whole reply the store has.
     let store_dir = config.storage.path.clone();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pieces: Vec<SentMessage> = fake.sent().into_iter().skip_while(|m| m.message_id != first.message_id).collect();
-    let whole: String = pieces.iter().map(|m| m.content()).collect::<Vec<_>>().join("\n");
+    let squeezed = |s: &str| s.split_whitespace().collect::<String>();
+    let deadline = Instant::now() + WAIT;
+    let (pieces, whole) = loop {
+        let pieces: Vec<SentMessage> = fake.sent().into_iter().skip_while(|m| m.message_id != first.message_id).collect();
+        let whole: String = pieces.iter().map(|m| m.content()).collect::<Vec<_>>().join("\n");
+        let stored = bot.daemon.store.recent_history(&format!("discord:{CH1}"), 10).unwrap();
+        if stored.get(1).is_some_and(|m| squeezed(&m.content) == squeezed(&whole)) {
+            break (pieces, whole);
+        }
+        assert!(Instant::now() < deadline, "only {} characters reached Discord", whole.chars().count());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(whole.chars().count() > 4500, "the model wrote {} characters", whole.chars().count());
     assert_eq!(pieces.len(), 3, "{} characters in {} pieces", whole.chars().count(), pieces.len());
     for piece in &pieces {

@@ -32,8 +32,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// Short, so a dead connection shows quickly; serenity heartbeats at this pace.
-const HEARTBEAT_MS: u64 = 2000;
+/// Discord's own interval. serenity re-identifies (a new session, so missed dispatches are
+/// gone) when an acknowledgement is late by one interval, and a loaded CI machine can stall a
+/// test's runtime for seconds; a dropped connection shows at once anyway, as a read error.
+const HEARTBEAT_MS: u64 = 41_250;
 /// Discord's snowflake epoch (2015-01-01), in Unix milliseconds.
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 /// @everyone: VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY
@@ -252,7 +254,7 @@ impl FakeDiscord {
     }
 
     /// HEARTBEATs received (and acknowledged); serenity sends the first one a heartbeat
-    /// interval (2 s) after IDENTIFY.
+    /// interval (41.25 s) after IDENTIFY.
     pub fn heartbeats(&self) -> usize {
         self.inner.state().heartbeats
     }

@@ -7,8 +7,10 @@ use sidekick_actors::RootMsg;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The checkout being tested, read at run time: cargo may reuse a binary built in another
+/// checkout, where a compile-time path would point.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The bundled model; the tests need it, so its absence is a failure with the fix in it.
@@ -18,8 +20,20 @@ pub fn model_path() -> PathBuf {
     path
 }
 
+/// The in-process daemon's logs go to the test's captured output, which the harness prints
+/// only for a failing test: a failure under load comes with what the bot was doing.
+/// `SIDEKICK_TEST_LOG` overrides the filter.
+pub fn capture_logs() {
+    let filter = std::env::var("SIDEKICK_TEST_LOG").unwrap_or_else(|_| "info,llama_cpp_2=off,fjall=warn,lsm_tree=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
 /// A small configuration for tests: the real model, a temp store, no metrics endpoint.
 pub fn test_config(dir: &Path) -> Config {
+    capture_logs();
     let mut config = Config::default();
     config.model.path = model_path();
     config.model.context_tokens = 2048;

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, TrainError, Trainer};
 
-const SERVED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+#[path = "common/served.rs"]
+mod served;
+use served::served;
 
 #[test]
 fn missing_and_junk_files_are_errors() {
@@ -20,7 +22,7 @@ fn missing_and_junk_files_are_errors() {
     assert!(matches!(e, TrainError::NotGguf { .. }));
 
     // A GGUF header claiming more than the file holds.
-    let mut truncated = std::fs::read(SERVED).unwrap();
+    let mut truncated = std::fs::read(served()).unwrap();
     truncated.truncate(4096);
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &truncated).unwrap();
@@ -35,7 +37,7 @@ fn missing_and_junk_files_are_errors() {
 
 #[test]
 fn bad_samples_and_adapters_are_errors() {
-    let base = Arc::new(BaseModel::load(SERVED).unwrap());
+    let base = Arc::new(BaseModel::load(served()).unwrap());
     let cfg = base.config().clone();
     assert_eq!((cfg.architecture.as_str(), cfg.n_layer, cfg.n_head, cfg.n_head_kv, cfg.n_embd, cfg.vocab), ("llama", 30, 9, 3, 576, 49152));
     let mut trainer = Trainer::new(base.clone(), LoraConfig::default(), 1).unwrap();
@@ -54,6 +56,6 @@ fn bad_samples_and_adapters_are_errors() {
 
     assert!(matches!(Trainer::new(base.clone(), LoraConfig { rank: 0, ..LoraConfig::default() }, 1), Err(TrainError::InvalidConfig(_))));
     // The base model is not an adapter.
-    assert!(matches!(Trainer::load_adapter(base.clone(), LoraConfig::default(), SERVED), Err(TrainError::BadAdapter(_))));
+    assert!(matches!(Trainer::load_adapter(base.clone(), LoraConfig::default(), served()), Err(TrainError::BadAdapter(_))));
     assert!(matches!(Trainer::load_adapter(base, LoraConfig::default(), "/nonexistent/a.gguf"), Err(TrainError::Io { .. })));
 }

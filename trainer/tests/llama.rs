@@ -25,7 +25,7 @@ fn equivalence_with_llama_cpp() {
         let err = max_abs_diff(&ours, &exact);
         // The served Q4_1 file: llama.cpp quantizes activations to Q8_1 there, so only
         // the top of the distribution is comparable.
-        let served = llama_logprobs(std::path::Path::new(SERVED), None, &tokens);
+        let served = llama_logprobs(&served(), None, &tokens);
         let err_q_top = max_abs_diff_topk(&ours, &served, 10);
         let err_q_all = max_abs_diff(&ours, &served);
         let last = tokens.len() - 1;
@@ -80,7 +80,7 @@ fn adapter_loads_in_llama_cpp_and_matches() {
     assert!((theirs - before).abs() > 10.0 * (ours - theirs).abs());
 
     // The served Q4_1 model accepts the same adapter (same tensor shapes).
-    let served = llama_logprobs(std::path::Path::new(SERVED), Some(&path), &all);
+    let served = llama_logprobs(&served(), Some(&path), &all);
     assert!(served.iter().flatten().all(|x| x.is_finite()));
 
     // Resume: the reloaded trainer computes the same thing and keeps its state.
@@ -104,7 +104,7 @@ fn learning_shows_in_llama_cpp() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapter.gguf");
     trainer.write_adapter(&path).unwrap();
-    let served = std::path::Path::new(SERVED);
+    let served = &served();
     let (a0, a1) = (llama_reply_logprob(served, None, &prompt, &a), llama_reply_logprob(served, Some(&path), &prompt, &a));
     let (b0, b1) = (llama_reply_logprob(served, None, &prompt, &b), llama_reply_logprob(served, Some(&path), &prompt, &b));
     println!("served Q4_1 via llama.cpp: log p(A) {a0:.3} -> {a1:.3} ({:+.3}); log p(B) {b0:.3} -> {b1:.3} ({:+.3})", a1 - a0, b1 - b0);

@@ -13,7 +13,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use sidekick_trainer::BaseModel;
 
-pub const SERVED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+mod served;
+pub use served::served;
 
 pub fn backend() -> &'static LlamaBackend {
     static B: OnceLock<LlamaBackend> = OnceLock::new();
@@ -26,7 +27,7 @@ pub fn backend() -> &'static LlamaBackend {
 
 pub fn base() -> Arc<BaseModel> {
     static M: OnceLock<Arc<BaseModel>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(BaseModel::load(SERVED).expect("load base model"))).clone()
+    M.get_or_init(|| Arc::new(BaseModel::load(served()).expect("load base model"))).clone()
 }
 
 /// The F32 copy written by the trainer, once per test process.
@@ -35,7 +36,7 @@ pub fn f32_copy() -> &'static Path {
     &P.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("smollm2-f32.gguf");
-        sidekick_trainer::write_f32_copy(SERVED, &path).expect("write f32 copy");
+        sidekick_trainer::write_f32_copy(served(), &path).expect("write f32 copy");
         (dir, path)
     })
     .1
@@ -44,7 +45,7 @@ pub fn f32_copy() -> &'static Path {
 /// Tokenizes with llama.cpp (special tokens parsed, so ChatML markers are single tokens).
 pub fn tokenize(text: &str) -> Vec<u32> {
     static M: OnceLock<LlamaModel> = OnceLock::new();
-    let model = M.get_or_init(|| LlamaModel::load_from_file(backend(), SERVED, &LlamaModelParams::default()).expect("model"));
+    let model = M.get_or_init(|| LlamaModel::load_from_file(backend(), served(), &LlamaModelParams::default()).expect("model"));
     model.vocab().tokenize(text.as_bytes(), false, true).into_iter().map(|t| t.0 as u32).collect()
 }
 
