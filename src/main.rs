@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIDEKICK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llama_cpp_2=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llama-cpp-2=off"));
     // Logs go to stderr so stdout carries only the conversation.
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,20 +1,30 @@
-//! serenity events → messages for the actor tree.
+//! serenity events → messages for the actor tree, in the order Discord sent them.
+//!
+//! serenity runs every event-handler call in a task of its own, so two messages that arrive
+//! together can reach the tree in either order: a flood's first message routed fifth is taken
+//! for backlog, a reaction's removal can come before its addition. A collector callback runs in
+//! the shard's own loop, in arrival order, before those tasks are spawned, so messages and
+//! reactions go from it through one channel to one task that routes them in order. The handler
+//! methods route only what no collector saw: the moments after a (re)connect before `ready`
+//! has registered one with the new shard.
 
 use super::deliver::deliver;
 use ractor::ActorRef;
-use serenity::all::{ChannelId, Context, EventHandler, GuildId, Message, MessageId, Reaction, ReactionType, Ready, UserId};
+use serenity::all::{ChannelId, Context, Event, EventHandler, GuildId, Http, Message, MessageId, Reaction, ReactionType, Ready, UserId};
 use serenity::async_trait;
+use serenity::gateway::CollectorCallback;
 use sidekick_actors::commands::Access;
 use sidekick_actors::feedback::FeedbackMsg;
 use sidekick_actors::{ChannelMsg, Inbound, RootMsg};
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// How many recent message ids are remembered to drop duplicates.
 const REMEMBERED: usize = 512;
 
-pub struct Handler {
+/// Turns one event into messages for the tree.
+pub struct Router {
     pub root: ActorRef<RootMsg>,
     pub bot_id: UserId,
     pub owner_id: Option<UserId>,
@@ -23,7 +33,87 @@ pub struct Handler {
     pub seen: Mutex<VecDeque<MessageId>>,
 }
 
+/// An event the collector passed on.
+enum Incoming {
+    Message(Box<Message>),
+    Reaction(Reaction, bool),
+}
+
+/// Events the collector passed on whose handler calls have not come yet, counted per event,
+/// so a handler call knows whether its event is already on its way in order.
+#[derive(Default)]
+struct Taken(Mutex<HashMap<String, u32>>);
+
+impl Taken {
+    fn add(&self, key: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+    }
+
+    /// True (once per passing) when the collector passed this event on.
+    fn was_taken(&self, key: &str) -> bool {
+        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(n) = taken.get_mut(key) else { return false };
+        *n -= 1;
+        if *n == 0 {
+            taken.remove(key);
+        }
+        true
+    }
+}
+
+fn message_key(id: MessageId) -> String {
+    format!("message {id}")
+}
+
+fn reaction_key(reaction: &Reaction, added: bool) -> String {
+    let user = reaction.user_id.map_or(0, |u| u.get());
+    format!("reaction {} {user} {} {added}", reaction.message_id, reaction.emoji)
+}
+
+pub struct Handler {
+    router: Arc<Router>,
+    ordered: mpsc::UnboundedSender<(Incoming, Arc<Http>)>,
+    taken: Arc<Taken>,
+}
+
 impl Handler {
+    /// Starts the task that routes the collector's events in order.
+    pub fn new(router: Router) -> Self {
+        let router = Arc::new(router);
+        let (ordered, mut events) = mpsc::unbounded_channel::<(Incoming, Arc<Http>)>();
+        let in_order = router.clone();
+        tokio::spawn(async move {
+            while let Some((event, http)) = events.recv().await {
+                match event {
+                    Incoming::Message(msg) => in_order.message(&http, *msg),
+                    Incoming::Reaction(reaction, added) => in_order.reaction(reaction, added),
+                }
+            }
+        });
+        Self { router, ordered, taken: Arc::default() }
+    }
+
+    /// Registers the collector with the shard that just became ready (a new shard after a
+    /// reconnect starts without one).
+    fn collect_in_order(&self, ctx: &Context) {
+        let (ordered, taken, http) = (self.ordered.clone(), self.taken.clone(), ctx.http.clone());
+        ctx.shard.add_collector(CollectorCallback(Box::new(move |event| {
+            let (key, incoming) = match event {
+                Event::MessageCreate(e) => (message_key(e.message.id), Incoming::Message(Box::new(e.message.clone()))),
+                Event::ReactionAdd(e) => (reaction_key(&e.reaction, true), Incoming::Reaction(e.reaction.clone(), true)),
+                Event::ReactionRemove(e) => (reaction_key(&e.reaction, false), Incoming::Reaction(e.reaction.clone(), false)),
+                _ => return !ordered.is_closed(),
+            };
+            let sent = ordered.send((incoming, http.clone())).is_ok();
+            if sent {
+                taken.add(key);
+            }
+            sent
+        })));
+    }
+}
+
+impl Router {
     fn access(&self, user: UserId) -> Access {
         if Some(user) == self.owner_id {
             Access::Owner
@@ -52,23 +142,8 @@ impl Handler {
         let id = self.bot_id.get();
         msg.content.replace(&format!("<@{id}>"), "").replace(&format!("<@!{id}>"), "").trim().to_string()
     }
-}
 
-/// Which conversation a Discord channel belongs to (a server channel or a DM).
-pub fn channel_key(guild: Option<GuildId>, channel: ChannelId) -> String {
-    match guild {
-        Some(_) => format!("discord:{channel}"),
-        None => format!("discord-dm:{channel}"),
-    }
-}
-
-#[async_trait]
-impl EventHandler for Handler {
-    async fn ready(&self, _: Context, ready: Ready) {
-        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord gateway ready");
-    }
-
-    async fn message(&self, ctx: Context, msg: Message) {
+    fn message(&self, http: &Arc<Http>, msg: Message) {
         if msg.author.id == self.bot_id || msg.author.bot {
             return; // our own messages and other bots' are not conversation
         }
@@ -95,19 +170,9 @@ impl EventHandler for Handler {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
         }
-        tokio::spawn(deliver(ctx.http.clone(), self.root.clone(), msg.channel_id, msg.id, events));
+        tokio::spawn(deliver(http.clone(), self.root.clone(), msg.channel_id, msg.id, events));
     }
 
-    async fn reaction_add(&self, _: Context, reaction: Reaction) {
-        self.reaction(reaction, true);
-    }
-
-    async fn reaction_remove(&self, _: Context, reaction: Reaction) {
-        self.reaction(reaction, false);
-    }
-}
-
-impl Handler {
     /// A reaction on any message goes to the feedback actor, which knows which are replies.
     fn reaction(&self, reaction: Reaction, added: bool) {
         let Some(user) = reaction.user_id.filter(|u| *u != self.bot_id) else { return };
@@ -119,5 +184,39 @@ impl Handler {
         let channel = channel_key(reaction.guild_id, reaction.channel_id);
         let msg = FeedbackMsg::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added };
         let _ = self.root.send_message(RootMsg::Feedback(msg));
+    }
+}
+
+/// Which conversation a Discord channel belongs to (a server channel or a DM).
+pub fn channel_key(guild: Option<GuildId>, channel: ChannelId) -> String {
+    match guild {
+        Some(_) => format!("discord:{channel}"),
+        None => format!("discord-dm:{channel}"),
+    }
+}
+
+#[async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        self.collect_in_order(&ctx);
+        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord gateway ready");
+    }
+
+    async fn message(&self, ctx: Context, msg: Message) {
+        if !self.taken.was_taken(&message_key(msg.id)) {
+            self.router.message(&ctx.http, msg);
+        }
+    }
+
+    async fn reaction_add(&self, _: Context, reaction: Reaction) {
+        if !self.taken.was_taken(&reaction_key(&reaction, true)) {
+            self.router.reaction(reaction, true);
+        }
+    }
+
+    async fn reaction_remove(&self, _: Context, reaction: Reaction) {
+        if !self.taken.was_taken(&reaction_key(&reaction, false)) {
+            self.router.reaction(reaction, false);
+        }
     }
 }

@@ -60,13 +60,13 @@ pub async fn connect(config: &Config, root: ActorRef<RootMsg>) -> Result<Gateway
         Some(id) => Some(UserId::new(id)),
         None => http.get_current_application_info().await.ok().and_then(|app| app.owner).map(|u| u.id),
     };
-    let handler = handler::Handler {
+    let handler = handler::Handler::new(handler::Router {
         root,
         bot_id: me.id,
         owner_id,
         admins: config.secrets.admin_users.iter().map(|id| UserId::new(*id)).collect(),
         seen: Default::default(),
-    };
+    });
     let mut client = ClientBuilder::new_with_http(http, intents()).event_handler(handler).await?;
     let shards = client.shard_manager.clone();
     let task = tokio::spawn(async move {

@@ -5,7 +5,7 @@
 
 use crate::discord::{admin, alice, mention, owner, BOT, CH1, GUILD};
 use crate::fake_discord::{FakeDiscord, SentMessage};
-use crate::support::{sigkill, spawn_daemon};
+use crate::support::{sigkill, spawn_connected_daemon};
 use rand::{Rng, SeedableRng};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;
@@ -41,12 +41,7 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
     let mut kills_mid_traffic = 0;
     let mut all_answered_in = Duration::ZERO;
     for cycle in 0..CYCLES {
-        let connections = fake.connections();
-        let mut daemon = spawn_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "8")]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while fake.connections() == connections || !fake.wait_ready(Duration::from_millis(50)).await {
-            assert!(Instant::now() < deadline, "cycle {cycle}: the daemon did not connect");
-        }
+        let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "8")]).await;
 
         // The traffic, all at once, as a busy server sends it; the kill comes at a random
         // moment while it is handled.

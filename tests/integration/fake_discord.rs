@@ -170,6 +170,12 @@ impl FakeDiscord {
         self.wait_for(timeout, |st| st.current.as_ref().is_some_and(|c| c.live)).await
     }
 
+    /// Like `wait_ready`, on a connection newer than the first `before` ones: not a session a
+    /// stopped or killed bot left, whose end the fake may not have noticed yet.
+    pub async fn wait_ready_after(&self, before: usize, timeout: Duration) -> bool {
+        self.wait_for(timeout, |st| st.connections > before && st.current.as_ref().is_some_and(|c| c.live)).await
+    }
+
     /// `author` says `content` in `channel_id` (one of the guild's); returns the new message's id.
     /// `mention_bot` lists the bot in `mentions` (putting `<@bot_id>` in the text is up to the
     /// caller; Discord also lists the author of a replied-to message when the reply pings);

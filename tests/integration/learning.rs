@@ -4,7 +4,7 @@
 
 use crate::discord::{alice, ask, bot_config, mention, owner, reply_to, start, BOT, CH1, GUILD, WAIT};
 use crate::fake_discord::FakeDiscord;
-use crate::support::{model_path, say, sigkill, spawn_daemon, test_config};
+use crate::support::{model_path, say, sigkill, spawn_connected_daemon, test_config};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -97,8 +97,7 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
 async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
-    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
-    assert!(fake.wait_ready(Duration::from_secs(60)).await, "the daemon did not connect");
+    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[]).await;
     let asked = mention(&fake, CH1, &alice(), "say something").await;
     let answer = reply_to(&fake, asked).await;
     // Killed the moment the thanks reaches Discord.
@@ -107,8 +106,7 @@ async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
     sigkill(&mut daemon);
 
     // Reactions are acknowledged by nothing but `!rl_metrics`; killed as soon as it counts one.
-    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
-    assert!(fake.wait_ready(Duration::from_secs(60)).await, "the daemon did not reconnect");
+    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[]).await;
     fake.react(CH1, answer.message_id, &alice(), "❤️").await;
     let deadline = Instant::now() + WAIT;
     while !ask(&fake, CH1, &owner(), "!rl_metrics").await.contains("1 reactions") {

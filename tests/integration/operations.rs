@@ -3,7 +3,7 @@
 
 use crate::discord::{alice, ask, mention, owner, reply_to, BOT, CH1, GUILD, WAIT};
 use crate::fake_discord::FakeDiscord;
-use crate::support::{free_port, http_get, sidekick_cli, sigkill, spawn_daemon};
+use crate::support::{free_port, http_get, sidekick_cli, sigkill, spawn_connected_daemon};
 use sidekick::control::{self, Request, Response};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::Store;
@@ -22,8 +22,7 @@ async fn status_and_backup_come_from_the_running_daemon() {
     assert!(text(&out).starts_with("sidekick is not running"), "{}", text(&out));
 
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
-    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
-    assert!(fake.wait_ready(Duration::from_secs(60)).await);
+    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[]).await;
     let id = mention(&fake, CH1, &alice(), "remember the lighthouse").await;
     reply_to(&fake, id).await;
     assert!(ask(&fake, CH1, &alice(), "!feedback 4 nice").await.starts_with("Thanks!"));
@@ -81,8 +80,7 @@ async fn panics_in_the_model_and_a_conversation_are_restarted_counted_and_answer
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut daemon = spawn_daemon(dir.path(), &fake, &[("SIDEKICK_METRICS_LISTEN", &addr), ("SIDEKICK_FAULT_INJECTION", "1")]);
-    assert!(fake.wait_ready(Duration::from_secs(60)).await);
+    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_METRICS_LISTEN", &addr), ("SIDEKICK_FAULT_INJECTION", "1")]).await;
     let id = mention(&fake, CH1, &alice(), "hello").await;
     reply_to(&fake, id).await;
     assert_eq!(metric(&addr, "sidekick_actor_restarts_total{actor=\"model\"}"), Some(0.0));

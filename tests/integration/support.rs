@@ -24,7 +24,7 @@ pub fn model_path() -> PathBuf {
 /// only for a failing test: a failure under load comes with what the bot was doing.
 /// `SIDEKICK_TEST_LOG` overrides the filter.
 pub fn capture_logs() {
-    let filter = std::env::var("SIDEKICK_TEST_LOG").unwrap_or_else(|_| "info,llama_cpp_2=off,fjall=warn,lsm_tree=warn".into());
+    let filter = std::env::var("SIDEKICK_TEST_LOG").unwrap_or_else(|_| "info,llama-cpp-2=warn,fjall=warn,lsm_tree=warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_test_writer()
@@ -96,6 +96,14 @@ pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[
         cmd.env(k, v);
     }
     cmd.spawn().expect("the sidekick binary starts")
+}
+
+/// [`spawn_daemon`], then waits until the new daemon has its own live gateway session.
+pub async fn spawn_connected_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Child {
+    let before = fake.connections();
+    let daemon = spawn_daemon(dir, fake, env);
+    assert!(fake.wait_ready_after(before, Duration::from_secs(60)).await, "the daemon did not connect");
+    daemon
 }
 
 /// The binary in a temp working directory (no sidekick.toml, no .env) with test settings:
