@@ -17,6 +17,7 @@ use sidekick_actors::commands::Access;
 use sidekick_actors::feedback::FeedbackMsg;
 use sidekick_actors::{ChannelMsg, Inbound, RootMsg};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -74,6 +75,8 @@ pub struct Handler {
     router: Arc<Router>,
     ordered: mpsc::UnboundedSender<(Incoming, Arc<Http>)>,
     taken: Arc<Taken>,
+    /// Which registration is current: an older collector still on the same shard stands down.
+    registration: Arc<AtomicU64>,
 }
 
 impl Handler {
@@ -90,14 +93,19 @@ impl Handler {
                 }
             }
         });
-        Self { router, ordered, taken: Arc::default() }
+        Self { router, ordered, taken: Arc::default(), registration: Arc::default() }
     }
 
     /// Registers the collector with the shard that just became ready (a new shard after a
     /// reconnect starts without one).
     fn collect_in_order(&self, ctx: &Context) {
         let (ordered, taken, http) = (self.ordered.clone(), self.taken.clone(), ctx.http.clone());
+        let registration = self.registration.clone();
+        let this = registration.fetch_add(1, Ordering::AcqRel) + 1;
         ctx.shard.add_collector(CollectorCallback(Box::new(move |event| {
+            if registration.load(Ordering::Acquire) != this {
+                return false; // a newer `ready` registered another: one copy of each event
+            }
             let (key, incoming) = match event {
                 Event::MessageCreate(e) => (message_key(e.message.id), Incoming::Message(Box::new(e.message.clone()))),
                 Event::ReactionAdd(e) => (reaction_key(&e.reaction, true), Incoming::Reaction(e.reaction.clone(), true)),
@@ -218,5 +226,22 @@ impl EventHandler for Handler {
         if !self.taken.was_taken(&reaction_key(&reaction, false)) {
             self.router.reaction(reaction, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Taken;
+
+    #[test]
+    fn each_passing_of_an_event_excuses_one_handler_call() {
+        let taken = Taken::default();
+        assert!(!taken.was_taken("message 1"), "nothing collected: the handler routes it");
+        taken.add("message 1".into());
+        taken.add("message 1".into());
+        assert!(taken.was_taken("message 1"));
+        assert!(taken.was_taken("message 1"));
+        assert!(!taken.was_taken("message 1"), "passed twice, excused twice");
+        assert!(taken.0.lock().unwrap().is_empty(), "nothing is kept once matched");
     }
 }
