@@ -20,7 +20,8 @@ install_build_deps() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   command -v c++ >/dev/null || missing+=(g++)
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev clang)
+  # bindgen needs libclang's C library; libclang-cpp alone (a fresh Debian machine) is not it.
+  bash scripts/find_libclang.sh >/dev/null || missing+=(libclang-dev)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)
   if [ ${#missing[@]} -eq 0 ]; then
     say "build tools present (cmake, C++ compiler, libclang, python3)"
@@ -33,10 +34,20 @@ install_build_deps() {
     say "please install: ${missing[*]} (no apt-get here)"; exit 1
   fi
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  bash scripts/find_libclang.sh >/dev/null || { say "libclang is still missing after installing ${missing[*]}"; exit 1; }
+}
+
+# bindgen looks in a few standard folders; pointing it at the one found makes that certain.
+export_libclang_path() {
+  local dir
+  if [ -z "${LIBCLANG_PATH:-}" ] && dir="$(bash scripts/find_libclang.sh)"; then
+    export LIBCLANG_PATH="$dir"
+  fi
 }
 
 setup() {
   install_build_deps
+  export_libclang_path
   python3 scripts/install_models.py >&2  # stdout is the chat's
   mkdir -p data_storage
   [ -f sidekick.toml ] || { cp sidekick.example.toml sidekick.toml; say "wrote sidekick.toml from sidekick.example.toml"; }
