@@ -48,7 +48,8 @@ fn main() {
     println!("== training step, 1 thread, rank 8 on q+v ==");
     for tokens in [64, 128, 256] {
         trainer.step(&[sample(tokens, 1.0)]).unwrap(); // warm-up
-        let mut times: Vec<f64> = (0..4).map(|i| trainer.step(&[sample(tokens, if i % 2 == 0 { 1.0 } else { -1.0 })]).unwrap().seconds).collect();
+        let mut times: Vec<f64> =
+            (0..4).map(|i| trainer.step(&[sample(tokens, if i % 2 == 0 { 1.0 } else { -1.0 })]).unwrap().seconds).collect();
         println!("{tokens:>4} tokens: {:.2} s/step (median of 4)", percentile(&mut times, 0.5));
     }
 
@@ -62,7 +63,8 @@ fn main() {
     config.metrics.listen = String::new();
     config.retrieval.enabled = false;
     config.rl.enabled = false;
-    let daemon = runtime.block_on(Daemon::start_with(&config, engine_config(&config), Arc::new(sidekick_actors::engagement::SystemClock))).unwrap();
+    let daemon =
+        runtime.block_on(Daemon::start_with(&config, engine_config(&config), Arc::new(sidekick_actors::engagement::SystemClock))).unwrap();
     let n = 12;
     runtime.block_on(reply_latencies(&daemon, 2, "warm"));
     let mut quiet = runtime.block_on(reply_latencies(&daemon, n, "quiet"));
@@ -92,6 +94,9 @@ fn main() {
     let (q50, q95) = (percentile(&mut quiet, 0.5), percentile(&mut quiet, 0.95));
     let (b50, b95) = (percentile(&mut busy, 0.5), percentile(&mut busy, 0.95));
     println!("no training:            p50 {q50:.2} s  p95 {q95:.2} s");
-    println!("training all the while: p50 {b50:.2} s  p95 {b95:.2} s  ({:.1} steps/min meanwhile)", steps.load(Ordering::Relaxed) as f64 * 60.0 / elapsed);
+    println!(
+        "training all the while: p50 {b50:.2} s  p95 {b95:.2} s  ({:.1} steps/min meanwhile)",
+        steps.load(Ordering::Relaxed) as f64 * 60.0 / elapsed
+    );
     println!("ratio (training / none): p50 {:.2}x  p95 {:.2}x", b50 / q50, b95 / q95);
 }

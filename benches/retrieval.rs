@@ -16,7 +16,12 @@ fn root() -> PathBuf {
 /// Every non-bot message of the shared corpus, up to `n`.
 fn corpus(n: usize) -> Vec<String> {
     let dir = root().join("../shared/corpus/ubuntu-irc");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("the shared corpus").flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the shared corpus")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
     let mut out = Vec::new();
     for file in files {
@@ -90,7 +95,11 @@ fn main() {
         vectors.extend(embedder.embed(&refs).unwrap());
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("\nEmbedding: {:.0} messages/s in batches of 32 ({} messages in {seconds:.1} s)", vectors.len() as f64 / seconds, vectors.len());
+    println!(
+        "\nEmbedding: {:.0} messages/s in batches of 32 ({} messages in {seconds:.1} s)",
+        vectors.len() as f64 / seconds,
+        vectors.len()
+    );
     let started = Instant::now();
     for text in texts.iter().take(200) {
         embedder.embed(&[text.as_str()]).unwrap();

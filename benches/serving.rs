@@ -60,7 +60,11 @@ fn corpus_lines(n: usize) -> Vec<String> {
     if out.is_empty() {
         println!("(corpus not found at {}; using fixed lines)", dir.display());
     }
-    let fixed = ["how do I mount a usb drive from the terminal?", "anyone know why my wifi drops after suspend?", "what's the best way to upgrade to the new release?"];
+    let fixed = [
+        "how do I mount a usb drive from the terminal?",
+        "anyone know why my wifi drops after suspend?",
+        "what's the best way to upgrade to the new release?",
+    ];
     while out.len() < n {
         out.push(fixed[out.len() % fixed.len()].to_string());
     }
@@ -237,7 +241,10 @@ fn main() {
     }
     let lines = corpus_lines(64);
     let dir = tempfile::tempdir().unwrap();
-    println!("Sidekick serving benchmark ({} cores, SmolLM2-135M Q4_1, seed {SEED})", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "Sidekick serving benchmark ({} cores, SmolLM2-135M Q4_1, seed {SEED})",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     runtime.block_on(async {
         let mut cfg = config(&dir.path().join("a"), 1);
@@ -245,7 +252,11 @@ fn main() {
         let started = Instant::now();
         let daemon = Daemon::start(&cfg).await.unwrap();
         let info = ractor::call_t!(daemon.root, sidekick_actors::RootMsg::Status, 5000).unwrap().model.unwrap();
-        println!("\nModel load: {:.2} s inside llama.cpp, {:.2} s to a running actor tree", info.load_seconds, started.elapsed().as_secs_f64());
+        println!(
+            "\nModel load: {:.2} s inside llama.cpp, {:.2} s to a running actor tree",
+            info.load_seconds,
+            started.elapsed().as_secs_f64()
+        );
 
         println!("\nOne reply, 1 thread: actor path vs llama.cpp driven directly (same prompt, sampler, seed)");
         let question = "Tell me a long story about a dragon who learns to sing.";
@@ -256,7 +267,11 @@ fn main() {
         let direct_rate = (direct_tokens.saturating_sub(1)) as f64 / (direct_total - direct_first).as_secs_f64();
         let actor_rate = decode_rate(&actor);
         println!("  llama.cpp direct: {direct_tokens} tokens, {direct_rate:.1} tokens/s, first token {:.3} s", direct_first.as_secs_f64());
-        println!("  actor path:       {} tokens, {actor_rate:.1} tokens/s, first token {:.3} s", actor.tokens, actor.first_token_after.unwrap_or_default().as_secs_f64());
+        println!(
+            "  actor path:       {} tokens, {actor_rate:.1} tokens/s, first token {:.3} s",
+            actor.tokens,
+            actor.first_token_after.unwrap_or_default().as_secs_f64()
+        );
         println!("  ratio actor/direct: {:.3} (goal >= 0.95)", actor_rate / direct_rate);
 
         println!("\nThreads (llama.cpp direct, tokens/s), idle box vs one core kept busy by other work");

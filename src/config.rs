@@ -293,9 +293,7 @@ impl Config {
     /// overrides, and validates.
     pub fn load(path: &Path, required: bool, env: &[(String, String)]) -> Result<Config, ConfigError> {
         let mut table = match std::fs::read_to_string(path) {
-            Ok(text) => text
-                .parse::<toml::Table>()
-                .map_err(|e| refuse(format!("{}: not valid TOML: {}", path.display(), e.message())))?,
+            Ok(text) => text.parse::<toml::Table>().map_err(|e| refuse(format!("{}: not valid TOML: {}", path.display(), e.message())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => toml::Table::new(),
             Err(e) => return Err(refuse(format!("cannot read config file {}: {e}", path.display()))),
         };
@@ -309,9 +307,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.generation
-            .validate()
-            .map_err(|e| refuse(format!("generation: {e} (edit [generation] in sidekick.toml)")))?;
+        self.generation.validate().map_err(|e| refuse(format!("generation: {e} (edit [generation] in sidekick.toml)")))?;
         let m = &self.model;
         let range = |key: &str, v: u64, lo: u64, hi: u64| {
             if (lo..=hi).contains(&v) {
@@ -344,13 +340,22 @@ impl Config {
             return Err(refuse(format!("chat.queue_limit must be between 1 and 100, got {}", self.chat.queue_limit)));
         }
         if !(0.1..=10_080.0).contains(&self.chat.engagement_half_life_minutes) {
-            return Err(refuse(format!("chat.engagement_half_life_minutes must be between 0.1 and 10080, got {}", self.chat.engagement_half_life_minutes)));
+            return Err(refuse(format!(
+                "chat.engagement_half_life_minutes must be between 0.1 and 10080, got {}",
+                self.chat.engagement_half_life_minutes
+            )));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
-            return Err(refuse(format!("metrics.listen must be host:port like 127.0.0.1:9464 (or empty to turn it off), got {:?}", self.metrics.listen)));
+            return Err(refuse(format!(
+                "metrics.listen must be host:port like 127.0.0.1:9464 (or empty to turn it off), got {:?}",
+                self.metrics.listen
+            )));
         }
         if !(self.discord.api_base.starts_with("http://") || self.discord.api_base.starts_with("https://")) {
-            return Err(refuse(format!("discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}", self.discord.api_base)));
+            return Err(refuse(format!(
+                "discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}",
+                self.discord.api_base
+            )));
         }
         let r = &self.retrieval;
         if r.top_k > 20 {
@@ -375,7 +380,13 @@ impl Config {
         if !(rl.alpha > 0.0 && rl.alpha <= 1024.0) {
             return Err(refuse(format!("rl.alpha must be above 0 and at most 1024, got {}", rl.alpha)));
         }
-        let weight = |key: &str, w: f32| if (0.0..=10.0).contains(&w) { Ok(()) } else { Err(refuse(format!("rl.{key} must be between 0 and 10, got {w}"))) };
+        let weight = |key: &str, w: f32| {
+            if (0.0..=10.0).contains(&w) {
+                Ok(())
+            } else {
+                Err(refuse(format!("rl.{key} must be between 0 and 10, got {w}")))
+            }
+        };
         weight("rating_weight", rl.rating_weight)?;
         weight("sentiment_weight", rl.sentiment_weight)?;
         weight("reaction_weight", rl.reaction_weight)?;

@@ -17,7 +17,13 @@ pub struct ConsoleOptions {
 
 /// Runs until end of input, `!quit`, or a shutdown request. A reply in progress when
 /// shutdown is requested is still printed to its end (the tree cuts it at the grace period).
-pub async fn run(root: &ActorRef<RootMsg>, input: impl AsyncBufRead + Unpin, mut out: impl Write, mut stop: watch::Receiver<bool>, options: ConsoleOptions) -> anyhow::Result<()> {
+pub async fn run(
+    root: &ActorRef<RootMsg>,
+    input: impl AsyncBufRead + Unpin,
+    mut out: impl Write,
+    mut stop: watch::Receiver<bool>,
+    options: ConsoleOptions,
+) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         writeln!(out, "Sidekick chat. Type a message, `!help` for commands, `!quit` or Ctrl-D to leave.")?;

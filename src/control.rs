@@ -20,10 +20,14 @@ pub fn socket_path(config: &Config) -> PathBuf {
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Backup { dir: PathBuf },
+    Backup {
+        dir: PathBuf,
+    },
     /// Fault injection for the supervision tests; refused unless the daemon was started
     /// with `SIDEKICK_FAULT_INJECTION=1`.
-    Panic { actor: String },
+    Panic {
+        actor: String,
+    },
 }
 
 /// What `sidekick status` shows.
@@ -63,7 +67,11 @@ impl ControlServer {
     pub async fn start(config: &Config, root: ActorRef<RootMsg>, store: Arc<FjallStore>) -> anyhow::Result<ControlServer> {
         let path = socket_path(config);
         if UnixStream::connect(&path).await.is_ok() {
-            anyhow::bail!("another sidekick is already running on {} (its control socket {} answers)", config.storage.path.display(), path.display());
+            anyhow::bail!(
+                "another sidekick is already running on {} (its control socket {} answers)",
+                config.storage.path.display(),
+                path.display()
+            );
         }
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(|e| anyhow::anyhow!("cannot open the control socket {}: {e}", path.display()))?;

@@ -38,7 +38,8 @@ impl LocalLearning {
         if let Some(b) = base.as_ref() {
             return Ok(b.clone());
         }
-        let loaded = Arc::new(BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?);
+        let loaded =
+            Arc::new(BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?);
         *base = Some(loaded.clone());
         Ok(loaded)
     }
@@ -86,7 +87,8 @@ impl Learning for LocalLearning {
 
     fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| LearnError::Files(e.to_string()))?;
-        crate::files::write_atomically(&self.dir.join(MANIFEST), &json).map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
+        crate::files::write_atomically(&self.dir.join(MANIFEST), &json)
+            .map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
     }
 
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {
@@ -106,9 +108,16 @@ struct CandleTrainer(Trainer);
 
 impl PolicyTrainer for CandleTrainer {
     fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
-        let samples: Vec<Sample> = batch.iter().map(|s| Sample { prompt: s.prompt.clone(), reply: s.reply.clone(), reward: s.reward }).collect();
+        let samples: Vec<Sample> =
+            batch.iter().map(|s| Sample { prompt: s.prompt.clone(), reply: s.reply.clone(), reward: s.reward }).collect();
         let report = self.0.step(&samples).map_err(|e| LearnError::Train(e.to_string()))?;
-        Ok(TrainReport { loss: report.loss, seconds: report.seconds, tokens: report.tokens, baseline: report.baseline, samples: samples.len() })
+        Ok(TrainReport {
+            loss: report.loss,
+            seconds: report.seconds,
+            tokens: report.tokens,
+            baseline: report.baseline,
+            samples: samples.len(),
+        })
     }
 
     fn save(&mut self, path: &Path) -> Result<(), LearnError> {

@@ -3,8 +3,8 @@
 
 pub mod backup;
 pub mod config;
-pub mod control;
 pub mod console;
+pub mod control;
 pub mod daemon;
 pub mod discord;
 pub mod files;

@@ -34,9 +34,7 @@ enum Command {
     Status,
     /// Copy the store, the vector index and the adapters to DIR (a new folder), consistently,
     /// whether or not the daemon is running.
-    Backup {
-        dir: PathBuf,
-    },
+    Backup { dir: PathBuf },
 }
 
 /// Exit code for a configuration the user must fix.

@@ -10,9 +10,7 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     for name in m::HISTOGRAMS {
         builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), m::LATENCY_BUCKETS)?;
     }
-    builder
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr} (metrics.listen): {e}"))?;
+    builder.install().map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr} (metrics.listen): {e}"))?;
     describe();
     register_at_zero();
     Ok(())
@@ -30,7 +28,17 @@ fn register_at_zero() {
     for source in m::FEEDBACK_SOURCES {
         metrics::counter!(m::FEEDBACK_EVENTS, "source" => *source).increment(0);
     }
-    for counter in [m::MESSAGES_SEEN, m::REPLIES_SENT, m::TOKENS_GENERATED, m::PROMPT_TOKENS, m::PROMPT_TOKENS_REUSED, m::REPLIES_JOURNALED, m::TRAINING_STEPS, m::ADAPTER_SWAPS, m::INDEX_REBUILDS] {
+    for counter in [
+        m::MESSAGES_SEEN,
+        m::REPLIES_SENT,
+        m::TOKENS_GENERATED,
+        m::PROMPT_TOKENS,
+        m::PROMPT_TOKENS_REUSED,
+        m::REPLIES_JOURNALED,
+        m::TRAINING_STEPS,
+        m::ADAPTER_SWAPS,
+        m::INDEX_REBUILDS,
+    ] {
         metrics::counter!(counter).increment(0);
     }
     for gauge in [m::QUEUE_DEPTH, m::INFLIGHT_SEQUENCES, m::LAST_LOSS, m::ADAPTER_VERSION, m::LAST_ADAPTER_SAVE, m::INDEX_SIZE] {

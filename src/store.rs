@@ -2,8 +2,8 @@
 //! cursor per channel, and counters. Writes a user is told about are synced before returning.
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, ReplyRecord, Store, StoreError, StoredMessage};
 use serde::{Deserialize, Serialize};
+use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, ReplyRecord, Store, StoreError, StoredMessage};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -498,7 +498,16 @@ mod tests {
     fn replies_are_journaled_and_found_by_their_discord_messages() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        let reply = ReplyRecord { channel: "c".into(), reply_seq: 1, prompt: "p".into(), prompt_tokens: vec![1, 2], reply_tokens: vec![3], text: "hi".into(), adapter: None, at_ms: 9 };
+        let reply = ReplyRecord {
+            channel: "c".into(),
+            reply_seq: 1,
+            prompt: "p".into(),
+            prompt_tokens: vec![1, 2],
+            reply_tokens: vec![3],
+            text: "hi".into(),
+            adapter: None,
+            at_ms: 9,
+        };
         let id = store.append_reply(&reply).unwrap();
         store.link_reply(id, &["111".into(), "112".into()]).unwrap();
         drop(store);
@@ -518,12 +527,33 @@ mod tests {
     fn purging_a_channel_takes_its_replies_links_and_feedback() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        let reply = |channel: &str| ReplyRecord { channel: channel.into(), reply_seq: 0, prompt: "p".into(), prompt_tokens: vec![1], reply_tokens: vec![2], text: "t".into(), adapter: None, at_ms: 0 };
+        let reply = |channel: &str| ReplyRecord {
+            channel: channel.into(),
+            reply_seq: 0,
+            prompt: "p".into(),
+            prompt_tokens: vec![1],
+            reply_tokens: vec![2],
+            text: "t".into(),
+            adapter: None,
+            at_ms: 0,
+        };
         let (gone, kept) = (store.append_reply(&reply("a")).unwrap(), store.append_reply(&reply("b")).unwrap());
         store.link_reply(gone, &["1".into()]).unwrap();
         store.link_reply(kept, &["2".into()]).unwrap();
         for (channel, id) in [("a", gone), ("b", kept)] {
-            let event = FeedbackEvent { channel: channel.into(), reply_seq: None, reply_id: Some(id), reply_message_id: None, source: sidekick_actors::ports::FeedbackSource::Command, rating: Some(5), emoji: None, comment: String::new(), user: "u".into(), at_ms: 0, reward: 1.0 };
+            let event = FeedbackEvent {
+                channel: channel.into(),
+                reply_seq: None,
+                reply_id: Some(id),
+                reply_message_id: None,
+                source: sidekick_actors::ports::FeedbackSource::Command,
+                rating: Some(5),
+                emoji: None,
+                comment: String::new(),
+                user: "u".into(),
+                at_ms: 0,
+                reward: 1.0,
+            };
             store.append_feedback(&event).unwrap();
         }
         store.append_message("a", &message("hi")).unwrap();

@@ -141,10 +141,16 @@ impl ConversationState {
     async fn purge(&self, channel: &str) -> Result<String, ActorProcessingErr> {
         let messages = self.args.store.purge_channel(channel)?;
         let vectors = match self.args.retrieval.get() {
-            Some(r) => match r.call(|reply| RetrievalMsg::Purge { channel: channel.to_string(), reply }, Some(Duration::from_secs(60))).await? {
-                ractor::rpc::CallResult::Success(n) => n,
-                _ => return Ok(format!("Deleted {messages} stored messages; removing its vectors timed out (they go at the next index rebuild).")),
-            },
+            Some(r) => {
+                match r.call(|reply| RetrievalMsg::Purge { channel: channel.to_string(), reply }, Some(Duration::from_secs(60))).await? {
+                    ractor::rpc::CallResult::Success(n) => n,
+                    _ => {
+                        return Ok(format!(
+                            "Deleted {messages} stored messages; removing its vectors timed out (they go at the next index rebuild)."
+                        ))
+                    }
+                }
+            }
             None => 0,
         };
         if channel != self.args.channel {
@@ -222,7 +228,10 @@ impl ConversationState {
         let tree = ractor::call_t!(self.args.root, RootMsg::Status, 5000)?;
         let now = self.now_ms();
         let store = self.args.store.as_ref();
-        let model = tree.model.as_ref().map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
+        let model = tree
+            .model
+            .as_ref()
+            .map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
         let engine = tree.engine.unwrap_or_default();
         let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
         Ok(format!(
@@ -243,7 +252,9 @@ fn show_rl(s: &RlSummary, now_ms: u64) -> String {
         Some(v) => format!("v{} (step {})", v.version, v.step),
         None => "none (base model)".into(),
     };
-    let saved = s.last_save_ms.map_or("never".to_string(), |t| format!("{} ago", crate::human::duration(Duration::from_millis(now_ms.saturating_sub(t)))));
+    let saved = s
+        .last_save_ms
+        .map_or("never".to_string(), |t| format!("{} ago", crate::human::duration(Duration::from_millis(now_ms.saturating_sub(t)))));
     let mut out = format!(
         "Learning: {} training steps · feedback: {} commands, {} reactions, {} removed · mean reward {} (last 100), {} (all) · last loss {} · last save {saved} · adapter {adapter} · {} waiting to train",
         s.steps,
@@ -267,4 +278,3 @@ fn resident_mb() -> Option<f64> {
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096.0 / 1_048_576.0)
 }
-

@@ -86,9 +86,17 @@ pub const HELP: &[HelpEntry] = &[
     HelpEntry { usage: "!setmaxlen <50-500>", what: "default reply length in tokens", access: Access::Admin },
     HelpEntry { usage: "!mentions_only on|off", what: "answer only when mentioned", access: Access::Admin },
     HelpEntry { usage: "!allow #channel", what: "add a channel to the allowlist", access: Access::Admin },
-    HelpEntry { usage: "!deny #channel [purge]", what: "remove a channel from the allowlist; `purge` also deletes what I stored from it", access: Access::Admin },
+    HelpEntry {
+        usage: "!deny #channel [purge]",
+        what: "remove a channel from the allowlist; `purge` also deletes what I stored from it",
+        access: Access::Admin,
+    },
     HelpEntry { usage: "!status", what: "uptime, model, queue, replies and errors, memory", access: Access::Admin },
-    HelpEntry { usage: "!adapter [rollback|off|on]", what: "the learned adapter: show it, go back to the previous one, serve the base model, or serve the newest again", access: Access::Admin },
+    HelpEntry {
+        usage: "!adapter [rollback|off|on]",
+        what: "the learned adapter: show it, go back to the previous one, serve the base model, or serve the newest again",
+        access: Access::Admin,
+    },
     HelpEntry { usage: "!restart", what: "restart the actors and reload the model", access: Access::Admin },
     HelpEntry { usage: "!rl_metrics", what: "learning statistics", access: Access::Owner },
     HelpEntry { usage: "!engagement", what: "this channel's engagement", access: Access::Owner },
@@ -138,9 +146,7 @@ pub fn parse(prefix: &str, text: &str) -> Result<Option<Command>, CommandError> 
             let mut words = args.split_whitespace();
             match (words.next(), words.next(), words.next()) {
                 (None, _, _) => Command::ConfigShow,
-                (Some(key), Some(value), None) => {
-                    Command::ConfigSet { key: key.to_string(), value: value.to_string() }
-                }
+                (Some(key), Some(value), None) => Command::ConfigSet { key: key.to_string(), value: value.to_string() },
                 _ => return Err(usage("!config <key> <value>")),
             }
         }
@@ -218,10 +224,7 @@ mod tests {
         assert_eq!(parse("!", "!system reset"), Ok(Some(Command::System(SystemArg::Reset))));
         assert_eq!(parse("!", "!system be a pirate"), Ok(Some(Command::System(SystemArg::Set("be a pirate".into())))));
         assert_eq!(parse("!", "!config"), Ok(Some(Command::ConfigShow)));
-        assert_eq!(
-            parse("!", "!config temperature 0.5"),
-            Ok(Some(Command::ConfigSet { key: "temperature".into(), value: "0.5".into() }))
-        );
+        assert_eq!(parse("!", "!config temperature 0.5"), Ok(Some(Command::ConfigSet { key: "temperature".into(), value: "0.5".into() })));
         assert_eq!(parse("?", "?ping"), Ok(Some(Command::Ping)));
     }
 

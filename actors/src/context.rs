@@ -72,7 +72,6 @@ pub fn background_turn(hits: &[Hit]) -> Option<ChatTurn> {
     Some(ChatTurn::new(Role::System, text))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +95,8 @@ mod tests {
         let kept: Vec<u64> = select(hits, &window, &rules).iter().map(|h| h.key).collect();
         assert_eq!(kept, vec![1, 5]);
         let tight = ContextRules { max_chars: 50, ..rules };
-        let kept: Vec<u64> = select(vec![hit(1, 0.9, &"x".repeat(60), false), hit(2, 0.8, "short", false)], &[], &tight).iter().map(|h| h.key).collect();
+        let kept: Vec<u64> =
+            select(vec![hit(1, 0.9, &"x".repeat(60), false), hit(2, 0.8, "short", false)], &[], &tight).iter().map(|h| h.key).collect();
         assert_eq!(kept, vec![2], "a hit over the budget is skipped, a smaller one still fits");
     }
 

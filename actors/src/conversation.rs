@@ -3,16 +3,18 @@
 //! answer chat, and turns chat into a job for the model actor.
 
 use crate::commands::{self, Access};
-use crate::engagement::{Clock, EngagementRules, SystemClock};
-use crate::metric_names as m;
 use crate::context::{self, ContextRules};
+use crate::engagement::{Clock, EngagementRules, SystemClock};
 use crate::feedback::FeedbackMsg;
+use crate::metric_names as m;
 use crate::model::{ActorHandle, ModelHandle, ModelMsg};
-use crate::retrieval::RetrievalMsg;
 use crate::params::GenerationParams;
-use crate::ports::{CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, IndexItem, ReplyRecord, Store, StoredMessage};
-use crate::reward::RewardRules;
+use crate::ports::{
+    CancelFlag, ChannelId, ChannelSettings, GenEvent, GenerationJob, GlobalSettings, IndexItem, ReplyRecord, Store, StoredMessage,
+};
 use crate::prompt::{build_turns, ChatTurn, Role, DEFAULT_SYSTEM_PROMPT};
+use crate::retrieval::RetrievalMsg;
+use crate::reward::RewardRules;
 use crate::stream_text::TrimmedStream;
 use crate::supervisor::RootMsg;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -122,10 +124,16 @@ pub enum ReplyEvent {
     /// A complete answer to a command (or a notice such as "busy").
     Notice(String),
     /// Generation started; `prompt` is the exact text given to the model.
-    Started { prompt: String },
+    Started {
+        prompt: String,
+    },
     Token(String),
     /// The reply is complete and journaled as `reply_id` (see `ReplyRecord`).
-    Done { text: String, tokens: usize, reply_id: Option<u64> },
+    Done {
+        text: String,
+        tokens: usize,
+        reply_id: Option<u64>,
+    },
     Failed(String),
 }
 
@@ -153,12 +161,7 @@ impl Actor for ConversationActor {
     async fn pre_start(&self, _: ActorRef<ChannelMsg>, args: ConversationArgs) -> Result<ConversationState, ActorProcessingErr> {
         let settings = args.store.channel_settings(&args.channel)?;
         let named = speakers_named(&args.channel);
-        let history = args
-            .store
-            .recent_history(&args.channel, args.defaults.history_turns)?
-            .iter()
-            .map(|m| turn_of(m, named))
-            .collect();
+        let history = args.store.recent_history(&args.channel, args.defaults.history_turns)?.iter().map(|m| turn_of(m, named)).collect();
         // Each channel rolls its own dice, reproducibly when a seed is configured.
         let seed = match args.defaults.seed {
             Some(s) => u64::from(s) ^ fnv1a(args.channel.as_bytes()),
@@ -270,7 +273,13 @@ impl ConversationState {
         };
         self.args.store.append_message(&self.args.channel, &message)?;
         if let Some(retrieval) = self.args.retrieval.get() {
-            let item = IndexItem { channel: self.args.channel.clone(), guild: message.guild.clone(), author: message.author.clone(), text: message.content.clone(), at_ms: now };
+            let item = IndexItem {
+                channel: self.args.channel.clone(),
+                guild: message.guild.clone(),
+                author: message.author.clone(),
+                text: message.content.clone(),
+                at_ms: now,
+            };
             let _ = retrieval.send_message(RetrievalMsg::Index(item));
         }
         let limit = self.args.defaults.max_message_chars;
@@ -286,7 +295,9 @@ impl ConversationState {
         if inbound.queued_ahead >= self.args.defaults.queue_limit {
             if !self.busy_notified {
                 self.busy_notified = true;
-                let _ = reply.send(ReplyEvent::Notice("I'm getting a lot of messages at once here; I'll answer the first few and catch up after.".into()));
+                let _ = reply.send(ReplyEvent::Notice(
+                    "I'm getting a lot of messages at once here; I'll answer the first few and catch up after.".into(),
+                ));
             }
             return Ok(());
         }
@@ -313,7 +324,13 @@ impl ConversationState {
     /// Asks the model for a reply to the history and streams it to `reply`. Returns the
     /// stored reply's sequence number and journal id, or `None` when generation failed
     /// (already reported).
-    async fn generate(&mut self, reply: &mpsc::UnboundedSender<ReplyEvent>, received: Instant, text: &str, guild: Option<String>) -> Result<Option<(u64, Option<u64>)>, ActorProcessingErr> {
+    async fn generate(
+        &mut self,
+        reply: &mpsc::UnboundedSender<ReplyEvent>,
+        received: Instant,
+        text: &str,
+        guild: Option<String>,
+    ) -> Result<Option<(u64, Option<u64>)>, ActorProcessingErr> {
         let unavailable = "My model is restarting; try again in a moment.";
         let Some(model) = self.args.model.get() else {
             m::count_error("model_unavailable");
@@ -333,7 +350,14 @@ impl ConversationState {
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
-        let job = GenerationJob { slot: self.args.channel.clone(), turns, params: self.params(), seed, events: events_tx, cancel: cancel.clone() };
+        let job = GenerationJob {
+            slot: self.args.channel.clone(),
+            turns,
+            params: self.params(),
+            seed,
+            events: events_tx,
+            cancel: cancel.clone(),
+        };
         if model.send_message(ModelMsg::Generate(job)).is_err() {
             m::count_error("model_unavailable");
             let _ = reply.send(ReplyEvent::Failed(unavailable.into()));
@@ -381,11 +405,27 @@ impl ConversationState {
         };
         let answer = text.trim().to_string();
         let now = self.now_ms();
-        let stored = StoredMessage { role: Role::Assistant, author: "sidekick".into(), content: answer.clone(), at_ms: now, message_id: None, guild: None };
+        let stored = StoredMessage {
+            role: Role::Assistant,
+            author: "sidekick".into(),
+            content: answer.clone(),
+            at_ms: now,
+            message_id: None,
+            guild: None,
+        };
         let seq = self.args.store.append_message(&self.args.channel, &stored)?;
         // Journaled before anyone sees it, so feedback on it always finds what to learn from.
         let (prompt, prompt_tokens, adapter) = given;
-        let record = ReplyRecord { channel: self.args.channel.clone(), reply_seq: seq, prompt, prompt_tokens, reply_tokens: reply_ids, text: answer.clone(), adapter, at_ms: now };
+        let record = ReplyRecord {
+            channel: self.args.channel.clone(),
+            reply_seq: seq,
+            prompt,
+            prompt_tokens,
+            reply_tokens: reply_ids,
+            text: answer.clone(),
+            adapter,
+            at_ms: now,
+        };
         let reply_id = match self.args.store.append_reply(&record) {
             Ok(id) => {
                 metrics::counter!(m::REPLIES_JOURNALED).increment(1);
@@ -412,7 +452,9 @@ impl ConversationState {
         let Some(retrieval) = self.args.retrieval.get().filter(|_| rules.top_k > 0) else { return Vec::new() };
         // Ask for extra: some hits are the conversation itself or too weak.
         let k = rules.top_k * 3 + window.len();
-        let asked = retrieval.call(|reply| RetrievalMsg::Query { text: text.to_string(), guild, k, reply }, Some(std::time::Duration::from_secs(2))).await;
+        let asked = retrieval
+            .call(|reply| RetrievalMsg::Query { text: text.to_string(), guild, k, reply }, Some(std::time::Duration::from_secs(2)))
+            .await;
         match asked {
             Ok(ractor::rpc::CallResult::Success(hits)) => context::select(hits, window, &rules),
             _ => Vec::new(),

@@ -91,7 +91,15 @@ impl Engagement {
     }
 
     /// Decides whether to answer a message and updates engagement for it.
-    pub fn decide(&mut self, addressed: bool, base_rate: f64, mentions_only: bool, now_ms: u64, rules: &EngagementRules, rng: &mut impl Rng) -> Option<Why> {
+    pub fn decide(
+        &mut self,
+        addressed: bool,
+        base_rate: f64,
+        mentions_only: bool,
+        now_ms: u64,
+        rules: &EngagementRules,
+        rng: &mut impl Rng,
+    ) -> Option<Why> {
         self.last_activity_ms = now_ms;
         if addressed {
             self.bump(rules.on_addressed, now_ms, rules);

@@ -5,7 +5,10 @@
 use crate::engagement::Clock;
 use crate::metric_names as m;
 use crate::model::{ModelHandle, ModelMsg};
-use crate::ports::{AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, ModelError, PolicyTrainer, Store, TrainReport, TrainSample};
+use crate::ports::{
+    AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, ModelError, PolicyTrainer, Store, TrainReport,
+    TrainSample,
+};
 use crate::reward::{RewardLedger, RewardRules};
 use crate::watchdog::Heartbeats;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -36,7 +39,15 @@ pub struct RlRules {
 
 impl Default for RlRules {
     fn default() -> Self {
-        Self { rewards: RewardRules::default(), train: true, save_every: 100, batch: 1, keep_versions: 5, tick: Duration::from_millis(500), keep_replies: Duration::from_secs(30 * 86_400) }
+        Self {
+            rewards: RewardRules::default(),
+            train: true,
+            save_every: 100,
+            batch: 1,
+            keep_versions: 5,
+            tick: Duration::from_millis(500),
+            keep_replies: Duration::from_secs(30 * 86_400),
+        }
     }
 }
 
@@ -78,9 +89,18 @@ pub struct RlSummary {
 
 pub enum FeedbackMsg {
     /// A conversation journaled this event (`!feedback`): learn from it.
-    Journaled { seq: u64, event: FeedbackEvent },
+    Journaled {
+        seq: u64,
+        event: FeedbackEvent,
+    },
     /// A reaction was added or removed on a message; journaled here if it is on our reply.
-    Reaction { channel: String, message_id: String, emoji: String, user: String, added: bool },
+    Reaction {
+        channel: String,
+        message_id: String,
+        emoji: String,
+        user: String,
+        added: bool,
+    },
     Adapter(AdapterCommand, RpcReplyPort<String>),
     Summary(RpcReplyPort<RlSummary>),
     Tick,
@@ -90,7 +110,10 @@ pub enum FeedbackMsg {
     SwapFailed(Option<u64>, String),
     /// Save the adapter now if it learned anything since the last save: at shutdown (served
     /// from the next start) or for a backup (served now).
-    Save { shutdown: bool, reply: RpcReplyPort<()> },
+    Save {
+        shutdown: bool,
+        reply: RpcReplyPort<()>,
+    },
 }
 
 enum TrainJob {
@@ -165,7 +188,8 @@ impl Actor for FeedbackActor {
             }
             state.manifest.base_model_sha256 = sha;
             if let Some(v) = state.resume_point().cloned() {
-                (state.steps, state.rewards_seen, state.trained_through, state.baseline) = (v.step, v.rewards_seen, v.trained_through, v.baseline);
+                (state.steps, state.rewards_seen, state.trained_through, state.baseline) =
+                    (v.step, v.rewards_seen, v.trained_through, v.baseline);
                 state.steps_at_save = v.step;
             }
             // Feedback that arrived after the last saved adapter is learned again.
@@ -281,7 +305,14 @@ impl FeedbackState {
 
     /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
     /// ignored).
-    fn reaction(&mut self, channel: String, message_id: String, emoji: String, user: String, added: bool) -> Result<(), ActorProcessingErr> {
+    fn reaction(
+        &mut self,
+        channel: String,
+        message_id: String,
+        emoji: String,
+        user: String,
+        added: bool,
+    ) -> Result<(), ActorProcessingErr> {
         let Some(reply_id) = self.args.store.reply_for_message(&message_id)? else { return Ok(()) };
         let reward = if added {
             match self.args.rules.rewards.reaction(&emoji) {
@@ -420,7 +451,15 @@ impl FeedbackState {
             true => (self.steps + 1, self.rewards_seen + self.in_flight.1, self.in_flight.0.max(self.trained_through)),
             false => (self.steps, self.rewards_seen, self.trained_through),
         };
-        self.manifest.versions.push(AdapterVersion { version, file, step, rewards_seen, trained_through, baseline: self.baseline, saved_at_ms: now });
+        self.manifest.versions.push(AdapterVersion {
+            version,
+            file,
+            step,
+            rewards_seen,
+            trained_through,
+            baseline: self.baseline,
+            saved_at_ms: now,
+        });
         self.prune();
         self.write_manifest();
         self.steps_at_save = step;
@@ -500,15 +539,30 @@ impl FeedbackState {
             AdapterCommand::Show => match self.manifest.active.and_then(|v| self.manifest.version(v)) {
                 Some(v) => {
                     let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));
-                    format!("Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).", v.version, v.file, v.step, v.rewards_seen, self.manifest.versions.len())
+                    format!(
+                        "Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).",
+                        v.version,
+                        v.file,
+                        v.step,
+                        v.rewards_seen,
+                        self.manifest.versions.len()
+                    )
                 }
                 None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
-                None => format!("Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.", self.manifest.versions.len()),
+                None => format!(
+                    "Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.",
+                    self.manifest.versions.len()
+                ),
             },
             AdapterCommand::Rollback => {
                 let Some(active) = self.manifest.active else { return "Nothing to roll back: the base model is being served.".into() };
                 self.manifest.previous.retain(|v| *v != active);
-                let previous = self.manifest.previous.last().copied().or_else(|| self.manifest.versions.iter().map(|v| v.version).filter(|v| *v < active).max());
+                let previous = self
+                    .manifest
+                    .previous
+                    .last()
+                    .copied()
+                    .or_else(|| self.manifest.versions.iter().map(|v| v.version).filter(|v| *v < active).max());
                 let train_from = std::mem::replace(&mut self.manifest.train_from, previous);
                 match self.activate_now(previous).await {
                     Ok(()) => {
@@ -596,7 +650,6 @@ impl FeedbackState {
     }
 }
 
-
 /// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.
 async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
     match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await {
@@ -614,7 +667,11 @@ async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), St
 
 /// The training thread: opens the trainer on first use and runs jobs one at a time, so a
 /// step of seconds never holds up the actor (or anything on the async runtime).
-fn spawn_trainer(learning: Arc<dyn Learning>, resume: Option<AdapterVersion>, actor: ActorRef<FeedbackMsg>) -> std::sync::mpsc::Sender<TrainJob> {
+fn spawn_trainer(
+    learning: Arc<dyn Learning>,
+    resume: Option<AdapterVersion>,
+    actor: ActorRef<FeedbackMsg>,
+) -> std::sync::mpsc::Sender<TrainJob> {
     let (jobs, inbox) = std::sync::mpsc::channel::<TrainJob>();
     let spawned = std::thread::Builder::new().name("sidekick-train".into()).spawn(move || {
         let mut trainer: Option<Box<dyn PolicyTrainer>> = None;

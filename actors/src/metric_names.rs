@@ -31,14 +31,27 @@ pub const ADAPTER_SWAPS: &str = "sidekick_rl_adapter_swaps_total";
 pub const LAST_ADAPTER_SAVE: &str = "sidekick_rl_last_save_timestamp_seconds";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
-pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0];
 pub const HISTOGRAMS: &[&str] = &[REPLY_LATENCY, TIME_TO_FIRST_TOKEN, EMBED_SECONDS, QUERY_SECONDS, TRAIN_STEP_SECONDS];
 /// Bounds for `EMBED_BATCH_SIZE` (messages per batch).
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Label values exported at zero from the start, so every dashboard series exists before
 /// the first event of its kind.
-pub const ERROR_KINDS: &[&str] = &["generation", "model_unavailable", "model_submit", "actor_failed", "channel_start", "decode", "context_full", "discord_send", "training", "adapter_save", "adapter_swap"];
+pub const ERROR_KINDS: &[&str] = &[
+    "generation",
+    "model_unavailable",
+    "model_submit",
+    "actor_failed",
+    "channel_start",
+    "decode",
+    "context_full",
+    "discord_send",
+    "training",
+    "adapter_save",
+    "adapter_swap",
+];
 pub const ACTORS: &[&str] = &["model", "retrieval", "feedback", "watchdog", "conversation"];
 pub const FEEDBACK_SOURCES: &[&str] = &["command", "reaction", "reaction_removed"];
 

@@ -3,7 +3,7 @@
 //! runs on the async runtime.
 
 use crate::metric_names as m;
-use crate::ports::{EngineStats, GenerationJob, GenEvent, LanguageModel, ModelError, ModelInfo, ModelLoader};
+use crate::ports::{EngineStats, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

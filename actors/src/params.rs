@@ -31,8 +31,7 @@ pub enum ParamKey {
 }
 
 impl ParamKey {
-    pub const ALL: [ParamKey; 5] =
-        [Self::Temperature, Self::TopP, Self::TopK, Self::RepeatPenalty, Self::MaxTokens];
+    pub const ALL: [ParamKey; 5] = [Self::Temperature, Self::TopP, Self::TopK, Self::RepeatPenalty, Self::MaxTokens];
 
     pub fn name(self) -> &'static str {
         match self {

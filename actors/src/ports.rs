@@ -238,10 +238,21 @@ pub enum FinishReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
     /// The prompt was formatted and admitted to a sequence.
-    Started { prompt: String, prompt_tokens: usize, reused_tokens: usize, dropped_turns: usize, prompt_ids: Vec<u32>, adapter: Option<String> },
+    Started {
+        prompt: String,
+        prompt_tokens: usize,
+        reused_tokens: usize,
+        dropped_turns: usize,
+        prompt_ids: Vec<u32>,
+        adapter: Option<String>,
+    },
     Token(String),
     /// `reply_ids` are the sampled tokens, with the end-of-turn token if the model stopped.
-    Finished { tokens: usize, reason: FinishReason, reply_ids: Vec<u32> },
+    Finished {
+        tokens: usize,
+        reason: FinishReason,
+        reply_ids: Vec<u32>,
+    },
     Failed(ModelError),
 }
 

@@ -22,13 +22,24 @@ const SAVE_EVERY: Duration = Duration::from_secs(300);
 pub enum RetrievalMsg {
     Index(IndexItem),
     Flush,
-    Query { text: String, guild: Option<String>, k: usize, reply: RpcReplyPort<Vec<Hit>> },
-    Purge { channel: String, reply: RpcReplyPort<usize> },
+    Query {
+        text: String,
+        guild: Option<String>,
+        k: usize,
+        reply: RpcReplyPort<Vec<Hit>>,
+    },
+    Purge {
+        channel: String,
+        reply: RpcReplyPort<usize>,
+    },
     /// Embeds what is pending and saves the index.
     Save(Option<RpcReplyPort<()>>),
     Stats(RpcReplyPort<RetrievalStats>),
     /// A batch finished embedding (sent by the actor's own blocking task).
-    Indexed { items: usize, seconds: f64 },
+    Indexed {
+        items: usize,
+        seconds: f64,
+    },
 }
 
 pub struct RetrievalActor;
@@ -47,7 +58,11 @@ impl Actor for RetrievalActor {
     type State = RetrievalState;
     type Arguments = (Arc<dyn RetrieverLoader>, Heartbeats);
 
-    async fn pre_start(&self, myself: ActorRef<RetrievalMsg>, (loader, heartbeats): Self::Arguments) -> Result<RetrievalState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RetrievalMsg>,
+        (loader, heartbeats): Self::Arguments,
+    ) -> Result<RetrievalState, ActorProcessingErr> {
         let retriever = match tokio::task::spawn_blocking(move || loader.load()).await? {
             Ok(r) => {
                 metrics::gauge!(m::RETRIEVAL_DEGRADED).set(0.0);
@@ -79,7 +94,12 @@ impl Actor for RetrievalActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<RetrievalMsg>, msg: RetrievalMsg, state: &mut RetrievalState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<RetrievalMsg>,
+        msg: RetrievalMsg,
+        state: &mut RetrievalState,
+    ) -> Result<(), ActorProcessingErr> {
         let Ok(retriever) = state.retriever.clone() else {
             return degraded(msg, state);
         };

@@ -22,7 +22,18 @@ pub struct RewardRules {
 
 impl Default for RewardRules {
     fn default() -> Self {
-        let reactions = [("👍", 1.0), ("❤️", 1.0), ("😂", 0.5), ("🎉", 1.0), ("🔥", 0.8), ("💯", 1.0), ("👎", -1.0), ("😡", -1.0), ("🙄", -0.5), ("😕", -0.5)];
+        let reactions = [
+            ("👍", 1.0),
+            ("❤️", 1.0),
+            ("😂", 0.5),
+            ("🎉", 1.0),
+            ("🔥", 0.8),
+            ("💯", 1.0),
+            ("👎", -1.0),
+            ("😡", -1.0),
+            ("🙄", -0.5),
+            ("😕", -0.5),
+        ];
         Self {
             rating_weight: 0.7,
             sentiment_weight: 0.3,
@@ -62,7 +73,10 @@ impl RewardRules {
     pub fn reaction(&self, emoji: &str) -> Option<f32> {
         // Discord may send hearts and thumbs with or without the variation selector.
         let bare = emoji.trim_end_matches('\u{fe0f}');
-        let value = self.reactions.get(emoji).or_else(|| self.reactions.iter().find(|(k, _)| k.trim_end_matches('\u{fe0f}') == bare).map(|(_, v)| v))?;
+        let value = self
+            .reactions
+            .get(emoji)
+            .or_else(|| self.reactions.iter().find(|(k, _)| k.trim_end_matches('\u{fe0f}') == bare).map(|(_, v)| v))?;
         Some((self.reaction_weight * value).clamp(-1.0, 1.0))
     }
 }

@@ -5,9 +5,9 @@ use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, Conver
 use crate::feedback::{FeedbackActor, FeedbackArgs, FeedbackMsg, RlRules};
 use crate::metric_names as m;
 use crate::model::{ActorHandle, ModelActor, ModelHandle, ModelMsg};
-use crate::retrieval::{RetrievalActor, RetrievalMsg};
 use crate::ports::{ChannelId, EngineStats, Learning, ModelInfo, ModelLoader, RetrievalStats, RetrieverLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
+use crate::retrieval::{RetrievalActor, RetrievalMsg};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -66,7 +66,10 @@ pub struct TreeStatus {
 
 pub enum RootMsg {
     /// Deliver a message to a channel's conversation actor, starting it if needed.
-    Route { channel: ChannelId, msg: ChannelMsg },
+    Route {
+        channel: ChannelId,
+        msg: ChannelMsg,
+    },
     Restart(Child),
     /// `!restart`: stop every conversation and the model, and load the model again.
     RestartTree,
@@ -77,7 +80,10 @@ pub enum RootMsg {
     Feedback(FeedbackMsg),
     /// A reply was delivered as these (Discord) messages: linked at once, so reactions and a
     /// `!feedback` sent as a reply find it even while the feedback actor trains or restarts.
-    Delivered { reply_id: u64, message_ids: Vec<String> },
+    Delivered {
+        reply_id: u64,
+        message_ids: Vec<String>,
+    },
     /// Fault injection for supervision tests: the model actor's handler panics.
     InjectModelPanic,
     /// Save the vector index and the adapter now (before a backup); the store is synced.
@@ -173,10 +179,7 @@ impl Actor for RootSupervisor {
             }
             RootMsg::Status(reply) => {
                 let (model, engine) = match state.model.get() {
-                    Some(model) => (
-                        ractor::call_t!(model, ModelMsg::Info, 2000).ok(),
-                        ractor::call_t!(model, ModelMsg::Stats, 2000).ok(),
-                    ),
+                    Some(model) => (ractor::call_t!(model, ModelMsg::Info, 2000).ok(), ractor::call_t!(model, ModelMsg::Stats, 2000).ok()),
                     None => (None, None),
                 };
                 let retrieval = match state.retrieval.get() {
@@ -245,7 +248,12 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, event: SupervisionEvent, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, failure) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
             SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
@@ -353,7 +361,11 @@ impl RootState {
         Ok(())
     }
 
-    async fn channel(&mut self, myself: &ActorRef<RootMsg>, id: &ChannelId) -> Result<(ActorRef<ChannelMsg>, Arc<AtomicUsize>), ActorProcessingErr> {
+    async fn channel(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        id: &ChannelId,
+    ) -> Result<(ActorRef<ChannelMsg>, Arc<AtomicUsize>), ActorProcessingErr> {
         if let Some(entry) = self.channels.get(id) {
             return Ok(entry.clone());
         }

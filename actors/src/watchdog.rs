@@ -35,11 +35,8 @@ impl Heartbeats {
     /// Components that are busy and silent for longer than `stall_after` at `now`.
     pub fn stalled(&self, now: Instant, stall_after: Duration) -> Vec<&'static str> {
         let beats = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = beats
-            .iter()
-            .filter(|(_, b)| b.busy && now.saturating_duration_since(b.at) > stall_after)
-            .map(|(who, _)| *who)
-            .collect();
+        let mut out: Vec<_> =
+            beats.iter().filter(|(_, b)| b.busy && now.saturating_duration_since(b.at) > stall_after).map(|(who, _)| *who).collect();
         out.sort_unstable();
         out
     }
@@ -73,7 +70,12 @@ impl Actor for Watchdog {
         Ok((args, Vec::new()))
     }
 
-    async fn handle(&self, _: ActorRef<WatchdogMsg>, msg: WatchdogMsg, (args, reported): &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<WatchdogMsg>,
+        msg: WatchdogMsg,
+        (args, reported): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             WatchdogMsg::Tick => {
                 metrics::gauge!(m::UPTIME_SECONDS).set(args.started.elapsed().as_secs_f64());

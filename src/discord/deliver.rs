@@ -1,17 +1,23 @@
 //! Sending a channel's answer back to Discord the way a user expects: typing while the
 //! model works, split at 2,000 characters, as a reply to the message, pinging nobody.
 
+use ractor::ActorRef;
 use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, MessageId};
 use sidekick_actors::metric_names as m;
 use sidekick_actors::split::{split_message, DISCORD_LIMIT};
-use ractor::ActorRef;
 use sidekick_actors::{ReplyEvent, RootMsg};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Sends the answer; a model reply's Discord message ids go to the supervisor, which links
 /// them to the reply journal so reactions on them reach the reply they rate.
-pub async fn deliver(http: Arc<Http>, root: ActorRef<RootMsg>, channel: ChannelId, to: MessageId, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
+pub async fn deliver(
+    http: Arc<Http>,
+    root: ActorRef<RootMsg>,
+    channel: ChannelId,
+    to: MessageId,
+    mut events: mpsc::UnboundedReceiver<ReplyEvent>,
+) {
     let mut typing = None;
     while let Some(event) = events.recv().await {
         let reply_id = match &event {

@@ -19,8 +19,8 @@ use sidekick_actors::prompt::{turns_to_drop, ChatTurn, Role};
 use sidekick_actors::stream_text::{TextStream, DEFAULT_STOPS};
 use sidekick_actors::watchdog::Heartbeats;
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,13 @@ const MAX_LOADED_ADAPTERS: usize = 8;
 pub enum EngineCmd {
     Job(GenerationJob),
     /// Serve another adapter once the replies in flight are done.
-    SetAdapter { adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>> },
-    Shutdown { deadline: Instant },
+    SetAdapter {
+        adapter: Option<PathBuf>,
+        done: tokio::sync::oneshot::Sender<Result<(), ModelError>>,
+    },
+    Shutdown {
+        deadline: Instant,
+    },
 }
 
 /// Why a round of serving ended.
@@ -53,7 +58,13 @@ pub fn backend() -> Result<&'static LlamaBackend, ModelError> {
         .map_err(|e| ModelError::Load(format!("llama.cpp backend: {e}")))
 }
 
-pub fn run(config: EngineConfig, ready: mpsc::SyncSender<Result<ModelInfo, ModelError>>, inbox: mpsc::Receiver<EngineCmd>, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>) {
+pub fn run(
+    config: EngineConfig,
+    ready: mpsc::SyncSender<Result<ModelInfo, ModelError>>,
+    inbox: mpsc::Receiver<EngineCmd>,
+    heartbeats: Heartbeats,
+    stats: Arc<Mutex<EngineStats>>,
+) {
     let started = Instant::now();
     let loaded = (|| {
         let backend = backend()?;
@@ -195,7 +206,9 @@ fn open_round<'m>(
     heartbeats: &Heartbeats,
     stats: &Arc<Mutex<EngineStats>>,
 ) -> Result<Scheduler<'m>, ModelError> {
-    let mut ctx = model.new_context(backend, context_params(config)).map_err(|e| ModelError::Load(format!("cannot create a llama.cpp context: {e}")))?;
+    let mut ctx = model
+        .new_context(backend, context_params(config))
+        .map_err(|e| ModelError::Load(format!("cannot create a llama.cpp context: {e}")))?;
     if let Some(loaded) = adapter.and_then(|p| adapters.get_mut(p)) {
         ctx.lora_adapter_set(loaded, 1.0).map_err(|e| ModelError::Adapter(format!("llama.cpp cannot apply it: {e}")))?;
     }
@@ -229,7 +242,9 @@ fn load_adapter(model: &mut LlamaModel, adapters: &mut HashMap<PathBuf, LlamaLor
     if !path.is_file() {
         return Err(ModelError::Adapter(format!("{} not found", path.display())));
     }
-    let adapter = model.lora_adapter_init(path).map_err(|e| ModelError::Adapter(format!("{}: {e} (not a LoRA GGUF for this model?)", path.display())))?;
+    let adapter = model
+        .lora_adapter_init(path)
+        .map_err(|e| ModelError::Adapter(format!("{}: {e} (not a LoRA GGUF for this model?)", path.display())))?;
     adapters.insert(path.to_path_buf(), adapter);
     Ok(())
 }
@@ -292,7 +307,15 @@ struct Scheduler<'m> {
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, template: LlamaChatTemplate, config: &EngineConfig, heartbeats: Heartbeats, stats: Arc<Mutex<EngineStats>>, adapter: Option<String>) -> Self {
+    fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        template: LlamaChatTemplate,
+        config: &EngineConfig,
+        heartbeats: Heartbeats,
+        stats: Arc<Mutex<EngineStats>>,
+        adapter: Option<String>,
+    ) -> Self {
         let parallel = config.parallel.max(1) as usize;
         Self {
             model,
@@ -497,7 +520,14 @@ impl<'m> Scheduler<'m> {
         metrics::counter!(m::PROMPT_TOKENS).increment(tokens.len() as u64);
         metrics::counter!(m::PROMPT_TOKENS_REUSED).increment(reused as u64);
         let prompt_ids = tokens.iter().map(|t| t.0 as u32).collect();
-        let _ = job.events.send(GenEvent::Started { prompt, prompt_tokens: tokens.len(), reused_tokens: reused, dropped_turns: dropped, prompt_ids, adapter: self.adapter.clone() });
+        let _ = job.events.send(GenEvent::Started {
+            prompt,
+            prompt_tokens: tokens.len(),
+            reused_tokens: reused,
+            dropped_turns: dropped,
+            prompt_ids,
+            adapter: self.adapter.clone(),
+        });
         let max_new = (job.params.max_tokens as usize).min(self.per_sequence.saturating_sub(tokens.len())).max(1);
         let slot = &mut self.slots[idx];
         slot.key = Some(job.slot.clone());

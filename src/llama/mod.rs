@@ -3,8 +3,8 @@
 mod engine;
 pub mod slots;
 
-pub use engine::{backend, sampler};
 use engine::EngineCmd;
+pub use engine::{backend, sampler};
 use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use sidekick_actors::prompt::ChatTurn;
 use sidekick_actors::watchdog::Heartbeats;
@@ -94,9 +94,7 @@ impl LlamaEngine {
             .name("llama-decode".into())
             .spawn(move || engine::run(config, ready_tx, inbox, heartbeats, shared))
             .map_err(|e| ModelError::Load(format!("cannot start the decoding thread: {e}")))?;
-        let info = ready_rx
-            .recv()
-            .map_err(|_| ModelError::Load("the decoding thread died while loading".into()))??;
+        let info = ready_rx.recv().map_err(|_| ModelError::Load("the decoding thread died while loading".into()))??;
         Ok(Self { commands, closing: Arc::default(), info, stats, thread: Mutex::new(Some(thread)) })
     }
 }

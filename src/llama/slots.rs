@@ -36,10 +36,7 @@ pub fn plan_reuse<T: PartialEq>(prompt: &[T], own: usize, cached: &[&[T]]) -> Re
 /// otherwise the least recently used. `slots` are (key, last_used, busy).
 pub fn choose_slot(key: &str, slots: &[(Option<&str>, u64, bool)]) -> Option<usize> {
     let idle = || slots.iter().enumerate().filter(|(_, s)| !s.2);
-    idle()
-        .find(|(_, s)| s.0 == Some(key))
-        .or_else(|| idle().min_by_key(|(_, s)| s.1))
-        .map(|(i, _)| i)
+    idle().find(|(_, s)| s.0 == Some(key)).or_else(|| idle().min_by_key(|(_, s)| s.1)).map(|(i, _)| i)
 }
 
 #[cfg(test)]

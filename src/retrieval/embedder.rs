@@ -23,7 +23,10 @@ fn unavailable(e: impl std::fmt::Display) -> RetrievalError {
 fn runtime(lib: &Path) -> Result<ort::environment::Environment, RetrievalError> {
     static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
     if !lib.is_file() {
-        return Err(unavailable(format!("ONNX Runtime library {} not found (retrieval.onnxruntime; `./run.sh setup` installs it)", lib.display())));
+        return Err(unavailable(format!(
+            "ONNX Runtime library {} not found (retrieval.onnxruntime; `./run.sh setup` installs it)",
+            lib.display()
+        )));
     }
     ENV.get_or_init(|| {
         let builder = ort::init_from(lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
@@ -47,7 +50,8 @@ impl Embedder {
         let files = TokenizerFiles {
             tokenizer_file: read("tokenizer.json")?,
             config_file: br#"{"pad_token_id":0}"#.to_vec(),
-            special_tokens_map_file: br#"{"unk_token":"[UNK]","sep_token":"[SEP]","pad_token":"[PAD]","cls_token":"[CLS]","mask_token":"[MASK]"}"#.to_vec(),
+            special_tokens_map_file:
+                br#"{"unk_token":"[UNK]","sep_token":"[SEP]","pad_token":"[PAD]","cls_token":"[CLS]","mask_token":"[MASK]"}"#.to_vec(),
             tokenizer_config_file: br#"{"model_max_length":256,"pad_token":"[PAD]"}"#.to_vec(),
         };
         let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
@@ -55,7 +59,8 @@ impl Embedder {
         // ONNX Runtime's thread pool spin-waits between runs, which starves llama.cpp's threads
         // on a small box (measured: 8-channel throughput fell from ~92 to ~62 tokens/s).
         let options = InitOptionsUserDefined::new().with_environment(env).with_max_length(256).with_intra_threads(1);
-        let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| unavailable(format!("cannot load the embedding model: {e}")))?;
+        let model = TextEmbedding::try_new_from_user_defined(model, options)
+            .map_err(|e| unavailable(format!("cannot load the embedding model: {e}")))?;
         Ok(Embedder { model: Mutex::new(model), model_id })
     }
 

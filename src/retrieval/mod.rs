@@ -8,10 +8,10 @@ mod embedder;
 use crate::config::Config;
 use crate::store::{FjallStore, VectorMeta};
 pub use embedder::{Embedder, DIMENSIONS};
+use sha2::Digest;
 use sidekick_actors::context::Hit;
 use sidekick_actors::metric_names as m;
 use sidekick_actors::ports::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
-use sha2::Digest;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +127,10 @@ impl LocalRetriever {
             .map_err(|e| format!("no manifest: {e}"))
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("bad manifest: {e}")))?;
         if manifest != self.manifest() {
-            return Err(format!("built with {} ({} dimensions, {}), not {}", manifest.model, manifest.dimensions, manifest.scalar, self.embedder.model_id));
+            return Err(format!(
+                "built with {} ({} dimensions, {}), not {}",
+                manifest.model, manifest.dimensions, manifest.scalar, self.embedder.model_id
+            ));
         }
         let bytes = std::fs::read(&self.path).map_err(|e| format!("unreadable: {e}"))?;
         let payload = unframe(&bytes)?;
@@ -176,7 +179,13 @@ impl LocalRetriever {
         for chunk in messages.chunks(REBUILD_BATCH) {
             let items: Vec<IndexItem> = chunk
                 .iter()
-                .map(|(channel, m)| IndexItem { channel: channel.clone(), guild: m.guild.clone(), author: m.author.clone(), text: m.content.clone(), at_ms: m.at_ms })
+                .map(|(channel, m)| IndexItem {
+                    channel: channel.clone(),
+                    guild: m.guild.clone(),
+                    author: m.author.clone(),
+                    text: m.content.clone(),
+                    at_ms: m.at_ms,
+                })
                 .collect();
             self.index(&items)?;
             progress.advance(chunk.len());
@@ -207,7 +216,13 @@ impl Retriever for LocalRetriever {
         let mut entries = Vec::with_capacity(items.len());
         for item in items {
             let key = self.store.next_vector_key().map_err(index_error)?;
-            let meta = VectorMeta { channel: item.channel.clone(), guild: item.guild.clone(), author: item.author.clone(), text: item.text.clone(), at_ms: item.at_ms };
+            let meta = VectorMeta {
+                channel: item.channel.clone(),
+                guild: item.guild.clone(),
+                author: item.author.clone(),
+                text: item.text.clone(),
+                at_ms: item.at_ms,
+            };
             entries.push((key, meta));
         }
         self.store.put_vector_meta(&entries).map_err(index_error)?;
@@ -229,7 +244,14 @@ impl Retriever for LocalRetriever {
             if meta.guild.as_deref() != guild {
                 continue; // another server's conversation is not ours to bring up
             }
-            hits.push(Hit { key: *key, similarity: 1.0 - distance, channel: meta.channel, author: meta.author, text: meta.text, from_bot: false });
+            hits.push(Hit {
+                key: *key,
+                similarity: 1.0 - distance,
+                channel: meta.channel,
+                author: meta.author,
+                text: meta.text,
+                from_bot: false,
+            });
         }
         Ok(hits)
     }
@@ -267,7 +289,11 @@ impl Retriever for LocalRetriever {
     }
 
     fn stats(&self) -> RetrievalStats {
-        RetrievalStats { vectors: self.index.lock().unwrap_or_else(|e| e.into_inner()).size(), rebuilds: self.rebuilds.load(Ordering::Relaxed), degraded: None }
+        RetrievalStats {
+            vectors: self.index.lock().unwrap_or_else(|e| e.into_inner()).size(),
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
+            degraded: None,
+        }
     }
 }
 

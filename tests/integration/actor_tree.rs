@@ -114,10 +114,7 @@ async fn commands_answer_and_settings_survive_a_restart() {
     assert_eq!(say(&daemon, "c", "!ping").await.notice.as_deref(), Some("Pong!"));
     assert!(say(&daemon, "c", "!help").await.notice.unwrap().contains("`!config [<key> <value>]`"));
     assert_eq!(say(&daemon, "c", "!config temperature 0.9").await.notice.as_deref(), Some("temperature set to 0.9."));
-    assert_eq!(
-        say(&daemon, "c", "!config temperature 9").await.notice.as_deref(),
-        Some("`temperature` must be between 0 and 2, got 9")
-    );
+    assert_eq!(say(&daemon, "c", "!config temperature 9").await.notice.as_deref(), Some("`temperature` must be between 0 and 2, got 9"));
     assert_eq!(say(&daemon, "c", "!frobnicate").await.notice.as_deref(), Some("I don't know `!frobnicate`. Try `!help`."));
     assert_eq!(say(&daemon, "c", "   ").await.notice.as_deref(), Some("Say something and I'll answer."));
     daemon.shutdown().await.unwrap();
@@ -158,7 +155,12 @@ async fn a_reply_nobody_waits_for_is_cancelled_and_frees_its_sequence() {
     config.generation.max_tokens = 300;
     let daemon = Daemon::start(&config).await.unwrap();
     let (reply, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let inbound = sidekick_actors::Inbound::addressed("tester", "Tell me a very long story about the sea.", sidekick_actors::commands::Access::Everyone, reply);
+    let inbound = sidekick_actors::Inbound::addressed(
+        "tester",
+        "Tell me a very long story about the sea.",
+        sidekick_actors::commands::Access::Everyone,
+        reply,
+    );
     daemon.root.send_message(RootMsg::Route { channel: "gone".into(), msg: ChannelMsg::Inbound(inbound) }).unwrap();
     while !matches!(events.recv().await, Some(sidekick_actors::ReplyEvent::Token(_))) {}
     assert_eq!(status(&daemon).await.engine.unwrap().in_flight, 1);

@@ -106,7 +106,10 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
         }
         let history = store.recent_history(&channel, 10_000).unwrap();
         for text in &expect.chats {
-            let at = history.iter().position(|m| &m.content == text).unwrap_or_else(|| panic!("cycle {cycle}: answered message {text} is missing"));
+            let at = history
+                .iter()
+                .position(|m| &m.content == text)
+                .unwrap_or_else(|| panic!("cycle {cycle}: answered message {text} is missing"));
             assert!(history[at + 1..].iter().any(|m| m.role == Role::Assistant), "cycle {cycle}: the delivered reply to {text} is missing");
         }
     }

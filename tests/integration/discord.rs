@@ -269,7 +269,8 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     config.generation.max_tokens = 1150;
     let bot = start(&config, &fake, Arc::new(SystemClock)).await;
 
-    let question = mention(&fake, CH1, &alice(), "Write the longest story you can about a dragon, at least 5000 words, with many chapters.").await;
+    let question =
+        mention(&fake, CH1, &alice(), "Write the longest story you can about a dragon, at least 5000 words, with many chapters.").await;
     let first = reply_to(&fake, question).await;
     // The rest of the reply follows as plain messages, sent one after another: wait until
     // what reached Discord is the whole reply the store has.

@@ -180,14 +180,7 @@ impl FakeDiscord {
     /// `mention_bot` lists the bot in `mentions` (putting `<@bot_id>` in the text is up to the
     /// caller; Discord also lists the author of a replied-to message when the reply pings);
     /// `reply_to` sets `message_reference`, and `referenced_message` when the fake knows it.
-    pub async fn user_says(
-        &self,
-        channel_id: u64,
-        author: &FakeUser,
-        content: &str,
-        mention_bot: bool,
-        reply_to: Option<u64>,
-    ) -> u64 {
+    pub async fn user_says(&self, channel_id: u64, author: &FakeUser, content: &str, mention_bot: bool, reply_to: Option<u64>) -> u64 {
         let mentions = if mention_bot { vec![user_json(&self.inner.bot)] } else { vec![] };
         self.inner.post_message(channel_id, author, content, mentions, reply_to)
     }
@@ -478,7 +471,16 @@ impl Inner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn message_json(&self, st: &State, id: u64, channel_id: u64, author: &FakeUser, content: &str, mentions: Vec<Value>, reply_to: Option<u64>) -> Value {
+    fn message_json(
+        &self,
+        st: &State,
+        id: u64,
+        channel_id: u64,
+        author: &FakeUser,
+        content: &str,
+        mentions: Vec<Value>,
+        reply_to: Option<u64>,
+    ) -> Value {
         let timestamp = iso8601((id >> 22) + DISCORD_EPOCH_MS);
         let mut m = json!({
             "id": id.to_string(), "channel_id": channel_id.to_string(), "author": user_json(author),

@@ -48,7 +48,8 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     // Every reply is journaled with the exact prompt and the sampled tokens.
     let asked = mention(&fake, CH1, &alice(), "tell me about rivers").await;
     let answer = reply_to(&fake, asked).await;
-    let reply_id = eventually("the reply's Discord id to be linked", || store.reply_for_message(&answer.message_id.to_string()).unwrap()).await;
+    let reply_id =
+        eventually("the reply's Discord id to be linked", || store.reply_for_message(&answer.message_id.to_string()).unwrap()).await;
     let record = store.reply(reply_id).unwrap().expect("journaled");
     assert_eq!(record.channel, format!("discord:{CH1}"));
     assert_eq!(record.text, answer.content());
@@ -81,7 +82,10 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     let (rated, added, removed) = (&journal[0], &journal[1], &journal[2]);
     assert_eq!((rated.source, rated.rating, rated.reply_id, rated.reward), (FeedbackSource::Command, Some(5), Some(reply_id), expected));
     assert_eq!(rated.comment, comment);
-    assert_eq!((added.source, added.emoji.as_deref(), added.reply_id, added.reward), (FeedbackSource::Reaction, Some("👍"), Some(reply_id), 0.5));
+    assert_eq!(
+        (added.source, added.emoji.as_deref(), added.reply_id, added.reward),
+        (FeedbackSource::Reaction, Some("👍"), Some(reply_id), 0.5)
+    );
     assert_eq!(added.user, alice().id.to_string());
     assert_eq!((removed.source, removed.reply_id, removed.reward), (FeedbackSource::ReactionRemoved, Some(reply_id), -0.5));
 
@@ -91,7 +95,6 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     assert!(rl.contains(&format!("mean reward {expected:+.2} (last 100), {expected:+.2} (all)")), "{rl}");
     bot.stop().await;
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
@@ -117,7 +120,10 @@ async fn feedback_acknowledged_before_a_sigkill_is_never_lost() {
     let store = FjallStore::open(&dir.path().join("store")).expect("the store opens after SIGKILL");
     let journal = events(&store);
     assert_eq!(journal.len(), 2, "{journal:?}");
-    assert_eq!((journal[0].source, journal[0].rating, journal[0].reward), (FeedbackSource::Command, Some(2), RewardRules::default().command(2, "meh")));
+    assert_eq!(
+        (journal[0].source, journal[0].rating, journal[0].reward),
+        (FeedbackSource::Command, Some(2), RewardRules::default().command(2, "meh"))
+    );
     assert!(journal[0].reply_id.is_some(), "the rating found the reply it rates");
     assert_eq!((journal[1].source, journal[1].emoji.as_deref(), journal[1].reward), (FeedbackSource::Reaction, Some("❤️"), 0.5));
     assert_eq!(journal[1].reply_id, journal[0].reply_id);
@@ -219,7 +225,11 @@ async fn scripted_feedback_trains_an_adapter_the_running_model_serves() {
     assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
     assert!(say(&daemon, "console-a", "!adapter off").await.notice.unwrap().starts_with("Adapter v1 off: serving the base model."));
     assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
-    assert_eq!(say(&daemon, "console-a", "!adapter rollback").await.notice.unwrap(), "Rolled back from adapter v1 to the base model.", "off and on leave nothing to roll back to but the base");
+    assert_eq!(
+        say(&daemon, "console-a", "!adapter rollback").await.notice.unwrap(),
+        "Rolled back from adapter v1 to the base model.",
+        "off and on leave nothing to roll back to but the base"
+    );
     assert_eq!(say(&daemon, "console-a", "!adapter on").await.notice.unwrap(), "Serving adapter v1.");
     daemon.shutdown().await.unwrap();
 

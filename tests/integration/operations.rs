@@ -80,7 +80,8 @@ async fn panics_in_the_model_and_a_conversation_are_restarted_counted_and_answer
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_METRICS_LISTEN", &addr), ("SIDEKICK_FAULT_INJECTION", "1")]).await;
+    let mut daemon =
+        spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_METRICS_LISTEN", &addr), ("SIDEKICK_FAULT_INJECTION", "1")]).await;
     let id = mention(&fake, CH1, &alice(), "hello").await;
     reply_to(&fake, id).await;
     assert_eq!(metric(&addr, "sidekick_actor_restarts_total{actor=\"model\"}"), Some(0.0));
@@ -107,7 +108,11 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(crate::support::repo_root().join("packaging/sidekick.service")).unwrap();
     assert!(unit.contains("Restart=on-failure") && unit.contains("KillSignal=SIGTERM"));
     let dir = tempfile::tempdir().unwrap();
-    let copy: String = unit.lines().map(|l| if l.starts_with("ExecStart=") { "ExecStart=/bin/true run".to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let copy: String = unit
+        .lines()
+        .map(|l| if l.starts_with("ExecStart=") { "ExecStart=/bin/true run".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(dir.path().join("sidekick.service"), copy).unwrap();
     let out = std::process::Command::new("systemd-analyze")
         .args(["verify", dir.path().join("sidekick.service").to_str().unwrap()])

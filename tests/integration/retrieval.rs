@@ -73,10 +73,7 @@ async fn wait_for_vectors(daemon: &Daemon, n: usize) {
 /// The background lines of the prompt for `question`, asked in a fresh channel.
 async fn background(daemon: &Daemon, channel: &str, question: &str) -> Vec<String> {
     let prompt = say(daemon, channel, question).await.prompt.expect("a chat prompt");
-    prompt
-        .lines()
-        .filter_map(|l| l.strip_prefix("- someone: ").map(|t| t.trim_end_matches("<|im_end|>").to_string()))
-        .collect()
+    prompt.lines().filter_map(|l| l.strip_prefix("- someone: ").map(|t| t.trim_end_matches("<|im_end|>").to_string())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,10 +25,7 @@ pub fn model_path() -> PathBuf {
 /// `SIDEKICK_TEST_LOG` overrides the filter.
 pub fn capture_logs() {
     let filter = std::env::var("SIDEKICK_TEST_LOG").unwrap_or_else(|_| "info,llama-cpp-2=warn,fjall=warn,lsm_tree=warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
 }
 
 /// A small configuration for tests: the real model, a temp store, no metrics endpoint.

@@ -11,10 +11,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = std::env::var("THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     // Before anything else: candle's element-wise pool is sized once, from the environment.
     sidekick_trainer::threads::limit_candle_threads(threads);
-    let path = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf").into());
+    let path =
+        std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf").into());
     let t = Instant::now();
     let base = Arc::new(BaseModel::load(&path)?);
-    println!("loaded {path} in {:.2}s; candle element-wise threads: {}", t.elapsed().as_secs_f64(), sidekick_trainer::threads::candle_elementwise_threads());
+    println!(
+        "loaded {path} in {:.2}s; candle element-wise threads: {}",
+        t.elapsed().as_secs_f64(),
+        sidekick_trainer::threads::candle_elementwise_threads()
+    );
     let vocab = base.config().vocab as u64;
     let mut trainer = Trainer::new(base, LoraConfig { threads, max_tokens: 1024, ..LoraConfig::default() }, 1)?;
     let mut x = 12345u64;
@@ -25,7 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for n in [64usize, 128, 256] {
         // A chat-like split: three quarters context, one quarter reply.
         let reply_len = n / 4;
-        let sample = Sample { prompt: (0..n - reply_len).map(|_| tok()).collect(), reply: (0..reply_len).map(|_| tok()).collect(), reward: 1.0 };
+        let sample =
+            Sample { prompt: (0..n - reply_len).map(|_| tok()).collect(), reply: (0..reply_len).map(|_| tok()).collect(), reward: 1.0 };
         trainer.step(std::slice::from_ref(&sample))?; // warm-up
         let reps = 3;
         let mut secs = 0.0;

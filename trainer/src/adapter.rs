@@ -61,10 +61,7 @@ impl Trainer {
             return Err(bad(format!("architecture {arch:?}, base is {:?}", base.config().architecture)));
         }
         let alpha = f.meta_f32("adapter.lora.alpha").map_err(|_| bad("no adapter.lora.alpha".into()))?;
-        let state = TrainerState {
-            baseline: f.meta_f32(KEY_BASELINE).unwrap_or(0.0),
-            step: f.meta_usize(KEY_STEP).unwrap_or(0) as u64,
-        };
+        let state = TrainerState { baseline: f.meta_f32(KEY_BASELINE).unwrap_or(0.0), step: f.meta_usize(KEY_STEP).unwrap_or(0) as u64 };
         let mut names: Vec<(usize, Target)> = Vec::new();
         for name in f.content.tensor_infos.keys() {
             let parsed = name

@@ -44,8 +44,7 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| TrainError::NotGguf { path: path.to_owned(), reason: first_line(&e) })?;
+        let content = Content::read(&mut reader).map_err(|e| TrainError::NotGguf { path: path.to_owned(), reason: first_line(&e) })?;
         Ok(Self { path: path.to_owned(), content, reader })
     }
 
@@ -106,11 +105,7 @@ impl GgufFile {
     pub fn tensor_f32(&mut self, name: &str, expected: &[usize]) -> Result<Tensor> {
         let q = self.qtensor(name)?;
         if q.shape().dims() != expected {
-            return Err(TrainError::ShapeMismatch {
-                name: name.into(),
-                expected: expected.to_vec(),
-                got: q.shape().dims().to_vec(),
-            });
+            return Err(TrainError::ShapeMismatch { name: name.into(), expected: expected.to_vec(), got: q.shape().dims().to_vec() });
         }
         Ok(q.dequantize(&Device::Cpu)?)
     }
@@ -156,7 +151,9 @@ impl GgufFile {
         }
         if let Ok(n_rot) = self.meta_usize(&k("rope.dimension_count")) {
             if n_rot != cfg.head_dim() {
-                return Err(TrainError::MissingMetadata(format!("{arch}.rope.dimension_count {n_rot} != head dim (partial rope unsupported)")));
+                return Err(TrainError::MissingMetadata(format!(
+                    "{arch}.rope.dimension_count {n_rot} != head dim (partial rope unsupported)"
+                )));
             }
         }
         if let Ok(s) = self.meta_str(&k("rope.scaling.type")) {
@@ -174,11 +171,7 @@ fn first_line(e: &candle_core::Error) -> String {
 }
 
 /// Writes `dst` atomically: into `dst.tmp-<pid>` first, then renamed over `dst`.
-pub(crate) fn write_atomically(
-    dst: &Path,
-    metadata: &[(&str, &Value)],
-    tensors: &[(&str, &QTensor)],
-) -> Result<()> {
+pub(crate) fn write_atomically(dst: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
     let mut tmp = dst.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);

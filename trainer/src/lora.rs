@@ -143,7 +143,8 @@ impl LoraWeights {
     pub fn tensors(&self, n_layer: usize, scale: f64, track: bool) -> LoraTensors {
         let mut layers = vec![[const { None }; 7]; n_layer];
         for (l, t, a, b) in &self.pairs {
-            let (a, b) = if track { (a.as_tensor().clone(), b.as_tensor().clone()) } else { (a.as_tensor().detach(), b.as_tensor().detach()) };
+            let (a, b) =
+                if track { (a.as_tensor().clone(), b.as_tensor().clone()) } else { (a.as_tensor().detach(), b.as_tensor().detach()) };
             layers[*l][*t as usize] = Some((a, b));
         }
         LoraTensors { scale, layers }

@@ -137,8 +137,7 @@ impl Trainer {
         let start = Instant::now();
         let n_layer = self.base.config().n_layer;
         let lt = self.lora.tensors(n_layer, self.cfg.scale(), true);
-        let params: Vec<Tensor> =
-            self.lora.pairs.iter().flat_map(|(_, _, a, b)| [a.as_tensor().clone(), b.as_tensor().clone()]).collect();
+        let params: Vec<Tensor> = self.lora.pairs.iter().flat_map(|(_, _, a, b)| [a.as_tensor().clone(), b.as_tensor().clone()]).collect();
         let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
         let (mut policy_loss, mut adv_sum, mut tokens) = (0f32, 0f32, 0usize);
         let momentum = self.cfg.baseline_momentum;
