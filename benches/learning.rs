@@ -31,8 +31,8 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 async fn reply_latencies(daemon: &Daemon, n: usize, tag: &str) -> Vec<f64> {
     let mut out = Vec::new();
     for i in 0..n {
-        let channel = format!("bench-{tag}-{i}");
-        let answer = daemon.ask(&channel, "bench", "What should I cook tonight? Give me one idea.").await.unwrap();
+        let channel = sidekick_actors::ChannelKey::guild(1, (tag.len() * 1000 + i) as u64);
+        let answer = daemon.ask(channel, "bench", "What should I cook tonight? Give me one idea.").await.unwrap();
         out.push(answer.total.as_secs_f64());
     }
     out
@@ -64,7 +64,7 @@ fn main() {
     config.retrieval.enabled = false;
     config.rl.enabled = false;
     let daemon =
-        runtime.block_on(Daemon::start_with(&config, engine_config(&config), Arc::new(sidekick_actors::engagement::SystemClock))).unwrap();
+        runtime.block_on(Daemon::start_with(&config, engine_config(&config), Arc::new(sidekick_actors::clock::SystemClock))).unwrap();
     let n = 12;
     runtime.block_on(reply_latencies(&daemon, 2, "warm"));
     let mut quiet = runtime.block_on(reply_latencies(&daemon, n, "quiet"));

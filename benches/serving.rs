@@ -8,6 +8,7 @@ use llama_cpp_2::model::LlamaModel;
 use sidekick::config::{Config, DEFAULT_MODEL};
 use sidekick::daemon::{engine_config, Answer, Daemon};
 use sidekick_actors::params::GenerationParams;
+use sidekick_actors::ChannelKey;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,7 +156,7 @@ async fn concurrency(daemon: &Daemon, channels: usize, rounds: usize, lines: &[S
         let started = Instant::now();
         let asks = (0..channels).map(|c| {
             let text = lines[(round * channels + c) % lines.len()].clone();
-            async move { daemon.ask(&format!("load-{channels}-{c}"), "bench", &text).await.unwrap() }
+            async move { daemon.ask(ChannelKey::guild(1, (channels * 100 + c) as u64), "bench", &text).await.unwrap() }
         });
         let answers = futures::future::join_all(asks).await;
         wall += started.elapsed();
@@ -180,15 +181,15 @@ async fn concurrency(daemon: &Daemon, channels: usize, rounds: usize, lines: &[S
 async fn follow_up_ttft(config: &Config, reuse: bool, lines: &[String]) -> (f64, usize) {
     let mut engine = engine_config(config);
     engine.prefix_reuse = reuse;
-    let daemon = Daemon::start_with(config, engine, std::sync::Arc::new(sidekick_actors::engagement::SystemClock)).await.unwrap();
+    let daemon = Daemon::start_with(config, engine, std::sync::Arc::new(sidekick_actors::clock::SystemClock)).await.unwrap();
     let mut samples = Vec::new();
     let mut history_tokens = 0;
     for trial in 0..3 {
-        let channel = format!("follow-{trial}");
+        let channel = ChannelKey::guild(2, trial as u64);
         for turn in 0..4 {
-            daemon.ask(&channel, "bench", &lines[trial * 5 + turn]).await.unwrap();
+            daemon.ask(channel, "bench", &lines[trial * 5 + turn]).await.unwrap();
         }
-        let a = daemon.ask(&channel, "bench", &lines[trial * 5 + 4]).await.unwrap();
+        let a = daemon.ask(channel, "bench", &lines[trial * 5 + 4]).await.unwrap();
         history_tokens = a.prompt.as_deref().map_or(0, |p| p.len() / 4);
         samples.push(a.first_token_after.unwrap_or(a.total).as_secs_f64());
     }
@@ -251,7 +252,7 @@ fn main() {
         cfg.generation.max_tokens = 128;
         let started = Instant::now();
         let daemon = Daemon::start(&cfg).await.unwrap();
-        let info = ractor::call_t!(daemon.root, sidekick_actors::RootMsg::Status, 5000).unwrap().model.unwrap();
+        let info = sidekick_actors::tree::status(&daemon.root.get_derived(), Duration::from_secs(5)).await.unwrap().model.unwrap();
         println!(
             "\nModel load: {:.2} s inside llama.cpp, {:.2} s to a running actor tree",
             info.load_seconds,
@@ -260,7 +261,7 @@ fn main() {
 
         println!("\nOne reply, 1 thread: actor path vs llama.cpp driven directly (same prompt, sampler, seed)");
         let question = "Tell me a long story about a dragon who learns to sing.";
-        let actor = daemon.ask("single", "bench", question).await.unwrap();
+        let actor = daemon.ask(ChannelKey::Console, "bench", question).await.unwrap();
         let prompt = actor.prompt.clone().unwrap();
         daemon.shutdown().await.unwrap();
         let (direct_tokens, direct_first, direct_total) = direct_reply(&prompt, &cfg.generation, 1);

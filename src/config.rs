@@ -1,21 +1,23 @@
 //! `sidekick.toml`, environment overrides and `.env` secrets, validated at start. Every
 //! refusal is one line naming the key or path and how to fix it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sidekick_actors::context::ContextRules;
+use sidekick_actors::feedback::RlRules;
 use sidekick_actors::params::GenerationParams;
-use sidekick_actors::prompt::DEFAULT_SYSTEM_PROMPT;
+use sidekick_actors::ChatRules;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub model: ModelConfig,
     pub generation: GenerationParams,
-    pub chat: ChatConfig,
+    pub chat: ChatRules,
     pub storage: StorageConfig,
     pub metrics: MetricsConfig,
     pub discord: DiscordConfig,
@@ -26,7 +28,7 @@ pub struct Config {
     pub secrets: Secrets,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     pub path: PathBuf,
@@ -37,41 +39,30 @@ pub struct ModelConfig {
     pub batch_tokens: u32,
     /// A fixed seed makes replies reproducible.
     pub seed: Option<u32>,
+    /// A reply that gets no token for this long ends with "try again" and frees its sequence.
+    pub stall_seconds: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChatConfig {
-    pub prefix: String,
-    pub system_prompt: String,
-    pub history_turns: usize,
-    pub max_message_chars: usize,
-    /// Messages waiting in one channel beyond this get one "busy" notice instead of replies.
-    pub queue_limit: usize,
-    /// Engagement falls to half in this many minutes.
-    pub engagement_half_life_minutes: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` for `/metrics`; empty turns the endpoint off.
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscordConfig {
     pub api_base: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrievalConfig {
     pub enabled: bool,
@@ -88,19 +79,29 @@ pub struct RetrievalConfig {
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
+        let rules = ContextRules::default();
         Self {
             enabled: true,
             model_dir: "models/embed/all-MiniLM-L6-v2-int8".into(),
             onnxruntime: "models/onnxruntime/libonnxruntime.so.1.31.1".into(),
             index_path: PathBuf::new(),
-            top_k: 4,
-            min_similarity: 0.35,
-            max_context_chars: 800,
+            top_k: rules.top_k,
+            min_similarity: rules.min_similarity,
+            max_context_chars: rules.max_chars,
         }
     }
 }
 
 impl RetrievalConfig {
+    /// What goes into a prompt: nothing when retrieval is off.
+    pub fn context_rules(&self) -> ContextRules {
+        ContextRules {
+            top_k: if self.enabled { self.top_k } else { 0 },
+            min_similarity: self.min_similarity,
+            max_chars: self.max_context_chars,
+        }
+    }
+
     pub fn index_file(&self, storage: &Path) -> PathBuf {
         if self.index_path.as_os_str().is_empty() {
             storage.join("vectors.usearch")
@@ -111,7 +112,7 @@ impl RetrievalConfig {
 }
 
 /// Learning from feedback: rewards, and the LoRA adapter trained from them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RlConfig {
     /// Train an adapter (feedback is journaled either way).
@@ -143,7 +144,7 @@ pub struct RlConfig {
 
 impl Default for RlConfig {
     fn default() -> Self {
-        let rewards = sidekick_actors::reward::RewardRules::default();
+        let (rewards, rules) = (sidekick_actors::reward::RewardRules::default(), RlRules::default());
         Self {
             enabled: true,
             adapters_dir: "models/adapters".into(),
@@ -156,9 +157,9 @@ impl Default for RlConfig {
             // 1 / weight_decay, and pulls it back when feedback stops.
             weight_decay: 1.0,
             max_train_tokens: 256,
-            save_every_steps: 100,
-            keep_versions: 5,
-            keep_replies_days: 30,
+            save_every_steps: rules.save_every,
+            keep_versions: rules.keep_versions,
+            keep_replies_days: (rules.keep_replies.as_secs() / 86_400) as u32,
             threads: 1,
             rating_weight: rewards.rating_weight,
             sentiment_weight: rewards.sentiment_weight,
@@ -177,9 +178,21 @@ impl RlConfig {
             reactions: self.reactions.clone(),
         }
     }
+
+    /// How the feedback actor runs.
+    pub fn rules(&self) -> RlRules {
+        RlRules {
+            rewards: self.reward_rules(),
+            train: self.enabled,
+            save_every: self.save_every_steps,
+            keep_versions: self.keep_versions,
+            keep_replies: std::time::Duration::from_secs(u64::from(self.keep_replies_days) * 86_400),
+            ..Default::default()
+        }
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     pub grace_seconds: f64,
@@ -213,6 +226,7 @@ impl Default for ModelConfig {
             threads_batch: default_threads(),
             batch_tokens: 512,
             seed: None,
+            stall_seconds: sidekick_actors::timeouts::REPLY_STALL.as_secs_f64(),
         }
     }
 }
@@ -220,19 +234,6 @@ impl Default for ModelConfig {
 /// Prompt processing uses every core; generation uses one (see README, "Threads").
 fn default_threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-}
-
-impl Default for ChatConfig {
-    fn default() -> Self {
-        Self {
-            prefix: "!".into(),
-            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
-            history_turns: 20,
-            max_message_chars: 4000,
-            queue_limit: 4,
-            engagement_half_life_minutes: 10.0,
-        }
-    }
 }
 
 impl Default for StorageConfig {
@@ -256,23 +257,6 @@ impl Default for DiscordConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self { grace_seconds: 5.0 }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            model: ModelConfig::default(),
-            generation: GenerationParams::default(),
-            chat: ChatConfig::default(),
-            storage: StorageConfig::default(),
-            metrics: MetricsConfig::default(),
-            discord: DiscordConfig::default(),
-            shutdown: ShutdownConfig::default(),
-            retrieval: RetrievalConfig::default(),
-            rl: RlConfig::default(),
-            secrets: Secrets::default(),
-        }
     }
 }
 
@@ -327,24 +311,10 @@ impl Config {
                 m.context_tokens, m.parallel
             )));
         }
-        if self.chat.prefix.is_empty() || self.chat.prefix.chars().any(char::is_whitespace) || self.chat.prefix.chars().count() > 3 {
-            return Err(refuse(format!("chat.prefix must be 1-3 characters without spaces, got {:?}", self.chat.prefix)));
+        if !(1.0..=3600.0).contains(&m.stall_seconds) {
+            return Err(refuse(format!("model.stall_seconds must be between 1 and 3600, got {}", m.stall_seconds)));
         }
-        if !(1..=200).contains(&self.chat.history_turns) {
-            return Err(refuse(format!("chat.history_turns must be between 1 and 200, got {}", self.chat.history_turns)));
-        }
-        if !(100..=100_000).contains(&self.chat.max_message_chars) {
-            return Err(refuse(format!("chat.max_message_chars must be between 100 and 100000, got {}", self.chat.max_message_chars)));
-        }
-        if !(1..=100).contains(&self.chat.queue_limit) {
-            return Err(refuse(format!("chat.queue_limit must be between 1 and 100, got {}", self.chat.queue_limit)));
-        }
-        if !(0.1..=10_080.0).contains(&self.chat.engagement_half_life_minutes) {
-            return Err(refuse(format!(
-                "chat.engagement_half_life_minutes must be between 0.1 and 10080, got {}",
-                self.chat.engagement_half_life_minutes
-            )));
-        }
+        self.chat.validate().map_err(refuse)?;
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(refuse(format!(
                 "metrics.listen must be host:port like 127.0.0.1:9464 (or empty to turn it off), got {:?}",

@@ -3,12 +3,10 @@
 
 use ractor::ActorRef;
 use sidekick_actors::commands::Access;
-use sidekick_actors::{ChannelMsg, Inbound, ReplyEvent, RootMsg};
+use sidekick_actors::{ChannelKey, Inbound, ReplyEvent, RootMsg};
 use std::io::{IsTerminal, Write};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::{mpsc, watch};
-
-pub const CONSOLE_CHANNEL: &str = "console";
 
 pub struct ConsoleOptions {
     /// Print the exact prompt given to the model before each reply.
@@ -52,7 +50,7 @@ pub async fn run(
         let (reply, mut events) = mpsc::unbounded_channel();
         // Whoever runs the console owns the bot.
         let inbound = Inbound::addressed("you", text, Access::Owner, reply);
-        root.send_message(RootMsg::Route { channel: CONSOLE_CHANNEL.into(), msg: ChannelMsg::Inbound(inbound) })?;
+        root.send_message(RootMsg::Route { channel: ChannelKey::Console, inbound })?;
         if interactive {
             write!(out, "sidekick> ")?;
         }

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::store::FjallStore;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
-use sidekick_actors::{ChannelMsg, RootMsg};
+use sidekick_actors::RootMsg;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,19 +115,40 @@ async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallSt
                 Err(e) => Response::Error(e.to_string()),
             }
         }
-        Ok(Request::Panic { .. }) if !faults => Response::Error("fault injection is off".into()),
-        Ok(Request::Panic { actor }) => {
-            let msg = match actor.strip_prefix("channel:") {
-                Some(channel) => RootMsg::Route { channel: channel.to_string(), msg: ChannelMsg::InjectPanic },
-                None if actor == "model" => RootMsg::InjectModelPanic,
-                None => return reply(&mut write, &Response::Error(format!("no actor {actor:?}"))).await,
-            };
-            root.send_message(msg)?;
-            Response::Done
-        }
+        Ok(Request::Panic { actor }) => inject_panic(root, &actor, faults)?,
         Err(e) => Response::Error(format!("bad request: {e}")),
     };
     reply(&mut write, &response).await
+}
+
+/// Makes an actor panic, for the supervision tests: only in a build with the
+/// `fault-injection` feature, started with `SIDEKICK_FAULT_INJECTION=1`.
+#[cfg(feature = "fault-injection")]
+fn inject_panic(root: &ActorRef<RootMsg>, actor: &str, enabled: bool) -> anyhow::Result<Response> {
+    if !enabled {
+        return Ok(Response::Error("fault injection is off".into()));
+    }
+    use sidekick_actors::supervisor::Child;
+    let child = match actor.strip_prefix("channel:") {
+        Some(channel) => match channel.parse() {
+            Ok(channel) => Child::Channel(channel),
+            Err(e) => return Ok(Response::Error(e.to_string())),
+        },
+        None => match actor {
+            "model" => Child::Model,
+            "retrieval" => Child::Retrieval,
+            "feedback" => Child::Feedback,
+            "watchdog" => Child::Watchdog,
+            _ => return Ok(Response::Error(format!("no actor {actor:?}"))),
+        },
+    };
+    root.send_message(RootMsg::InjectPanic(child))?;
+    Ok(Response::Done)
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn inject_panic(_: &ActorRef<RootMsg>, _: &str, _: bool) -> anyhow::Result<Response> {
+    Ok(Response::Error("fault injection is off (this build has no fault-injection feature)".into()))
 }
 
 async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> anyhow::Result<()> {
@@ -138,7 +159,7 @@ async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response
 }
 
 async fn status(root: &ActorRef<RootMsg>) -> Option<Status> {
-    let tree = ractor::call_t!(root, RootMsg::Status, 5000).ok()?;
+    let tree = sidekick_actors::tree::status(&root.get_derived(), sidekick_actors::timeouts::TREE_STATUS).await.ok()?;
     let engine = tree.engine.unwrap_or_default();
     Some(Status {
         pid: std::process::id(),

@@ -5,12 +5,14 @@ use crate::learning::LocalLearning;
 use crate::llama::{EngineConfig, LlamaLoader};
 use crate::store::FjallStore;
 use ractor::{Actor, ActorRef};
-use sidekick_actors::engagement::{Clock, SystemClock};
+use sidekick_actors::clock::{Clock, SystemClock};
 use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::restart::RestartLimits;
+use sidekick_actors::sync::LockExt;
 use sidekick_actors::watchdog::Heartbeats;
+use sidekick_actors::ChannelKey;
 use sidekick_actors::{ChannelDefaults, RootMsg, RootSupervisor, TreeArgs};
-use sidekick_actors::{ChannelMsg, Inbound, ReplyEvent};
+use sidekick_actors::{Inbound, ReplyEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -54,37 +56,15 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-pub fn rl_rules(config: &Config) -> sidekick_actors::feedback::RlRules {
-    sidekick_actors::feedback::RlRules {
-        rewards: config.rl.reward_rules(),
-        train: config.rl.enabled,
-        save_every: config.rl.save_every_steps,
-        keep_versions: config.rl.keep_versions,
-        keep_replies: std::time::Duration::from_secs(u64::from(config.rl.keep_replies_days) * 86_400),
-        ..Default::default()
-    }
-}
-
 pub fn channel_defaults(config: &Config) -> ChannelDefaults {
     ChannelDefaults {
-        prefix: config.chat.prefix.clone(),
+        chat: config.chat.clone(),
         params: config.generation,
-        system_prompt: config.chat.system_prompt.clone(),
-        history_turns: config.chat.history_turns,
         seed: config.model.seed,
-        max_message_chars: config.chat.max_message_chars,
-        queue_limit: config.chat.queue_limit,
-        engagement: sidekick_actors::engagement::EngagementRules {
-            half_life_ms: (config.chat.engagement_half_life_minutes * 60_000.0) as u64,
-            ..Default::default()
-        },
         clock: Arc::new(SystemClock),
-        context: sidekick_actors::context::ContextRules {
-            top_k: if config.retrieval.enabled { config.retrieval.top_k } else { 0 },
-            min_similarity: config.retrieval.min_similarity,
-            max_chars: config.retrieval.max_context_chars,
-        },
+        context: config.retrieval.context_rules(),
         rewards: config.rl.reward_rules(),
+        stall: Duration::from_secs_f64(config.model.stall_seconds),
     }
 }
 
@@ -111,13 +91,13 @@ impl Daemon {
         let heartbeats = Heartbeats::default();
         let learning = config.rl.enabled.then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl)));
         if let Some(served) = learning.as_ref().and_then(|l| l.served_adapter()) {
-            engine.adapter.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(served);
+            engine.adapter.lock_or_recover().get_or_insert(served);
         }
         let args = TreeArgs {
             store: store.clone(),
             loader: Arc::new(LlamaLoader { config: engine, heartbeats: heartbeats.clone() }),
             learning: learning.map(|l| l as Arc<dyn sidekick_actors::ports::Learning>),
-            rl: rl_rules(config),
+            rl: config.rl.rules(),
             retriever: Arc::new(crate::retrieval::Loader::new(config, store.clone())),
             defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config) }),
             heartbeats,
@@ -132,11 +112,11 @@ impl Daemon {
 
     /// Says `text` in `channel` as `author` (with the owner's rights, as on the console) and
     /// waits for the whole answer.
-    pub async fn ask(&self, channel: &str, author: &str, text: &str) -> anyhow::Result<Answer> {
+    pub async fn ask(&self, channel: ChannelKey, author: &str, text: &str) -> anyhow::Result<Answer> {
         let (reply, mut events) = mpsc::unbounded_channel();
         let inbound = Inbound::addressed(author, text, sidekick_actors::commands::Access::Owner, reply);
         let started = Instant::now();
-        self.root.send_message(RootMsg::Route { channel: channel.into(), msg: ChannelMsg::Inbound(inbound) })?;
+        self.root.send_message(RootMsg::Route { channel, inbound })?;
         let mut answer = Answer::default();
         while let Some(event) = events.recv().await {
             match event {
@@ -169,7 +149,7 @@ impl Daemon {
         let _ = self.root.call(|port| RootMsg::Drain(grace, port), Some(grace + Duration::from_secs(10))).await;
         self.root.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(30), self.join).await;
-        sidekick_actors::ports::Store::flush(self.store.as_ref())?;
+        sidekick_actors::ports::StatsStore::flush(self.store.as_ref())?;
         Ok(())
     }
 }

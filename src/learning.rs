@@ -4,6 +4,7 @@
 use crate::config::RlConfig;
 use sha2::{Digest, Sha256};
 use sidekick_actors::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+use sidekick_actors::sync::LockExt;
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,7 +35,7 @@ impl LocalLearning {
     }
 
     fn base(&self) -> Result<Arc<BaseModel>, LearnError> {
-        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let mut base = self.base.lock_or_recover();
         if let Some(b) = base.as_ref() {
             return Ok(b.clone());
         }
@@ -89,6 +90,13 @@ impl Learning for LocalLearning {
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| LearnError::Files(e.to_string()))?;
         crate::files::write_atomically(&self.dir.join(MANIFEST), &json)
             .map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
+    }
+
+    fn remove_adapter(&self, file: &str) -> Result<(), LearnError> {
+        match std::fs::remove_file(self.dir.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LearnError::Files(format!("{file}: {e}"))),
+            _ => Ok(()),
+        }
     }
 
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {

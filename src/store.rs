@@ -3,7 +3,12 @@
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
-use sidekick_actors::ports::{ChannelSettings, FeedbackEvent, GlobalSettings, ReplyRecord, Store, StoreError, StoredMessage};
+use sidekick_actors::channel_key::ChannelKey;
+use sidekick_actors::ports::{
+    ChannelSettings, FeedbackEvent, FeedbackJournal, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord, SettingsStore, StatsStore,
+    StoreError, StoredMessage,
+};
+use sidekick_actors::sync::LockExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,13 +47,13 @@ pub struct VectorMeta {
 /// The settings key holding [`GlobalSettings`]; channel ids never start with `@`.
 const GLOBAL: &str = "@global";
 
-fn message_prefix(channel: &str) -> Vec<u8> {
-    let mut key = channel.as_bytes().to_vec();
+fn message_prefix(channel: &ChannelKey) -> Vec<u8> {
+    let mut key = channel.to_string().into_bytes();
     key.push(0);
     key
 }
 
-fn message_key(channel: &str, seq: u64) -> Vec<u8> {
+fn message_key(channel: &ChannelKey, seq: u64) -> Vec<u8> {
     let mut key = message_prefix(channel);
     key.extend_from_slice(&seq.to_be_bytes());
     key
@@ -102,16 +107,16 @@ impl FjallStore {
         }
     }
 
-    fn history_start(&self, channel: &str) -> Result<u64, StoreError> {
-        match self.cursors.get(channel).map_err(backend)? {
+    fn history_start(&self, channel: &ChannelKey) -> Result<u64, StoreError> {
+        match self.cursors.get(channel.to_string()).map_err(backend)? {
             Some(v) => u64_of(&v),
             None => Ok(0),
         }
     }
 
     /// The next sequence number of a channel's message log.
-    fn take_seq(&self, channel: &str) -> Result<u64, StoreError> {
-        self.next_in(channel, || match self.messages.prefix(message_prefix(channel)).next_back() {
+    fn take_seq(&self, channel: &ChannelKey) -> Result<u64, StoreError> {
+        self.next_in(&channel.to_string(), || match self.messages.prefix(message_prefix(channel)).next_back() {
             Some(guard) => Ok(Some(seq_of(&guard.key().map_err(backend)?))),
             None => Ok(None),
         })
@@ -119,7 +124,7 @@ impl FjallStore {
 
     /// Hands out sequence numbers for `counter`, continuing after `last()` found on disk.
     fn next_in(&self, counter: &str, last: impl FnOnce() -> Result<Option<u64>, StoreError>) -> Result<u64, StoreError> {
-        let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.next_seq.lock_or_recover();
         if let Some(seq) = next.get_mut(counter) {
             *seq += 1;
             return Ok(*seq - 1);
@@ -131,10 +136,10 @@ impl FjallStore {
 
     /// Every user message of every channel, oldest first within a channel: what the vector
     /// index is rebuilt from.
-    pub fn user_messages(&self) -> impl Iterator<Item = (String, StoredMessage)> + '_ {
+    pub fn user_messages(&self) -> impl Iterator<Item = (ChannelKey, StoredMessage)> + '_ {
         self.messages.iter().filter_map(|guard| {
             let (key, value) = guard.into_inner().ok()?;
-            let channel = String::from_utf8_lossy(&key[..key.len() - 9]).into_owned();
+            let channel = String::from_utf8_lossy(&key[..key.len() - 9]).parse().ok()?;
             let message: StoredMessage = serde_json::from_slice(&value).ok()?;
             (message.role == sidekick_actors::prompt::Role::User).then_some((channel, message))
         })
@@ -220,26 +225,46 @@ impl FjallStore {
     }
 
     /// Number of messages in a channel's log (for tests and `status`).
-    pub fn message_count(&self, channel: &str) -> usize {
+    pub fn message_count(&self, channel: &ChannelKey) -> usize {
         self.messages.prefix(message_prefix(channel)).count()
+    }
+
+    /// The whole feedback journal, oldest first.
+    pub fn feedback_events(&self) -> Result<Vec<FeedbackEvent>, StoreError> {
+        Ok(self.feedback_since(0)?.into_iter().map(|(_, e)| e).collect())
     }
 }
 
-impl Store for FjallStore {
-    fn channel_settings(&self, channel: &str) -> Result<ChannelSettings, StoreError> {
-        match self.settings.get(channel).map_err(backend)? {
+impl SettingsStore for FjallStore {
+    fn channel_settings(&self, channel: &ChannelKey) -> Result<ChannelSettings, StoreError> {
+        match self.settings.get(channel.to_string()).map_err(backend)? {
             Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("settings of {channel}: {e}"))),
             None => Ok(ChannelSettings::default()),
         }
     }
 
-    fn save_channel_settings(&self, channel: &str, settings: &ChannelSettings) -> Result<(), StoreError> {
+    fn save_channel_settings(&self, channel: &ChannelKey, settings: &ChannelSettings) -> Result<(), StoreError> {
         let json = serde_json::to_vec(settings).map_err(backend)?;
-        self.settings.insert(channel, json).map_err(backend)?;
+        self.settings.insert(channel.to_string(), json).map_err(backend)?;
         self.sync()
     }
 
-    fn append_message(&self, channel: &str, message: &StoredMessage) -> Result<u64, StoreError> {
+    fn global_settings(&self) -> Result<GlobalSettings, StoreError> {
+        match self.settings.get(GLOBAL).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("global settings: {e}"))),
+            None => Ok(GlobalSettings::default()),
+        }
+    }
+
+    fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(settings).map_err(backend)?;
+        self.settings.insert(GLOBAL, json).map_err(backend)?;
+        self.sync()
+    }
+}
+
+impl MessageLog for FjallStore {
+    fn append_message(&self, channel: &ChannelKey, message: &StoredMessage) -> Result<u64, StoreError> {
         let seq = self.take_seq(channel)?;
         let json = serde_json::to_vec(message).map_err(backend)?;
         self.messages.insert(message_key(channel, seq), json).map_err(backend)?;
@@ -247,7 +272,7 @@ impl Store for FjallStore {
         Ok(seq)
     }
 
-    fn recent_history(&self, channel: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    fn recent_history(&self, channel: &ChannelKey, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         let start = self.history_start(channel)?;
         let mut out = Vec::with_capacity(limit);
         for guard in self.messages.prefix(message_prefix(channel)).rev() {
@@ -261,30 +286,31 @@ impl Store for FjallStore {
             match serde_json::from_slice(&value) {
                 Ok(message) => out.push(message),
                 // One unreadable record must not cost the whole conversation.
-                Err(e) => tracing::warn!(channel, error = %e, "skipping an unreadable message"),
+                Err(e) => tracing::warn!(%channel, error = %e, "skipping an unreadable message"),
             }
         }
         out.reverse();
         Ok(out)
     }
 
-    fn clear_history(&self, channel: &str) -> Result<(), StoreError> {
+    fn clear_history(&self, channel: &ChannelKey) -> Result<(), StoreError> {
         let next = self.take_seq(channel)?; // the first sequence number after the clear
-        self.cursors.insert(channel, next.to_be_bytes()).map_err(backend)?;
+        self.cursors.insert(channel.to_string(), next.to_be_bytes()).map_err(backend)?;
         self.sync()
     }
 
-    fn purge_channel(&self, channel: &str) -> Result<usize, StoreError> {
+    fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {
+        let name = channel.to_string();
         let keys: Vec<_> = self.messages.prefix(message_prefix(channel)).filter_map(|g| g.key().ok()).collect();
         let mut batch = self.db.batch();
         for key in &keys {
             batch.remove(&self.messages, key.clone());
         }
-        batch.remove(&self.settings, channel);
-        batch.remove(&self.cursors, channel);
+        batch.remove(&self.settings, name.as_str());
+        batch.remove(&self.cursors, name.as_str());
         // The channel's replies in the reply journal (their prompts quote it), the links to
         // them, and the feedback given there. A scan: purging is rare.
-        let of_channel = |value: &[u8]| serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["channel"] == channel);
+        let of_channel = |value: &[u8]| serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["channel"] == name.as_str());
         let mut replies = std::collections::HashSet::new();
         for guard in self.replies.iter() {
             let (key, value) = guard.into_inner().map_err(backend)?;
@@ -309,20 +335,9 @@ impl Store for FjallStore {
         self.sync()?;
         Ok(keys.len())
     }
+}
 
-    fn global_settings(&self) -> Result<GlobalSettings, StoreError> {
-        match self.settings.get(GLOBAL).map_err(backend)? {
-            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("global settings: {e}"))),
-            None => Ok(GlobalSettings::default()),
-        }
-    }
-
-    fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(settings).map_err(backend)?;
-        self.settings.insert(GLOBAL, json).map_err(backend)?;
-        self.sync()
-    }
-
+impl FeedbackJournal for FjallStore {
     fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError> {
         let seq = self.next_in(GLOBAL, || last_seq(&self.feedback))?;
         let json = serde_json::to_vec(event).map_err(backend)?;
@@ -343,7 +358,9 @@ impl Store for FjallStore {
         }
         Ok(out)
     }
+}
 
+impl ReplyJournal for FjallStore {
     fn append_reply(&self, reply: &ReplyRecord) -> Result<u64, StoreError> {
         let id = self.next_in("@replies", || last_seq(&self.replies))?;
         let json = serde_json::to_vec(reply).map_err(backend)?;
@@ -401,10 +418,12 @@ impl Store for FjallStore {
             None => Ok(None),
         }
     }
+}
 
+impl StatsStore for FjallStore {
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
         // Read-add-write: channels count concurrently, so one at a time or counts are lost.
-        let _one_at_a_time = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self.stats_lock.lock_or_recover();
         let now = self.stat(name)? + delta;
         self.stats.insert(name, now.to_be_bytes()).map_err(backend)
     }
@@ -426,6 +445,10 @@ mod tests {
     use super::*;
     use sidekick_actors::prompt::Role;
 
+    fn key(id: u64) -> ChannelKey {
+        ChannelKey::guild(1, id)
+    }
+
     fn message(text: &str) -> StoredMessage {
         StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None, guild: None }
     }
@@ -436,36 +459,35 @@ mod tests {
         {
             let store = FjallStore::open(dir.path()).unwrap();
             for i in 0..5 {
-                store.append_message("c1", &message(&format!("m{i}"))).unwrap();
+                store.append_message(&key(1), &message(&format!("m{i}"))).unwrap();
             }
-            store.append_message("c2", &message("other")).unwrap();
+            store.append_message(&key(2), &message("other")).unwrap();
         }
         let store = FjallStore::open(dir.path()).unwrap();
         let texts = |v: Vec<StoredMessage>| v.into_iter().map(|m| m.content).collect::<Vec<_>>();
-        assert_eq!(texts(store.recent_history("c1", 3).unwrap()), ["m2", "m3", "m4"]);
-        assert_eq!(store.append_message("c1", &message("m5")).unwrap(), 5);
-        store.clear_history("c1").unwrap();
-        assert!(store.recent_history("c1", 10).unwrap().is_empty());
-        store.append_message("c1", &message("after")).unwrap();
-        assert_eq!(texts(store.recent_history("c1", 10).unwrap()), ["after"]);
-        assert_eq!(texts(store.recent_history("c2", 10).unwrap()), ["other"]);
-        assert_eq!(store.message_count("c1"), 7, "clearing keeps the log");
+        assert_eq!(texts(store.recent_history(&key(1), 3).unwrap()), ["m2", "m3", "m4"]);
+        assert_eq!(store.append_message(&key(1), &message("m5")).unwrap(), 5);
+        store.clear_history(&key(1)).unwrap();
+        assert!(store.recent_history(&key(1), 10).unwrap().is_empty());
+        store.append_message(&key(1), &message("after")).unwrap();
+        assert_eq!(texts(store.recent_history(&key(1), 10).unwrap()), ["after"]);
+        assert_eq!(texts(store.recent_history(&key(2), 10).unwrap()), ["other"]);
+        assert_eq!(store.message_count(&key(1)), 7, "clearing keeps the log");
     }
 
     #[test]
     fn settings_and_stats_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        assert_eq!(store.channel_settings("c").unwrap(), ChannelSettings::default());
-        let mut s = ChannelSettings::default();
-        s.system_prompt = Some("be brief".into());
+        assert_eq!(store.channel_settings(&key(3)).unwrap(), ChannelSettings::default());
+        let mut s = ChannelSettings { system_prompt: Some("be brief".into()), ..Default::default() };
         s.params.temperature = Some(0.9);
-        store.save_channel_settings("c", &s).unwrap();
+        store.save_channel_settings(&key(3), &s).unwrap();
         drop(store);
         let store = FjallStore::open(dir.path()).unwrap();
-        assert_eq!(store.channel_settings("c").unwrap(), s);
+        assert_eq!(store.channel_settings(&key(3)).unwrap(), s);
         let event = |rating| FeedbackEvent {
-            channel: "c".into(),
+            channel: key(3),
             reply_seq: Some(3),
             reply_message_id: None,
             source: sidekick_actors::ports::FeedbackSource::Command,
@@ -499,7 +521,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
         let reply = ReplyRecord {
-            channel: "c".into(),
+            channel: key(3),
             reply_seq: 1,
             prompt: "p".into(),
             prompt_tokens: vec![1, 2],
@@ -527,8 +549,8 @@ mod tests {
     fn purging_a_channel_takes_its_replies_links_and_feedback() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        let reply = |channel: &str| ReplyRecord {
-            channel: channel.into(),
+        let reply = |channel: ChannelKey| ReplyRecord {
+            channel,
             reply_seq: 0,
             prompt: "p".into(),
             prompt_tokens: vec![1],
@@ -537,12 +559,12 @@ mod tests {
             adapter: None,
             at_ms: 0,
         };
-        let (gone, kept) = (store.append_reply(&reply("a")).unwrap(), store.append_reply(&reply("b")).unwrap());
+        let (gone, kept) = (store.append_reply(&reply(key(4))).unwrap(), store.append_reply(&reply(key(5))).unwrap());
         store.link_reply(gone, &["1".into()]).unwrap();
         store.link_reply(kept, &["2".into()]).unwrap();
-        for (channel, id) in [("a", gone), ("b", kept)] {
+        for (channel, id) in [(key(4), gone), (key(5), kept)] {
             let event = FeedbackEvent {
-                channel: channel.into(),
+                channel,
                 reply_seq: None,
                 reply_id: Some(id),
                 reply_message_id: None,
@@ -556,12 +578,47 @@ mod tests {
             };
             store.append_feedback(&event).unwrap();
         }
-        store.append_message("a", &message("hi")).unwrap();
-        assert_eq!(store.purge_channel("a").unwrap(), 1);
+        store.append_message(&key(4), &message("hi")).unwrap();
+        assert_eq!(store.purge_channel(&key(4)).unwrap(), 1);
         assert_eq!(store.reply(gone).unwrap(), None);
         assert_eq!(store.reply_for_message("1").unwrap(), None);
         assert_eq!(store.reply_for_message("2").unwrap(), Some(kept));
         let left: Vec<_> = store.feedback_events().unwrap().into_iter().map(|e| e.channel).collect();
-        assert_eq!(left, ["b"]);
+        assert_eq!(left, [key(5)]);
+    }
+
+    /// The records as the code before typed channel keys wrote them: the channel as a plain
+    /// string in keys and JSON, written straight into fjall.
+    #[test]
+    fn a_store_written_with_string_keys_reads_the_same_through_channel_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::builder(dir.path()).open().unwrap();
+            let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+            let (settings, messages, replies, feedback) = (ks("settings"), ks("messages"), ks("replies"), ks("feedback"));
+            settings.insert("discord:42", br#"{"system_prompt":"be brief","params":{"temperature":0.3}}"#).unwrap();
+            for (seq, text) in [(0u64, "first"), (1, "second")] {
+                let mut key = b"discord:42\0".to_vec();
+                key.extend_from_slice(&seq.to_be_bytes());
+                let json = format!(r#"{{"role":"user","author":"ann","content":"{text}","at_ms":{seq},"guild":"7"}}"#);
+                messages.insert(key, json).unwrap();
+            }
+            let reply = r#"{"channel":"discord-dm:9","reply_seq":3,"prompt":"p","prompt_tokens":[1],"reply_tokens":[2],"text":"hi","adapter":null,"at_ms":5}"#;
+            replies.insert(0u64.to_be_bytes(), reply).unwrap();
+            let event = r#"{"channel":"console","reply_seq":1,"reply_message_id":null,"source":"command","rating":4,"emoji":null,"comment":"","user":"you","at_ms":6}"#;
+            feedback.insert(0u64.to_be_bytes(), event).unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        let channel = ChannelKey::guild(7, 42);
+        let settings = store.channel_settings(&channel).unwrap();
+        assert_eq!((settings.system_prompt.as_deref(), settings.params.temperature), (Some("be brief"), Some(0.3)));
+        let history: Vec<String> = store.recent_history(&channel, 10).unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(history, ["first", "second"]);
+        assert_eq!(store.append_message(&channel, &message("third")).unwrap(), 2, "the log goes on where it was");
+        assert_eq!(store.reply(0).unwrap().unwrap().channel, ChannelKey::Dm { user: None, channel: 9 });
+        assert_eq!(store.feedback_events().unwrap()[0].channel, ChannelKey::Console);
+        let rebuilt: Vec<ChannelKey> = store.user_messages().map(|(c, _)| c).collect();
+        assert_eq!(rebuilt, [channel; 3]);
     }
 }

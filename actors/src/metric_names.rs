@@ -47,6 +47,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "channel_start",
     "decode",
     "context_full",
+    "stall",
     "discord_send",
     "training",
     "adapter_save",

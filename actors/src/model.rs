@@ -5,7 +5,7 @@
 use crate::metric_names as m;
 use crate::ports::{EngineStats, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub enum ModelMsg {
@@ -17,35 +17,11 @@ pub enum ModelMsg {
     /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
     Drain(Duration, RpcReplyPort<()>),
     /// Fault injection for supervision tests: the handler panics.
+    #[cfg(feature = "fault-injection")]
     InjectPanic,
 }
 
-/// Where others find the current instance of a supervised actor; the supervisor updates it
-/// when it restarts one.
-pub struct ActorHandle<M: ractor::Message>(Arc<RwLock<Option<ActorRef<M>>>>);
-
-impl<M: ractor::Message> Clone for ActorHandle<M> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<M: ractor::Message> Default for ActorHandle<M> {
-    fn default() -> Self {
-        Self(Arc::default())
-    }
-}
-
-impl<M: ractor::Message> ActorHandle<M> {
-    pub fn get(&self) -> Option<ActorRef<M>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-    pub fn set(&self, actor: Option<ActorRef<M>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = actor;
-    }
-}
-
-pub type ModelHandle = ActorHandle<ModelMsg>;
+pub type ModelHandle = crate::handle::ActorHandle<ModelMsg>;
 
 pub struct ModelActor;
 
@@ -109,6 +85,7 @@ impl Actor for ModelActor {
                 tokio::task::spawn_blocking(move || engine.shutdown(grace)).await?;
                 let _ = reply.send(());
             }
+            #[cfg(feature = "fault-injection")]
             ModelMsg::InjectPanic => panic!("injected panic in the model actor"),
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! When to restart a failed actor: a bounded number of times in a window, with backoff.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests that pause time see restarts at the times they set.
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartLimits {

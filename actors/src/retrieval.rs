@@ -29,12 +29,15 @@ pub enum RetrievalMsg {
         reply: RpcReplyPort<Vec<Hit>>,
     },
     Purge {
-        channel: String,
+        channel: crate::channel_key::ChannelKey,
         reply: RpcReplyPort<usize>,
     },
     /// Embeds what is pending and saves the index.
     Save(Option<RpcReplyPort<()>>),
     Stats(RpcReplyPort<RetrievalStats>),
+    /// Fault injection for supervision tests: the handler panics.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic,
     /// A batch finished embedding (sent by the actor's own blocking task).
     Indexed {
         items: usize,
@@ -100,6 +103,10 @@ impl Actor for RetrievalActor {
         msg: RetrievalMsg,
         state: &mut RetrievalState,
     ) -> Result<(), ActorProcessingErr> {
+        #[cfg(feature = "fault-injection")]
+        if matches!(msg, RetrievalMsg::InjectPanic) {
+            panic!("injected panic in the retrieval actor");
+        }
         let Ok(retriever) = state.retriever.clone() else {
             return degraded(msg, state);
         };
@@ -154,6 +161,8 @@ impl Actor for RetrievalActor {
             RetrievalMsg::Stats(reply) => {
                 let _ = reply.send(retriever.stats());
             }
+            #[cfg(feature = "fault-injection")]
+            RetrievalMsg::InjectPanic => unreachable!("handled above"),
         }
         Ok(())
     }

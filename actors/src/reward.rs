@@ -141,7 +141,7 @@ mod tests {
 
     fn reaction(source: FeedbackSource, user: &str, emoji: &str, reward: f32) -> FeedbackEvent {
         FeedbackEvent {
-            channel: "discord:1".into(),
+            channel: crate::ChannelKey::guild(1, 1),
             reply_seq: None,
             reply_id: Some(1),
             reply_message_id: Some("m1".into()),

@@ -1,19 +1,26 @@
-//! The root supervisor: starts the model actor and the watchdog, spawns a conversation actor
-//! per channel on first use, and restarts any child that fails, within limits and with backoff.
+//! The root supervisor: starts the model, retrieval, feedback and watchdog actors, spawns a
+//! conversation actor per channel on first use, and restarts any child that fails, within
+//! limits and with backoff.
 
-use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, ReplyEvent, SharedGlobal};
+use crate::channel_key::ChannelKey;
+use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, Inbound, ReplyEvent, SharedGlobal};
 use crate::feedback::{FeedbackActor, FeedbackArgs, FeedbackMsg, RlRules};
+use crate::handle::ActorHandle;
 use crate::metric_names as m;
-use crate::model::{ActorHandle, ModelActor, ModelHandle, ModelMsg};
-use crate::ports::{ChannelId, EngineStats, Learning, ModelInfo, ModelLoader, RetrievalStats, RetrieverLoader, Store};
+use crate::model::{ModelActor, ModelMsg};
+use crate::ports::{Learning, ModelLoader, RetrieverLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::retrieval::{RetrievalActor, RetrievalMsg};
+use crate::sync::RwLockExt;
+use crate::timeouts;
+use crate::tree::{TreeRequest, TreeStatus};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Everything the tree needs from the outside world.
 pub struct TreeArgs {
@@ -35,7 +42,7 @@ pub enum Child {
     Retrieval,
     Feedback,
     Watchdog,
-    Channel(ChannelId),
+    Channel(ChannelKey),
 }
 
 impl Child {
@@ -50,32 +57,15 @@ impl Child {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct TreeStatus {
-    pub model: Option<ModelInfo>,
-    pub engine: Option<EngineStats>,
-    pub retrieval: Option<RetrievalStats>,
-    pub channels: usize,
-    pub uptime: Duration,
-    pub restarts: u64,
-    /// The adapter served (`None`: the base model).
-    pub adapter: Option<crate::ports::AdapterVersion>,
-    /// How long ago the last reply was completed.
-    pub last_reply: Option<Duration>,
-}
-
 pub enum RootMsg {
     /// Deliver a message to a channel's conversation actor, starting it if needed.
     Route {
-        channel: ChannelId,
-        msg: ChannelMsg,
+        channel: ChannelKey,
+        inbound: Inbound,
     },
     Restart(Child),
-    /// `!restart`: stop every conversation and the model, and load the model again.
-    RestartTree,
-    /// Stop a conversation so it starts afresh from the store (after its data was purged).
-    Forget(ChannelId),
-    Status(RpcReplyPort<TreeStatus>),
+    /// What a conversation may ask (through its [`crate::tree::TreeHandle`]).
+    Tree(TreeRequest),
     /// For the feedback/RL actor (reactions); dropped while it restarts.
     Feedback(FeedbackMsg),
     /// A reply was delivered as these (Discord) messages: linked at once, so reactions and a
@@ -84,30 +74,49 @@ pub enum RootMsg {
         reply_id: u64,
         message_ids: Vec<String>,
     },
-    /// Fault injection for supervision tests: the model actor's handler panics.
-    InjectModelPanic,
     /// Save the vector index and the adapter now (before a backup); the store is synced.
     Checkpoint(RpcReplyPort<()>),
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
+    /// Fault injection for supervision tests: that child's handler panics.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic(Child),
+}
+
+impl From<TreeRequest> for RootMsg {
+    fn from(request: TreeRequest) -> Self {
+        RootMsg::Tree(request)
+    }
+}
+
+impl TryFrom<RootMsg> for TreeRequest {
+    type Error = ();
+    fn try_from(msg: RootMsg) -> Result<Self, ()> {
+        match msg {
+            RootMsg::Tree(request) => Ok(request),
+            _ => Err(()),
+        }
+    }
 }
 
 pub struct RootSupervisor;
 
+/// A running conversation, with the count of messages routed to it and not yet handled.
+type Conversation = (ActorRef<ChannelMsg>, Arc<AtomicUsize>);
+
 pub struct RootState {
     args: TreeArgs,
-    model: ModelHandle,
+    model: ActorHandle<ModelMsg>,
     retrieval: ActorHandle<RetrievalMsg>,
     feedback: ActorHandle<FeedbackMsg>,
     /// What the feedback actor last published (kept across its restarts).
     rl_summary: Arc<RwLock<crate::feedback::RlSummary>>,
-    watchdog: Option<ActorCell>,
-    /// Each conversation with the count of messages routed to it and not yet handled.
-    channels: HashMap<ChannelId, (ActorRef<ChannelMsg>, Arc<AtomicUsize>)>,
+    watchdog: Option<ActorRef<crate::watchdog::WatchdogMsg>>,
+    channels: HashMap<ChannelKey, Conversation>,
     global: SharedGlobal,
     children: HashMap<ActorId, Child>,
     trackers: HashMap<Child, RestartTracker>,
-    disabled: HashMap<ChannelId, Instant>,
+    disabled: HashMap<ChannelKey, Instant>,
     restarts: u64,
     started: Instant,
     draining: bool,
@@ -123,7 +132,7 @@ impl Actor for RootSupervisor {
         let mut state = RootState {
             global,
             args,
-            model: ModelHandle::default(),
+            model: ActorHandle::default(),
             retrieval: ActorHandle::default(),
             feedback: ActorHandle::default(),
             rl_summary: Arc::default(),
@@ -152,13 +161,13 @@ impl Actor for RootSupervisor {
             channel.stop(None);
         }
         if let Some(model) = state.model.get() {
-            let _ = model.stop_and_wait(None, Some(Duration::from_secs(30))).await;
+            let _ = model.stop_and_wait(None, Some(timeouts::CHILD_STOP)).await;
         }
         if let Some(retrieval) = state.retrieval.get() {
-            let _ = retrieval.stop_and_wait(None, Some(Duration::from_secs(60))).await;
+            let _ = retrieval.stop_and_wait(None, Some(timeouts::SAVING_CHILD_STOP)).await;
         }
         if let Some(feedback) = state.feedback.get() {
-            let _ = feedback.stop_and_wait(None, Some(Duration::from_secs(60))).await;
+            let _ = feedback.stop_and_wait(None, Some(timeouts::SAVING_CHILD_STOP)).await;
         }
         if let Some(watchdog) = &state.watchdog {
             watchdog.stop(None);
@@ -168,35 +177,17 @@ impl Actor for RootSupervisor {
 
     async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, state: &mut RootState) -> Result<(), ActorProcessingErr> {
         match msg {
-            RootMsg::Route { channel, msg } => state.route(&myself, channel, msg).await?,
+            RootMsg::Route { channel, inbound } => state.route(&myself, channel, inbound).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
-            RootMsg::RestartTree => state.restart_tree(&myself).await?,
-            RootMsg::Forget(id) => {
-                if let Some((actor, _)) = state.channels.remove(&id) {
+            RootMsg::Tree(TreeRequest::RestartTree) => state.restart_tree(&myself).await?,
+            RootMsg::Tree(TreeRequest::Forget(key)) => {
+                if let Some((actor, _)) = state.channels.remove(&key) {
                     state.children.remove(&actor.get_id());
                     actor.stop(Some("forgotten".into()));
                 }
             }
-            RootMsg::Status(reply) => {
-                let (model, engine) = match state.model.get() {
-                    Some(model) => (ractor::call_t!(model, ModelMsg::Info, 2000).ok(), ractor::call_t!(model, ModelMsg::Stats, 2000).ok()),
-                    None => (None, None),
-                };
-                let retrieval = match state.retrieval.get() {
-                    Some(r) => ractor::call_t!(r, RetrievalMsg::Stats, 2000).ok(),
-                    None => None,
-                };
-                let adapter = state.rl_summary.read().unwrap_or_else(|e| e.into_inner()).active.clone();
-                let _ = reply.send(TreeStatus {
-                    model,
-                    engine,
-                    retrieval,
-                    channels: state.channels.len(),
-                    uptime: state.started.elapsed(),
-                    restarts: state.restarts,
-                    adapter,
-                    last_reply: state.args.heartbeats.last("reply").map(|t| t.elapsed()),
-                });
+            RootMsg::Tree(TreeRequest::Status(reply)) => {
+                let _ = reply.send(state.status().await);
             }
             RootMsg::Delivered { reply_id, message_ids } => {
                 if let Err(e) = state.args.store.link_reply(reply_id, &message_ids) {
@@ -209,39 +200,11 @@ impl Actor for RootSupervisor {
                     let _ = feedback.send_message(msg);
                 }
             }
-            RootMsg::Checkpoint(reply) => {
-                // In its own task: messages keep flowing while the index and adapter are saved.
-                let (retrieval, feedback, store) = (state.retrieval.get(), state.feedback.get(), state.args.store.clone());
-                tokio::spawn(async move {
-                    if let Some(retrieval) = retrieval {
-                        let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(120))).await;
-                    }
-                    if let Some(feedback) = feedback {
-                        let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: false, reply }, Some(Duration::from_secs(120))).await;
-                    }
-                    if let Err(e) = store.flush() {
-                        tracing::error!(error = %e, "could not sync the store");
-                    }
-                    let _ = reply.send(());
-                });
-            }
-            RootMsg::InjectModelPanic => {
-                if let Some(model) = state.model.get() {
-                    let _ = model.send_message(ModelMsg::InjectPanic);
-                }
-            }
+            RootMsg::Checkpoint(reply) => state.checkpoint(reply),
+            #[cfg(feature = "fault-injection")]
+            RootMsg::InjectPanic(child) => state.inject_panic(child),
             RootMsg::Drain(grace, reply) => {
-                state.draining = true;
-                if let Some(feedback) = state.feedback.get() {
-                    let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: true, reply }, Some(Duration::from_secs(60))).await;
-                }
-                if let Some(retrieval) = state.retrieval.get() {
-                    let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(Duration::from_secs(60))).await;
-                }
-                if let Some(model) = state.model.get() {
-                    let wait = grace + Duration::from_secs(5);
-                    let _ = model.call(|port| ModelMsg::Drain(grace, port), Some(wait)).await;
-                }
+                state.drain(grace).await;
                 let _ = reply.send(());
             }
         }
@@ -264,11 +227,29 @@ impl Actor for RootSupervisor {
         let Some(failure) = failure else { return Ok(()) };
         tracing::error!(child = ?child, %failure, "actor failed");
         m::count_error("actor_failed");
-        if state.draining {
-            return Ok(());
+        if !state.draining {
+            state.on_failure(&myself, child);
         }
-        let tracker = state.trackers.entry(child.clone()).or_default();
-        match tracker.on_failure(&state.args.limits, Instant::now()) {
+        Ok(())
+    }
+}
+
+impl RootState {
+    #[cfg(feature = "fault-injection")]
+    fn inject_panic(&self, child: Child) {
+        let _ = match child {
+            Child::Model => self.model.get().map(|a| a.send_message(ModelMsg::InjectPanic).is_ok()),
+            Child::Retrieval => self.retrieval.get().map(|a| a.send_message(RetrievalMsg::InjectPanic).is_ok()),
+            Child::Feedback => self.feedback.get().map(|a| a.send_message(FeedbackMsg::InjectPanic).is_ok()),
+            Child::Watchdog => self.watchdog.as_ref().map(|a| a.send_message(crate::watchdog::WatchdogMsg::InjectPanic).is_ok()),
+            Child::Channel(key) => self.channels.get(&key).map(|(a, _)| a.send_message(ChannelMsg::InjectPanic).is_ok()),
+        };
+    }
+
+    /// A child failed: restart it after a backoff, or give up on it as its kind allows.
+    fn on_failure(&mut self, myself: &ActorRef<RootMsg>, child: Child) {
+        let tracker = self.trackers.entry(child.clone()).or_default();
+        match tracker.on_failure(&self.args.limits, Instant::now()) {
             RestartDecision::RestartAfter(backoff) => {
                 tracing::warn!(child = ?child, ?backoff, "restarting");
                 myself.send_after(backoff, move || RootMsg::Restart(child));
@@ -276,7 +257,7 @@ impl Actor for RootSupervisor {
             RestartDecision::GiveUp => match child {
                 Child::Channel(id) => {
                     tracing::error!(channel = %id, "channel keeps failing; disabled for a while");
-                    state.disabled.insert(id, Instant::now() + state.args.limits.window);
+                    self.disabled.insert(id, Instant::now() + self.args.limits.window);
                 }
                 Child::Retrieval => {
                     tracing::error!("retrieval keeps failing; replies go on without it");
@@ -294,11 +275,8 @@ impl Actor for RootSupervisor {
                 }
             },
         }
-        Ok(())
     }
-}
 
-impl RootState {
     fn forget(&mut self, child: &Child) {
         match child {
             Child::Model => self.model.set(None),
@@ -314,6 +292,61 @@ impl RootState {
     fn count_restart(&mut self, child: &Child) {
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS, "actor" => child.label()).increment(1);
+    }
+
+    async fn status(&self) -> TreeStatus {
+        let wait = timeouts::CHILD_STATUS.as_millis() as u64;
+        let (model, engine) = match self.model.get() {
+            Some(model) => (ractor::call_t!(model, ModelMsg::Info, wait).ok(), ractor::call_t!(model, ModelMsg::Stats, wait).ok()),
+            None => (None, None),
+        };
+        let retrieval = match self.retrieval.get() {
+            Some(r) => ractor::call_t!(r, RetrievalMsg::Stats, wait).ok(),
+            None => None,
+        };
+        TreeStatus {
+            model,
+            engine,
+            retrieval,
+            channels: self.channels.len(),
+            uptime: self.started.elapsed(),
+            restarts: self.restarts,
+            adapter: self.rl_summary.read_or_recover().active.clone(),
+            last_reply: self.args.heartbeats.last("reply").map(|t| t.elapsed()),
+        }
+    }
+
+    /// Saves the index and the adapter in a task of its own: messages keep flowing meanwhile.
+    fn checkpoint(&self, reply: RpcReplyPort<()>) {
+        let (retrieval, feedback, store) = (self.retrieval.get(), self.feedback.get(), self.args.store.clone());
+        tokio::spawn(async move {
+            if let Some(retrieval) = retrieval {
+                let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(timeouts::CHECKPOINT)).await;
+            }
+            if let Some(feedback) = feedback {
+                let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: false, reply }, Some(timeouts::CHECKPOINT)).await;
+            }
+            if let Err(e) = store.flush() {
+                tracing::error!(error = %e, "could not sync the store");
+            }
+            let _ = reply.send(());
+        });
+    }
+
+    /// Stops taking messages, saves what learning and retrieval hold, and lets the replies in
+    /// flight finish within `grace`.
+    async fn drain(&mut self, grace: Duration) {
+        self.draining = true;
+        if let Some(feedback) = self.feedback.get() {
+            let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: true, reply }, Some(timeouts::SHUTDOWN_SAVE)).await;
+        }
+        if let Some(retrieval) = self.retrieval.get() {
+            let _ = retrieval.call(|port| RetrievalMsg::Save(Some(port)), Some(timeouts::SHUTDOWN_SAVE)).await;
+        }
+        if let Some(model) = self.model.get() {
+            let wait = grace + Duration::from_secs(5);
+            let _ = model.call(|port| ModelMsg::Drain(grace, port), Some(wait)).await;
+        }
     }
 
     async fn start_model(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
@@ -333,7 +366,8 @@ impl RootState {
 
     async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
         let args = FeedbackArgs {
-            store: self.args.store.clone(),
+            journal: self.args.store.clone(),
+            replies: self.args.store.clone(),
             learning: self.args.learning.clone(),
             model: self.model.clone(),
             heartbeats: self.args.heartbeats.clone(),
@@ -350,28 +384,24 @@ impl RootState {
     async fn start_watchdog(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
         let args = WatchdogArgs {
             heartbeats: self.args.heartbeats.clone(),
-            started: self.started,
+            started: self.started.into_std(),
             tick: self.args.watchdog_tick,
             store: Some(self.args.store.clone()),
-            stall_after: Duration::from_secs(30),
+            stall_after: self.args.defaults.stall,
         };
         let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Watchdog);
-        self.watchdog = Some(actor.get_cell());
+        self.watchdog = Some(actor);
         Ok(())
     }
 
-    async fn channel(
-        &mut self,
-        myself: &ActorRef<RootMsg>,
-        id: &ChannelId,
-    ) -> Result<(ActorRef<ChannelMsg>, Arc<AtomicUsize>), ActorProcessingErr> {
-        if let Some(entry) = self.channels.get(id) {
+    async fn channel(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey) -> Result<Conversation, ActorProcessingErr> {
+        if let Some(entry) = self.channels.get(&key) {
             return Ok(entry.clone());
         }
         let pending = Arc::new(AtomicUsize::new(0));
         let args = ConversationArgs {
-            channel: id.clone(),
+            channel: key,
             store: self.args.store.clone(),
             model: self.model.clone(),
             retrieval: self.retrieval.clone(),
@@ -379,12 +409,12 @@ impl RootState {
             heartbeats: self.args.heartbeats.clone(),
             defaults: self.args.defaults.clone(),
             global: self.global.clone(),
-            root: myself.clone(),
+            tree: myself.get_derived(),
             pending: pending.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await?;
-        self.children.insert(actor.get_id(), Child::Channel(id.clone()));
-        self.channels.insert(id.clone(), (actor.clone(), pending.clone()));
+        self.children.insert(actor.get_id(), Child::Channel(key));
+        self.channels.insert(key, (actor.clone(), pending.clone()));
         Ok((actor, pending))
     }
 
@@ -399,7 +429,7 @@ impl RootState {
             // Forget it first so its termination is not taken for a failure to restart.
             self.children.remove(&model.get_id());
             self.model.set(None);
-            let _ = model.stop_and_wait(Some("restart".into()), Some(Duration::from_secs(30))).await;
+            let _ = model.stop_and_wait(Some("restart".into()), Some(timeouts::CHILD_STOP)).await;
         }
         if let Err(error) = self.start_model(myself).await {
             tracing::error!(%error, "model reload failed");
@@ -408,40 +438,34 @@ impl RootState {
         Ok(())
     }
 
-    async fn route(&mut self, myself: &ActorRef<RootMsg>, id: ChannelId, msg: ChannelMsg) -> Result<(), ActorProcessingErr> {
-        let refuse = |msg: ChannelMsg, why: &str| {
-            if let ChannelMsg::Inbound(inbound) = msg {
-                let _ = inbound.reply.send(ReplyEvent::Failed(why.to_string()));
-            }
+    async fn route(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey, inbound: Inbound) -> Result<(), ActorProcessingErr> {
+        let refuse = |inbound: Inbound, why: &str| {
+            let _ = inbound.reply.send(ReplyEvent::Failed(why.to_string()));
         };
         if self.draining {
-            refuse(msg, "I'm shutting down; back soon.");
+            refuse(inbound, "I'm shutting down; back soon.");
             return Ok(());
         }
-        if let Some(until) = self.disabled.get(&id) {
+        if let Some(until) = self.disabled.get(&key) {
             if Instant::now() < *until {
-                refuse(msg, "This channel hit repeated errors; I'm giving it a short rest.");
+                refuse(inbound, "This channel hit repeated errors; I'm giving it a short rest.");
                 return Ok(());
             }
-            self.disabled.remove(&id);
+            self.disabled.remove(&key);
         }
-        match self.channel(myself, &id).await {
+        match self.channel(myself, key).await {
             Ok((actor, pending)) => {
-                let mut msg = msg;
-                if let ChannelMsg::Inbound(inbound) = &mut msg {
-                    inbound.queued_ahead = pending.fetch_add(1, Ordering::AcqRel);
-                }
-                if let Err(ractor::MessagingErr::SendErr(msg)) = actor.send_message(msg) {
-                    if matches!(msg, ChannelMsg::Inbound(_)) {
-                        pending.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    refuse(msg, "That conversation just restarted; please say it again.");
+                let mut inbound = inbound;
+                inbound.queued_ahead = pending.fetch_add(1, Ordering::AcqRel);
+                if let Err(ractor::MessagingErr::SendErr(ChannelMsg::Inbound(inbound))) = actor.send_message(ChannelMsg::Inbound(inbound)) {
+                    pending.fetch_sub(1, Ordering::AcqRel);
+                    refuse(inbound, "That conversation just restarted; please say it again.");
                 }
             }
             Err(error) => {
-                tracing::error!(channel = %id, %error, "could not start the conversation");
+                tracing::error!(channel = %key, %error, "could not start the conversation");
                 m::count_error("channel_start");
-                refuse(msg, "I couldn't open this conversation (storage problem); check the logs.");
+                refuse(inbound, "I couldn't open this conversation (storage problem); check the logs.");
             }
         }
         Ok(())
@@ -473,10 +497,11 @@ impl RootState {
                 self.count_restart(&child);
                 self.start_watchdog(myself).await?;
             }
-            Child::Channel(id) if !self.channels.contains_key(id) => {
+            Child::Channel(key) if !self.channels.contains_key(key) => {
+                let key = *key;
                 self.count_restart(&child);
-                if let Err(error) = self.channel(myself, id).await {
-                    tracing::error!(channel = %id, %error, "conversation restart failed");
+                if let Err(error) = self.channel(myself, key).await {
+                    tracing::error!(channel = %key, %error, "conversation restart failed");
                 }
             }
             _ => {}

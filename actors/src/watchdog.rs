@@ -1,6 +1,7 @@
 //! The watchdog: keeps the uptime gauge and notices actors whose heartbeat stopped.
 
 use crate::metric_names as m;
+use crate::sync::LockExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,22 +20,22 @@ struct Beat {
 
 impl Heartbeats {
     pub fn beat(&self, who: &'static str, busy: bool) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(who, Beat { at: Instant::now(), busy });
+        self.0.lock_or_recover().insert(who, Beat { at: Instant::now(), busy });
     }
 
     /// When `who` last beat (e.g. `reply`: the last reply sent).
     pub fn last(&self, who: &str) -> Option<Instant> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(who).map(|b| b.at)
+        self.0.lock_or_recover().get(who).map(|b| b.at)
     }
 
     /// Whether `who` said it was busy at its last beat.
     pub fn is_busy(&self, who: &str) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(who).is_some_and(|b| b.busy)
+        self.0.lock_or_recover().get(who).is_some_and(|b| b.busy)
     }
 
     /// Components that are busy and silent for longer than `stall_after` at `now`.
     pub fn stalled(&self, now: Instant, stall_after: Duration) -> Vec<&'static str> {
-        let beats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let beats = self.0.lock_or_recover();
         let mut out: Vec<_> =
             beats.iter().filter(|(_, b)| b.busy && now.saturating_duration_since(b.at) > stall_after).map(|(who, _)| *who).collect();
         out.sort_unstable();
@@ -46,7 +47,7 @@ pub struct WatchdogArgs {
     pub heartbeats: Heartbeats,
     /// Synced on every tick: bounds what a power cut can take of writes that are not synced
     /// one by one (counters, vector metadata).
-    pub store: Option<std::sync::Arc<dyn crate::ports::Store>>,
+    pub store: Option<std::sync::Arc<dyn crate::ports::StatsStore>>,
     pub started: Instant,
     pub tick: Duration,
     pub stall_after: Duration,
@@ -54,6 +55,9 @@ pub struct WatchdogArgs {
 
 pub enum WatchdogMsg {
     Tick,
+    /// Fault injection for supervision tests: the handler panics.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic,
     Uptime(ractor::RpcReplyPort<Duration>),
 }
 
@@ -94,6 +98,8 @@ impl Actor for Watchdog {
             WatchdogMsg::Uptime(reply) => {
                 let _ = reply.send(args.started.elapsed());
             }
+            #[cfg(feature = "fault-injection")]
+            WatchdogMsg::InjectPanic => panic!("injected panic in the watchdog"),
         }
         Ok(())
     }

@@ -14,8 +14,9 @@ use serenity::all::{ChannelId, Context, Event, EventHandler, GuildId, Http, Mess
 use serenity::async_trait;
 use serenity::gateway::CollectorCallback;
 use sidekick_actors::commands::Access;
-use sidekick_actors::feedback::FeedbackMsg;
-use sidekick_actors::{ChannelMsg, Inbound, RootMsg};
+use sidekick_actors::feedback::{self, FeedbackMsg};
+use sidekick_actors::sync::LockExt;
+use sidekick_actors::{ChannelKey, Inbound, RootMsg};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +38,7 @@ pub struct Router {
 /// An event the collector passed on.
 enum Incoming {
     Message(Box<Message>),
-    Reaction(Reaction, bool),
+    Reaction(Box<Reaction>, bool),
 }
 
 /// Events the collector passed on whose handler calls have not come yet, counted per event,
@@ -47,12 +48,12 @@ struct Taken(Mutex<HashMap<String, u32>>);
 
 impl Taken {
     fn add(&self, key: String) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+        *self.0.lock_or_recover().entry(key).or_default() += 1;
     }
 
     /// True (once per passing) when the collector passed this event on.
     fn was_taken(&self, key: &str) -> bool {
-        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = self.0.lock_or_recover();
         let Some(n) = taken.get_mut(key) else { return false };
         *n -= 1;
         if *n == 0 {
@@ -89,7 +90,7 @@ impl Handler {
             while let Some((event, http)) = events.recv().await {
                 match event {
                     Incoming::Message(msg) => in_order.message(&http, *msg),
-                    Incoming::Reaction(reaction, added) => in_order.reaction(reaction, added),
+                    Incoming::Reaction(reaction, added) => in_order.reaction(*reaction, added),
                 }
             }
         });
@@ -108,8 +109,8 @@ impl Handler {
             }
             let (key, incoming) = match event {
                 Event::MessageCreate(e) => (message_key(e.message.id), Incoming::Message(Box::new(e.message.clone()))),
-                Event::ReactionAdd(e) => (reaction_key(&e.reaction, true), Incoming::Reaction(e.reaction.clone(), true)),
-                Event::ReactionRemove(e) => (reaction_key(&e.reaction, false), Incoming::Reaction(e.reaction.clone(), false)),
+                Event::ReactionAdd(e) => (reaction_key(&e.reaction, true), Incoming::Reaction(Box::new(e.reaction.clone()), true)),
+                Event::ReactionRemove(e) => (reaction_key(&e.reaction, false), Incoming::Reaction(Box::new(e.reaction.clone()), false)),
                 _ => return !ordered.is_closed(),
             };
             let sent = ordered.send((incoming, http.clone())).is_ok();
@@ -134,7 +135,7 @@ impl Router {
 
     /// True the first time a message id is seen.
     fn first_sighting(&self, id: MessageId) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock_or_recover();
         if seen.contains(&id) {
             return false;
         }
@@ -173,7 +174,7 @@ impl Router {
             queued_ahead: 0,
             reply,
         };
-        let route = RootMsg::Route { channel: channel_key(msg.guild_id, msg.channel_id), msg: ChannelMsg::Inbound(inbound) };
+        let route = RootMsg::Route { channel: channel_key(msg.guild_id, msg.channel_id, msg.author.id), inbound };
         if self.root.send_message(route).is_err() {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
@@ -189,17 +190,17 @@ impl Router {
             ReactionType::Custom { name, id, .. } => name.clone().unwrap_or_else(|| id.to_string()),
             _ => return,
         };
-        let channel = channel_key(reaction.guild_id, reaction.channel_id);
-        let msg = FeedbackMsg::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added };
-        let _ = self.root.send_message(RootMsg::Feedback(msg));
+        let channel = channel_key(reaction.guild_id, reaction.channel_id, user);
+        let reaction = feedback::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added };
+        let _ = self.root.send_message(RootMsg::Feedback(FeedbackMsg::Reaction(reaction)));
     }
 }
 
-/// Which conversation a Discord channel belongs to (a server channel or a DM).
-pub fn channel_key(guild: Option<GuildId>, channel: ChannelId) -> String {
+/// Which conversation a Discord channel belongs to: a server channel, or a DM with `user`.
+pub fn channel_key(guild: Option<GuildId>, channel: ChannelId, user: UserId) -> ChannelKey {
     match guild {
-        Some(_) => format!("discord:{channel}"),
-        None => format!("discord-dm:{channel}"),
+        Some(guild) => ChannelKey::guild(guild.get(), channel.get()),
+        None => ChannelKey::Dm { user: Some(user.get()), channel: channel.get() },
     }
 }
 

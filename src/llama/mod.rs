@@ -1,12 +1,15 @@
 //! The llama.cpp adapter: a [`LanguageModel`] whose decoding runs on its own OS thread.
 
 mod engine;
+mod scheduler;
 pub mod slots;
 
+pub use engine::backend;
 use engine::EngineCmd;
-pub use engine::{backend, sampler};
+pub use scheduler::sampler;
 use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use sidekick_actors::prompt::ChatTurn;
+use sidekick_actors::sync::LockExt;
 use sidekick_actors::watchdog::Heartbeats;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +43,16 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The model at `model_path` with the configuration's defaults.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        let defaults = crate::config::ModelConfig::default();
         Self {
             model_path: model_path.into(),
-            context_tokens: 8192,
-            parallel: 8,
-            threads: 1,
-            threads_batch: 2,
-            batch_tokens: 512,
+            context_tokens: defaults.context_tokens,
+            parallel: defaults.parallel,
+            threads: defaults.threads,
+            threads_batch: defaults.threads_batch,
+            batch_tokens: defaults.batch_tokens,
             shared_prefix: Vec::new(),
             flash_attention: true,
             prefix_reuse: true,
@@ -112,7 +117,7 @@ impl LanguageModel for LlamaEngine {
     }
 
     fn stats(&self) -> EngineStats {
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+        *self.stats.lock_or_recover()
     }
 
     fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
@@ -124,7 +129,7 @@ impl LanguageModel for LlamaEngine {
     fn shutdown(&self, grace: Duration) {
         self.closing.store(true, Ordering::Release);
         let _ = self.commands.send(EngineCmd::Shutdown { deadline: Instant::now() + grace });
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock_or_recover().take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }

@@ -3,6 +3,7 @@
 use crate::config::RetrievalConfig;
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use sidekick_actors::ports::RetrievalError;
+use sidekick_actors::sync::LockExt;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -66,7 +67,7 @@ impl Embedder {
 
     /// Unit-length 384-dimensional embeddings, one per text (fastembed normalises them).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, RetrievalError> {
-        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let mut model = self.model.lock_or_recover();
         model.embed(texts, Some(16)).map_err(|e| RetrievalError::Embed(e.to_string()))
     }
 }

@@ -12,6 +12,8 @@ use sha2::Digest;
 use sidekick_actors::context::Hit;
 use sidekick_actors::metric_names as m;
 use sidekick_actors::ports::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
+use sidekick_actors::sync::LockExt;
+use sidekick_actors::ChannelKey;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,7 +110,7 @@ impl LocalRetriever {
         let retriever = LocalRetriever { embedder, index: Mutex::new(new_index()?), path, store, rebuilds: AtomicU64::new(0) };
         match retriever.load_saved() {
             Ok(index) => {
-                *retriever.index.lock().unwrap_or_else(|e| e.into_inner()) = index;
+                *retriever.index.lock_or_recover() = index;
                 retriever.catch_up()?;
             }
             Err(why) => {
@@ -151,7 +153,7 @@ impl LocalRetriever {
     /// Adds what the store has and the saved index lacks (written since the last save).
     fn catch_up(&self) -> Result<(), RetrievalError> {
         let missing: Vec<(u64, VectorMeta)> = {
-            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let index = self.index.lock_or_recover();
             self.store.vector_entries().filter(|(key, _)| !index.contains(*key)).collect()
         };
         for chunk in missing.chunks(REBUILD_BATCH) {
@@ -169,9 +171,9 @@ impl LocalRetriever {
     fn rebuild(&self) -> Result<(), RetrievalError> {
         metrics::counter!(m::INDEX_REBUILDS).increment(1);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
-        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = new_index()?;
+        *self.index.lock_or_recover() = new_index()?;
         self.store.clear_vector_meta().map_err(index_error)?;
-        let mut messages: Vec<(String, sidekick_actors::ports::StoredMessage)> = self.store.user_messages().collect();
+        let mut messages: Vec<(ChannelKey, sidekick_actors::ports::StoredMessage)> = self.store.user_messages().collect();
         // Batches pad to their longest text: similar lengths together embed about twice as fast.
         messages.sort_by_key(|(_, m)| m.content.len());
         let total = messages.len();
@@ -180,7 +182,7 @@ impl LocalRetriever {
             let items: Vec<IndexItem> = chunk
                 .iter()
                 .map(|(channel, m)| IndexItem {
-                    channel: channel.clone(),
+                    channel: *channel,
                     guild: m.guild.clone(),
                     author: m.author.clone(),
                     text: m.content.clone(),
@@ -195,7 +197,7 @@ impl LocalRetriever {
     }
 
     fn add(&self, vectors: impl Iterator<Item = (u64, Vec<f32>)>) -> Result<(), RetrievalError> {
-        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.index.lock_or_recover();
         for (key, vector) in vectors {
             if index.size() + 1 > index.capacity() {
                 index.reserve_capacity_and_threads((index.capacity() * 2).max(1024), THREADS).map_err(index_error)?;
@@ -217,7 +219,7 @@ impl Retriever for LocalRetriever {
         for item in items {
             let key = self.store.next_vector_key().map_err(index_error)?;
             let meta = VectorMeta {
-                channel: item.channel.clone(),
+                channel: item.channel.to_string(),
                 guild: item.guild.clone(),
                 author: item.author.clone(),
                 text: item.text.clone(),
@@ -232,7 +234,7 @@ impl Retriever for LocalRetriever {
     fn query(&self, text: &str, guild: Option<&str>, k: usize) -> Result<Vec<Hit>, RetrievalError> {
         let vector = self.embedder.embed(&[text])?.remove(0);
         let found = {
-            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let index = self.index.lock_or_recover();
             if index.size() == 0 {
                 return Ok(Vec::new());
             }
@@ -256,10 +258,11 @@ impl Retriever for LocalRetriever {
         Ok(hits)
     }
 
-    fn purge_channel(&self, channel: &str) -> Result<usize, RetrievalError> {
-        let keys: Vec<u64> = self.store.vector_entries().filter(|(_, m)| m.channel == channel).map(|(k, _)| k).collect();
+    fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, RetrievalError> {
+        let name = channel.to_string();
+        let keys: Vec<u64> = self.store.vector_entries().filter(|(_, m)| m.channel == name).map(|(k, _)| k).collect();
         {
-            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let index = self.index.lock_or_recover();
             for key in &keys {
                 index.remove(*key).map_err(index_error)?;
             }
@@ -273,7 +276,7 @@ impl Retriever for LocalRetriever {
             std::fs::create_dir_all(dir).map_err(index_error)?;
         }
         let payload = {
-            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let index = self.index.lock_or_recover();
             let mut buffer = vec![0u8; index.serialized_length()];
             index.save_to_buffer(&mut buffer).map_err(index_error)?;
             buffer
@@ -289,11 +292,7 @@ impl Retriever for LocalRetriever {
     }
 
     fn stats(&self) -> RetrievalStats {
-        RetrievalStats {
-            vectors: self.index.lock().unwrap_or_else(|e| e.into_inner()).size(),
-            rebuilds: self.rebuilds.load(Ordering::Relaxed),
-            degraded: None,
-        }
+        RetrievalStats { vectors: self.index.lock_or_recover().size(), rebuilds: self.rebuilds.load(Ordering::Relaxed), degraded: None }
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::support::{say, status, test_config};
 use sidekick::daemon::Daemon;
 use sidekick_actors::prompt::DEFAULT_SYSTEM_PROMPT;
-use sidekick_actors::{ChannelMsg, RootMsg};
+use sidekick_actors::supervisor::Child;
+use sidekick_actors::RootMsg;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +89,7 @@ async fn a_conversation_that_panics_is_restarted_and_answers_again() {
     let daemon = Daemon::start(&config).await.unwrap();
     assert!(!say(&daemon, "fragile", "remember the word pineapple").await.text.is_empty());
 
-    daemon.root.send_message(RootMsg::Route { channel: "fragile".into(), msg: ChannelMsg::InjectPanic }).unwrap();
+    daemon.root.send_message(RootMsg::InjectPanic(Child::Channel(crate::support::ch("fragile")))).unwrap();
     let mut restarted = false;
     for _ in 0..50 {
         if status(&daemon).await.restarts == 1 {
@@ -161,7 +162,7 @@ async fn a_reply_nobody_waits_for_is_cancelled_and_frees_its_sequence() {
         sidekick_actors::commands::Access::Everyone,
         reply,
     );
-    daemon.root.send_message(RootMsg::Route { channel: "gone".into(), msg: ChannelMsg::Inbound(inbound) }).unwrap();
+    daemon.root.send_message(RootMsg::Route { channel: crate::support::ch("gone"), inbound }).unwrap();
     while !matches!(events.recv().await, Some(sidekick_actors::ReplyEvent::Token(_))) {}
     assert_eq!(status(&daemon).await.engine.unwrap().in_flight, 1);
     drop(events); // the listener went away (a closed console, a deleted channel)

@@ -2,7 +2,9 @@
 
 use crate::support::{http_get, sidekick};
 use sidekick::store::FjallStore;
-use sidekick_actors::ports::Store;
+#[allow(unused_imports)]
+use sidekick_actors::ports::{FeedbackJournal, MessageLog, ReplyJournal, SettingsStore, StatsStore};
+use sidekick_actors::ChannelKey;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -32,7 +34,7 @@ fn piped_chat_answers_ping_and_a_message_then_exits() {
     assert!(!reply.trim().is_empty(), "no model reply in {stdout:?}");
     // What was said is in the store afterwards.
     let store = FjallStore::open(&dir.path().join("store")).unwrap();
-    let history = store.recent_history("console", 10).unwrap();
+    let history = store.recent_history(&ChannelKey::Console, 10).unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].content, "hello");
     assert_eq!(history[1].content, reply.trim());
@@ -70,7 +72,7 @@ fn sigterm_during_a_reply_exits_zero_and_the_store_opens() {
     assert!(status.success(), "exit {status:?}, stderr: {stderr}");
 
     let store = FjallStore::open(&dir.path().join("store")).unwrap();
-    let history = store.recent_history("console", 10).unwrap();
+    let history = store.recent_history(&ChannelKey::Console, 10).unwrap();
     assert_eq!(history[0].content, "Write a very long story about a dragon who learns to sing.");
     assert_eq!(history.len(), 2, "the partial reply was kept");
     assert!(!history[1].content.is_empty());

@@ -8,8 +8,10 @@ use crate::fake_discord::{FakeDiscord, SentMessage};
 use crate::support::{sigkill, spawn_connected_daemon};
 use rand::{Rng, SeedableRng};
 use sidekick::store::FjallStore;
-use sidekick_actors::ports::Store;
+#[allow(unused_imports)]
+use sidekick_actors::ports::{FeedbackJournal, MessageLog, ReplyJournal, SettingsStore, StatsStore};
 use sidekick_actors::prompt::Role;
+use sidekick_actors::ChannelKey;
 use std::time::{Duration, Instant};
 
 const CYCLES: usize = 50;
@@ -37,7 +39,7 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(2026);
     let mut expect = Expect::default();
-    let channel = format!("discord:{CH1}");
+    let channel = ChannelKey::guild(GUILD, CH1);
     let mut kills_mid_traffic = 0;
     let mut all_answered_in = Duration::ZERO;
     for cycle in 0..CYCLES {

@@ -6,9 +6,11 @@ use sidekick::config::Config;
 use sidekick::daemon::{engine_config, Daemon};
 use sidekick::discord::Gateway;
 use sidekick::store::FjallStore;
-use sidekick_actors::engagement::{Clock, ManualClock, SystemClock};
-use sidekick_actors::ports::Store;
+use sidekick_actors::clock::{Clock, ManualClock, SystemClock};
+#[allow(unused_imports)]
+use sidekick_actors::ports::{FeedbackJournal, MessageLog, ReplyJournal, SettingsStore, StatsStore};
 use sidekick_actors::prompt::Role;
+use sidekick_actors::ChannelKey;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +96,7 @@ pub(crate) async fn mention(fake: &FakeDiscord, channel: u64, who: &FakeUser, te
 /// order); by then the store says whether a reply followed, and a reply that did must reach
 /// Discord.
 async fn answered(fake: &FakeDiscord, bot: &Bot, channel: u64, id: u64, text: &str) -> bool {
-    let key = format!("discord:{channel}");
+    let key = ChannelKey::guild(GUILD, channel);
     let deadline = Instant::now() + WAIT;
     while !bot.daemon.store.recent_history(&key, 200).unwrap().iter().any(|m| m.content == text) {
         assert!(Instant::now() < deadline, "{text:?} never reached the store");
@@ -209,7 +211,7 @@ async fn a_mention_gets_a_reply_and_a_channel_off_the_allowlist_gets_none() {
     let store_dir = config.storage.path.clone();
     bot.stop().await;
     let store = FjallStore::open(&store_dir).unwrap();
-    let quiet = store.recent_history(&format!("discord:{CH2}"), 10).unwrap();
+    let quiet = store.recent_history(&ChannelKey::guild(GUILD, CH2), 10).unwrap();
     assert_eq!(quiet.first().map(|m| m.content.as_str()), Some("hello?"));
 }
 
@@ -280,7 +282,7 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     let (pieces, whole) = loop {
         let pieces: Vec<SentMessage> = fake.sent().into_iter().skip_while(|m| m.message_id != first.message_id).collect();
         let whole: String = pieces.iter().map(|m| m.content()).collect::<Vec<_>>().join("\n");
-        let stored = bot.daemon.store.recent_history(&format!("discord:{CH1}"), 10).unwrap();
+        let stored = bot.daemon.store.recent_history(&ChannelKey::guild(GUILD, CH1), 10).unwrap();
         if stored.get(1).is_some_and(|m| squeezed(&m.content) == squeezed(&whole)) {
             break (pieces, whole);
         }
@@ -301,7 +303,7 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     assert!(shown.content().contains("@everyone") && no_pings(&shown));
     bot.stop().await;
     let store = FjallStore::open(&store_dir).unwrap();
-    let history = store.recent_history(&format!("discord:{CH1}"), 10).unwrap();
+    let history = store.recent_history(&ChannelKey::guild(GUILD, CH1), 10).unwrap();
     assert_eq!(history[1].content.split_whitespace().collect::<String>(), whole.split_whitespace().collect::<String>());
 }
 
@@ -332,7 +334,7 @@ async fn a_flood_gets_bounded_answers_one_busy_notice_and_is_all_stored_in_order
     let store_dir = config.storage.path.clone();
     bot.stop().await;
     let store = FjallStore::open(&store_dir).unwrap();
-    let history = store.recent_history(&format!("discord:{CH1}"), 200).unwrap();
+    let history = store.recent_history(&ChannelKey::guild(GUILD, CH1), 200).unwrap();
     // In the order they were sent: serenity handles events concurrently, the bot must not.
     let floods: Vec<&str> = history.iter().map(|m| m.content.as_str()).filter(|c| c.starts_with("flood ")).collect();
     let sent: Vec<String> = (0..50).map(|i| format!("flood {i}")).collect();

@@ -24,6 +24,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{server::conn::http1, service::service_fn, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use sidekick_actors::sync::LockExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -333,7 +334,7 @@ async fn gateway_connection(inner: Arc<Inner>, tcp: TcpStream) {
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_or_recover()
     }
 
     fn on_gateway_payload(&self, conn_id: usize, text: &str) {

@@ -12,8 +12,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use sidekick::daemon::{engine_config, Daemon};
 use sidekick::store::FjallStore;
-use sidekick_actors::engagement::SystemClock;
-use sidekick_actors::ports::{FeedbackEvent, FeedbackSource, GenEvent, GenerationJob, LanguageModel, ModelError, Store};
+use sidekick_actors::clock::SystemClock;
+use sidekick_actors::ports::{FeedbackEvent, FeedbackSource, GenEvent, GenerationJob, LanguageModel, ModelError, ReplyJournal};
 use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::reward::RewardRules;
 use std::num::NonZeroU32;
@@ -33,7 +33,7 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn events(store: &dyn Store) -> Vec<FeedbackEvent> {
+fn events(store: &FjallStore) -> Vec<FeedbackEvent> {
     store.feedback_events().unwrap()
 }
 
@@ -51,7 +51,7 @@ async fn feedback_by_command_reaction_and_removal_is_journaled_with_its_reward()
     let reply_id =
         eventually("the reply's Discord id to be linked", || store.reply_for_message(&answer.message_id.to_string()).unwrap()).await;
     let record = store.reply(reply_id).unwrap().expect("journaled");
-    assert_eq!(record.channel, format!("discord:{CH1}"));
+    assert_eq!(record.channel, sidekick_actors::ChannelKey::guild(GUILD, CH1));
     assert_eq!(record.text, answer.content());
     assert!(record.prompt.contains("tell me about rivers") && record.prompt.contains("<|im_start|>assistant"), "{}", record.prompt);
     assert!(record.prompt_tokens.len() > 10 && !record.reply_tokens.is_empty(), "{record:?}");

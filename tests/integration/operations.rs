@@ -6,7 +6,9 @@ use crate::fake_discord::FakeDiscord;
 use crate::support::{free_port, http_get, sidekick_cli, sigkill, spawn_connected_daemon};
 use sidekick::control::{self, Request, Response};
 use sidekick::store::FjallStore;
-use sidekick_actors::ports::Store;
+#[allow(unused_imports)]
+use sidekick_actors::ports::{FeedbackJournal, MessageLog, ReplyJournal, SettingsStore, StatsStore};
+use sidekick_actors::ChannelKey;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,7 @@ async fn status_and_backup_come_from_the_running_daemon() {
     assert!(!out.status.success() && text(&out).contains("already exists and is not empty"), "{}", text(&out));
     sigkill(&mut daemon);
     let copy = FjallStore::open(&backup.join("store")).expect("the backup opens");
-    let history = copy.recent_history(&format!("discord:{CH1}"), 50).unwrap();
+    let history = copy.recent_history(&ChannelKey::guild(GUILD, CH1), 50).unwrap();
     assert!(history.iter().any(|m| m.content == "remember the lighthouse"), "{history:?}");
     assert_eq!(copy.feedback_events().unwrap().len(), 1);
     assert!(backup.join("backup.json").is_file());

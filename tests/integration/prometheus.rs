@@ -132,7 +132,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // Wait until rates over the traffic can be taken: a few scrapes after it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let start_scrapes = prometheus.scrapes_in_last_minute();
-    while prometheus.scrapes_in_last_minute() < (start_scrapes + 3.0).min(50.0).max(3.0) {
+    while prometheus.scrapes_in_last_minute() < (start_scrapes + 3.0).clamp(3.0, 50.0) {
         assert!(Instant::now() < deadline, "prometheus is not scraping {metrics}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

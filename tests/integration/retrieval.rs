@@ -4,8 +4,10 @@ use crate::support::{repo_root, say, status, test_config};
 use sidekick::config::Config;
 use sidekick::daemon::Daemon;
 use sidekick_actors::commands::Access;
-use sidekick_actors::ports::Store;
-use sidekick_actors::{ChannelMsg, Inbound, RootMsg};
+#[allow(unused_imports)]
+use sidekick_actors::ports::{FeedbackJournal, MessageLog, ReplyJournal, SettingsStore, StatsStore};
+use sidekick_actors::ChannelKey;
+use sidekick_actors::{Inbound, RootMsg};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -54,7 +56,7 @@ async fn store_quietly(daemon: &Daemon, channel: &str, lines: &[String]) {
     for line in lines {
         let (reply, _) = tokio::sync::mpsc::unbounded_channel();
         let inbound = Inbound { addressed: false, ..Inbound::addressed("someone", line, Access::Everyone, reply) };
-        daemon.root.send_message(RootMsg::Route { channel: channel.into(), msg: ChannelMsg::Inbound(inbound) }).unwrap();
+        daemon.root.send_message(RootMsg::Route { channel: crate::support::ch(channel), inbound }).unwrap();
     }
 }
 
@@ -166,6 +168,6 @@ async fn deny_with_purge_deletes_a_channels_messages_and_vectors() {
     assert!(answer.ends_with("Deleted 10 stored messages and 10 vectors from it."), "{answer}");
     assert_eq!(status(&daemon).await.retrieval.unwrap().vectors, 5 + 1, "the other channel and the question remain");
     assert!(background(&daemon, "asker-2", question).await.is_empty(), "purged messages no longer come back");
-    assert!(daemon.store.recent_history("discord:77", 50).unwrap().is_empty());
+    assert!(daemon.store.recent_history(&ChannelKey::guild(1, 77), 50).unwrap().is_empty());
     daemon.shutdown().await.unwrap();
 }

@@ -3,7 +3,7 @@
 
 use sidekick::config::Config;
 use sidekick::daemon::{Answer, Daemon};
-use sidekick_actors::RootMsg;
+use sidekick_actors::ChannelKey;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,15 +49,26 @@ pub fn test_config(dir: &Path) -> Config {
     config
 }
 
+/// A test's channel by name: `console` is the terminal (one speaker, so no names in the
+/// prompt), any other name a server channel with a made-up id.
+pub fn ch(name: &str) -> ChannelKey {
+    match name {
+        "console" => ChannelKey::Console,
+        _ => {
+            ChannelKey::guild(1, name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3) >> 1))
+        }
+    }
+}
+
 pub async fn say(daemon: &Daemon, channel: &str, text: &str) -> Answer {
-    tokio::time::timeout(Duration::from_secs(120), daemon.ask(channel, "tester", text))
+    tokio::time::timeout(Duration::from_secs(120), daemon.ask(ch(channel), "tester", text))
         .await
         .expect("an answer within 2 minutes")
         .expect("the tree is running")
 }
 
 pub async fn status(daemon: &Daemon) -> sidekick_actors::TreeStatus {
-    ractor::call_t!(daemon.root, RootMsg::Status, 5000).expect("status")
+    sidekick_actors::tree::status(&daemon.root.get_derived(), Duration::from_secs(5)).await.expect("status")
 }
 
 /// A free port on 127.0.0.1 (free when asked; good enough for a test).

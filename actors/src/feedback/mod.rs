@@ -1,22 +1,31 @@
 //! The feedback/RL actor: turns reactions into journaled feedback, keeps the reward figures,
 //! and trains a LoRA adapter on rewarded replies on its own thread while the model is idle.
-//! Every so many steps it saves the adapter and asks the model actor to serve it.
+//! Every so many steps it saves the adapter and asks the model actor to serve it. What is
+//! served and kept follows the pure rules of [`manifest`].
 
-use crate::engagement::Clock;
+pub mod manifest;
+mod training;
+
+use crate::clock::Clock;
+use crate::commands::AdapterCommand;
+use crate::handle::ActorHandle;
 use crate::metric_names as m;
-use crate::model::{ModelHandle, ModelMsg};
+use crate::model::ModelMsg;
 use crate::ports::{
-    AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackSource, LearnError, Learning, ModelError, PolicyTrainer, Store, TrainReport,
+    AdapterManifest, AdapterVersion, FeedbackEvent, FeedbackJournal, FeedbackSource, LearnError, Learning, ReplyJournal, TrainReport,
     TrainSample,
 };
 use crate::reward::{RewardLedger, RewardRules};
+use crate::sync::RwLockExt;
 use crate::watchdog::Heartbeats;
+use manifest::Change;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use training::{spawn_trainer, swap, TrainJob};
 
 /// How learning runs.
 #[derive(Debug, Clone)]
@@ -52,22 +61,15 @@ impl Default for RlRules {
 }
 
 pub struct FeedbackArgs {
-    pub store: Arc<dyn Store>,
+    pub journal: Arc<dyn FeedbackJournal>,
+    pub replies: Arc<dyn ReplyJournal>,
     pub learning: Option<Arc<dyn Learning>>,
-    pub model: ModelHandle,
+    pub model: ActorHandle<ModelMsg>,
     pub heartbeats: Heartbeats,
     pub rules: RlRules,
     pub clock: Arc<dyn Clock>,
     /// The latest summary, for readers that must not wait behind a training step or a swap.
     pub published: Arc<std::sync::RwLock<RlSummary>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdapterCommand {
-    Show,
-    Rollback,
-    Off,
-    On,
 }
 
 /// What `!rl_metrics` shows.
@@ -94,13 +96,7 @@ pub enum FeedbackMsg {
         event: FeedbackEvent,
     },
     /// A reaction was added or removed on a message; journaled here if it is on our reply.
-    Reaction {
-        channel: String,
-        message_id: String,
-        emoji: String,
-        user: String,
-        added: bool,
-    },
+    Reaction(Reaction),
     Adapter(AdapterCommand, RpcReplyPort<String>),
     Summary(RpcReplyPort<RlSummary>),
     Tick,
@@ -114,11 +110,19 @@ pub enum FeedbackMsg {
         shutdown: bool,
         reply: RpcReplyPort<()>,
     },
+    /// Fault injection for supervision tests: the handler panics.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic,
 }
 
-enum TrainJob {
-    Step(Vec<TrainSample>, Option<u64>),
-    Save(PathBuf, oneshot::Sender<Result<(), LearnError>>),
+/// A reaction on a Discord message, as the gateway saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    pub channel: crate::channel_key::ChannelKey,
+    pub message_id: String,
+    pub emoji: String,
+    pub user: String,
+    pub added: bool,
 }
 
 pub struct FeedbackActor;
@@ -168,30 +172,22 @@ impl Actor for FeedbackActor {
             broken: None,
             args,
         };
-        let events = state.args.store.feedback_since(0)?;
+        let events = state.args.journal.feedback_since(0)?;
         for (_, event) in &events {
             state.ledger.record(event);
         }
         if let Some(learning) = state.args.learning.clone() {
-            match learning.read_manifest() {
-                Ok(Some(manifest)) => state.manifest = manifest,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model"),
-            }
-            let sha = learning.base_model_sha256().unwrap_or_default();
-            if !state.manifest.base_model_sha256.is_empty() && state.manifest.base_model_sha256 != sha {
-                // Adapters fit only the model they were trained on: start over for this one,
-                // leaving the old files where they are.
+            let saved = learning.read_manifest().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model");
+                None
+            });
+            let (manifest, reset) = saved.unwrap_or_default().for_model(&learning.base_model_sha256().unwrap_or_default());
+            if reset {
+                // Adapters fit only the model they were trained on.
                 tracing::warn!("the saved adapters were trained for another model file; learning starts afresh");
-                let next_version = state.manifest.latest().map_or(1, |v| v.version + 1).max(state.manifest.next_version);
-                state.manifest = AdapterManifest { next_version, ..AdapterManifest::default() };
             }
-            state.manifest.base_model_sha256 = sha;
-            if let Some(v) = state.resume_point().cloned() {
-                (state.steps, state.rewards_seen, state.trained_through, state.baseline) =
-                    (v.step, v.rewards_seen, v.trained_through, v.baseline);
-                state.steps_at_save = v.step;
-            }
+            state.manifest = manifest;
+            state.restart_trainer_from(state.manifest.train_from);
             // Feedback that arrived after the last saved adapter is learned again.
             let from = state.trained_through.map_or(0, |s| s + 1);
             for (seq, event) in events.into_iter().filter(|(seq, _)| *seq >= from) {
@@ -213,7 +209,7 @@ impl Actor for FeedbackActor {
     async fn handle(&self, myself: ActorRef<FeedbackMsg>, msg: FeedbackMsg, state: &mut FeedbackState) -> Result<(), ActorProcessingErr> {
         match msg {
             FeedbackMsg::Journaled { seq, event } => state.learn_from(seq, &event),
-            FeedbackMsg::Reaction { channel, message_id, emoji, user, added } => state.reaction(channel, message_id, emoji, user, added)?,
+            FeedbackMsg::Reaction(reaction) => state.reaction(reaction)?,
             FeedbackMsg::Adapter(command, reply) => {
                 let answer = state.adapter_command(command).await;
                 let _ = reply.send(answer);
@@ -222,14 +218,7 @@ impl Actor for FeedbackActor {
                 let _ = reply.send(state.summary());
             }
             FeedbackMsg::Tick => state.maybe_train(&myself),
-            FeedbackMsg::PruneReplies => {
-                let before = state.now_ms().saturating_sub(state.args.rules.keep_replies.as_millis() as u64);
-                match state.args.store.prune_replies(before) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(replies = n, "dropped old journaled replies"),
-                    Err(e) => tracing::warn!(error = %e, "could not prune the reply journal"),
-                }
-            }
+            FeedbackMsg::PruneReplies => state.prune_replies(),
             FeedbackMsg::Trained(result, through) => {
                 state.training = false;
                 state.on_trained(result, through, &myself).await;
@@ -237,8 +226,7 @@ impl Actor for FeedbackActor {
             FeedbackMsg::SwapFailed(version, why) => {
                 tracing::error!(?version, %why, "the model could not load the adapter; serving the previous one");
                 m::count_error("adapter_swap");
-                if state.manifest.active == version {
-                    state.manifest.active = state.manifest.previous.pop();
+                if state.manifest.swap_failed(version) {
                     state.write_manifest();
                 }
                 state.publish();
@@ -249,26 +237,18 @@ impl Actor for FeedbackActor {
             }
             FeedbackMsg::Save { shutdown: false, reply } => {
                 if state.steps > state.steps_at_save {
-                    if let Some(version) = state.save().await {
-                        if state.follows_training() {
-                            state.activate(Some(version), &myself).await;
-                        }
-                    }
+                    state.save_and_publish(&myself).await;
                 }
                 let _ = reply.send(());
             }
+            #[cfg(feature = "fault-injection")]
+            FeedbackMsg::InjectPanic => panic!("injected panic in the feedback actor"),
         }
         Ok(())
     }
 }
 
 impl FeedbackState {
-    /// The adapter training continues from: the last one saved, or what a rollback went
-    /// back to (`None`: a fresh adapter).
-    fn resume_point(&self) -> Option<&AdapterVersion> {
-        self.manifest.train_from.and_then(|v| self.manifest.version(v))
-    }
-
     fn now_ms(&self) -> u64 {
         self.args.clock.now_ms()
     }
@@ -276,12 +256,7 @@ impl FeedbackState {
     /// A new journal entry: count it, and queue its reply for training.
     fn learn_from(&mut self, seq: u64, event: &FeedbackEvent) {
         self.ledger.record(event);
-        let source = match event.source {
-            FeedbackSource::Command => "command",
-            FeedbackSource::Reaction => "reaction",
-            FeedbackSource::ReactionRemoved => "reaction_removed",
-        };
-        metrics::counter!(m::FEEDBACK_EVENTS, "source" => source).increment(1);
+        metrics::counter!(m::FEEDBACK_EVENTS, "source" => event.source.label()).increment(1);
         self.enqueue(seq, event);
         self.publish();
     }
@@ -291,7 +266,7 @@ impl FeedbackState {
             return;
         }
         let Some(id) = event.reply_id else { return };
-        match self.args.store.reply(id) {
+        match self.args.replies.reply(id) {
             Ok(Some(reply)) if !reply.reply_tokens.is_empty() => {
                 if self.queue.len() == MAX_QUEUE {
                     self.queue.pop_front();
@@ -305,43 +280,45 @@ impl FeedbackState {
 
     /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
     /// ignored).
-    fn reaction(
-        &mut self,
-        channel: String,
-        message_id: String,
-        emoji: String,
-        user: String,
-        added: bool,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(reply_id) = self.args.store.reply_for_message(&message_id)? else { return Ok(()) };
-        let reward = if added {
-            match self.args.rules.rewards.reaction(&emoji) {
-                Some(r) => r,
+    fn reaction(&mut self, r: Reaction) -> Result<(), ActorProcessingErr> {
+        let Some(reply_id) = self.args.replies.reply_for_message(&r.message_id)? else { return Ok(()) };
+        let reward = if r.added {
+            match self.args.rules.rewards.reaction(&r.emoji) {
+                Some(reward) => reward,
                 None => return Ok(()),
             }
         } else {
             // Undo exactly what the reaction gave; a reaction we never saw undoes nothing.
-            match self.ledger.live_reaction(&message_id, &user, &emoji) {
-                Some(r) => -r,
+            match self.ledger.live_reaction(&r.message_id, &r.user, &r.emoji) {
+                Some(reward) => -reward,
                 None => return Ok(()),
             }
         };
         let event = FeedbackEvent {
-            channel,
+            channel: r.channel,
             reply_seq: None,
             reply_id: Some(reply_id),
-            reply_message_id: Some(message_id),
-            source: if added { FeedbackSource::Reaction } else { FeedbackSource::ReactionRemoved },
+            reply_message_id: Some(r.message_id),
+            source: if r.added { FeedbackSource::Reaction } else { FeedbackSource::ReactionRemoved },
             rating: None,
-            emoji: Some(emoji),
+            emoji: Some(r.emoji),
             comment: String::new(),
-            user,
+            user: r.user,
             at_ms: self.now_ms(),
             reward,
         };
-        let seq = self.args.store.append_feedback(&event)?;
+        let seq = self.args.journal.append_feedback(&event)?;
         self.learn_from(seq, &event);
         Ok(())
+    }
+
+    fn prune_replies(&self) {
+        let before = self.now_ms().saturating_sub(self.args.rules.keep_replies.as_millis() as u64);
+        match self.args.replies.prune_replies(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(replies = n, "dropped old journaled replies"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the reply journal"),
+        }
     }
 
     /// Starts a step on the training thread when there is work and the model is idle.
@@ -351,7 +328,7 @@ impl FeedbackState {
         }
         let Some(learning) = self.args.learning.clone() else { return };
         if self.trainer.is_none() {
-            self.trainer = Some(spawn_trainer(learning, self.resume_point().cloned(), myself.clone()));
+            self.trainer = Some(spawn_trainer(learning, self.manifest.resume_point().cloned(), myself.clone()));
         }
         let take = self.args.rules.batch.max(1).min(self.queue.len());
         let (seqs, batch): (Vec<u64>, Vec<TrainSample>) = self.queue.drain(..take).unzip();
@@ -397,18 +374,18 @@ impl FeedbackState {
         metrics::histogram!(m::TRAIN_STEP_SECONDS).record(report.seconds);
         tracing::debug!(step = self.steps, loss = report.loss, seconds = report.seconds, "trained");
         if self.steps.saturating_sub(self.steps_at_save) >= self.args.rules.save_every.max(1) {
-            if let Some(version) = self.save().await {
-                if self.follows_training() {
-                    self.activate(Some(version), myself).await;
-                }
-            }
+            self.save_and_publish(myself).await;
         }
         self.publish();
     }
 
-    /// Serving follows training unless an admin turned the adapter off or rolled it back.
-    fn follows_training(&self) -> bool {
-        self.manifest.active.is_some() || self.manifest.previous.is_empty()
+    /// Saves a new version and serves it at once, unless an admin turned serving off.
+    async fn save_and_publish(&mut self, myself: &ActorRef<FeedbackMsg>) {
+        if let Some(version) = self.save().await {
+            if self.manifest.follows_training() {
+                self.activate(Some(version), myself);
+            }
+        }
     }
 
     /// At shutdown: what was learned since the last save is saved, and served at the next
@@ -416,10 +393,8 @@ impl FeedbackState {
     async fn save_if_changed(&mut self) {
         if self.steps > self.steps_at_save {
             if let Some(version) = self.save().await {
-                if self.follows_training() {
-                    if let Some(old) = self.manifest.active.replace(version) {
-                        self.manifest.previous.push(old);
-                    }
+                if self.manifest.follows_training() {
+                    self.manifest.serve(Some(version));
                     self.write_manifest();
                 }
             }
@@ -430,7 +405,7 @@ impl FeedbackState {
     async fn save(&mut self) -> Option<u64> {
         let learning = self.args.learning.clone()?;
         let trainer = self.trainer.as_ref()?;
-        let version = self.manifest.latest().map_or(1, |v| v.version + 1).max(self.manifest.next_version);
+        let version = self.manifest.next_number();
         let file = format!("adapter-v{version}.gguf");
         let (done, saved) = oneshot::channel();
         trainer.send(TrainJob::Save(learning.adapters_dir().join(&file), done)).ok()?;
@@ -443,45 +418,23 @@ impl FeedbackState {
             }
             Err(_) => return None,
         }
-        self.manifest.next_version = version + 1;
-        self.manifest.train_from = Some(version);
         let now = self.now_ms();
         // The save ran after any step already on the training thread, so the file holds it.
         let (step, rewards_seen, trained_through) = match self.training {
             true => (self.steps + 1, self.rewards_seen + self.in_flight.1, self.in_flight.0.max(self.trained_through)),
             false => (self.steps, self.rewards_seen, self.trained_through),
         };
-        self.manifest.versions.push(AdapterVersion {
-            version,
-            file,
-            step,
-            rewards_seen,
-            trained_through,
-            baseline: self.baseline,
-            saved_at_ms: now,
-        });
-        self.prune();
+        let saved = AdapterVersion { version, file, step, rewards_seen, trained_through, baseline: self.baseline, saved_at_ms: now };
+        for old in self.manifest.record_save(saved, self.args.rules.keep_versions) {
+            if let Err(e) = learning.remove_adapter(&old) {
+                tracing::warn!(file = %old, error = %e, "could not delete an old adapter");
+            }
+        }
         self.write_manifest();
         self.steps_at_save = step;
         metrics::gauge!(m::LAST_ADAPTER_SAVE).set(now as f64 / 1000.0);
         tracing::info!(version, step = self.steps, "adapter saved");
         Some(version)
-    }
-
-    /// Keeps the newest versions (and any the rollback list or the server still needs).
-    fn prune(&mut self) {
-        let keep = self.args.rules.keep_versions.max(2);
-        while self.manifest.versions.len() > keep {
-            let oldest = self.manifest.versions.iter().map(|v| v.version).min().expect("not empty");
-            if Some(oldest) == self.manifest.active {
-                break;
-            }
-            self.manifest.versions.retain(|v| v.version != oldest);
-            self.manifest.previous.retain(|v| *v != oldest);
-            if let Some(dir) = self.args.learning.as_ref().map(|l| l.adapters_dir()) {
-                let _ = std::fs::remove_file(dir.join(format!("adapter-v{oldest}.gguf")));
-            }
-        }
     }
 
     fn write_manifest(&self) {
@@ -499,12 +452,8 @@ impl FeedbackState {
     }
 
     /// Serves `version` (`None`: the base model) from now on, without waiting for the swap.
-    async fn activate(&mut self, version: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
-        if let Some(old) = self.manifest.active.filter(|old| Some(*old) != version) {
-            self.manifest.previous.push(old);
-        }
-        self.manifest.previous.retain(|v| Some(*v) != version);
-        self.manifest.active = version;
+    fn activate(&mut self, version: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
+        self.manifest.serve(version);
         self.write_manifest();
         let myself = myself.clone();
         let Some(model) = self.args.model.get() else {
@@ -520,12 +469,12 @@ impl FeedbackState {
         self.publish();
     }
 
-    /// Serves `version` and waits until the model does (for admin commands).
-    async fn activate_now(&mut self, version: Option<u64>) -> Result<(), String> {
+    /// Makes an admin's change: the model serves it first, then the manifest records it.
+    async fn apply(&mut self, change: Change) -> Result<(), String> {
         let Some(model) = self.args.model.get() else { return Err("the model is restarting".into()) };
-        swap(model, self.path_of(version)).await?;
-        self.manifest.previous.retain(|v| Some(*v) != version);
-        self.manifest.active = version;
+        let path = change.serve.and_then(|v| Some(self.args.learning.as_ref()?.adapters_dir().join(&change.next.version(v)?.file)));
+        swap(model, path).await?;
+        self.manifest = change.next;
         self.write_manifest();
         self.publish();
         Ok(())
@@ -535,79 +484,65 @@ impl FeedbackState {
         if self.args.learning.is_none() {
             return "Learning is off in this bot's configuration (rl.enabled = false).".into();
         }
-        match command {
-            AdapterCommand::Show => match self.manifest.active.and_then(|v| self.manifest.version(v)) {
-                Some(v) => {
-                    let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));
-                    format!(
-                        "Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).",
-                        v.version,
-                        v.file,
-                        v.step,
-                        v.rewards_seen,
-                        self.manifest.versions.len()
-                    )
-                }
-                None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
-                None => format!(
-                    "Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.",
-                    self.manifest.versions.len()
-                ),
-            },
-            AdapterCommand::Rollback => {
-                let Some(active) = self.manifest.active else { return "Nothing to roll back: the base model is being served.".into() };
-                self.manifest.previous.retain(|v| *v != active);
-                let previous = self
-                    .manifest
-                    .previous
-                    .last()
-                    .copied()
-                    .or_else(|| self.manifest.versions.iter().map(|v| v.version).filter(|v| *v < active).max());
-                let train_from = std::mem::replace(&mut self.manifest.train_from, previous);
-                match self.activate_now(previous).await {
-                    Ok(()) => {
-                        // Training goes from what is served now, not from what was rolled back.
-                        self.restart_trainer_from(previous);
-                        match previous {
-                            Some(v) => format!("Rolled back from adapter v{active} to v{v}."),
-                            None => format!("Rolled back from adapter v{active} to the base model."),
-                        }
-                    }
-                    Err(why) => {
-                        self.manifest.train_from = train_from;
-                        format!("Could not roll back: {why}.")
-                    }
-                }
-            }
-            AdapterCommand::Off => match self.manifest.active {
-                None => "The base model is already being served.".into(),
-                Some(active) => match {
-                    // Recorded before the one manifest write, so a crash cannot forget the "off".
-                    self.manifest.previous.push(active);
-                    self.activate_now(None).await
-                } {
-                    Ok(()) => {
-                        format!("Adapter v{active} off: serving the base model. Training goes on; `!adapter on` serves the newest again.")
-                    }
-                    Err(why) => {
-                        self.manifest.previous.pop();
-                        format!("Could not turn the adapter off: {why}.")
-                    }
-                },
-            },
-            AdapterCommand::On => match {
+        let was = self.manifest.active;
+        let change = match command {
+            AdapterCommand::Show => return self.show_adapter(),
+            AdapterCommand::Rollback => self.manifest.rollback(),
+            AdapterCommand::Off => self.manifest.off(),
+            AdapterCommand::On => {
                 self.broken = None; // an admin asking is a good moment to try the trainer again
-                self.manifest.latest().map(|v| v.version)
-            } {
-                None => "There is no trained adapter yet.".into(),
-                Some(latest) => match self.activate_now(Some(latest)).await {
-                    Ok(()) => format!("Serving adapter v{latest}."),
-                    Err(why) => format!("Could not load adapter v{latest}: {why}."),
-                },
-            },
+                self.manifest.on()
+            }
+        };
+        let change = match change {
+            Ok(change) => change,
+            Err(refusal) => return refusal.to_string(),
+        };
+        let target = change.serve;
+        if let Err(why) = self.apply(change).await {
+            return match command {
+                AdapterCommand::Rollback => format!("Could not roll back: {why}."),
+                AdapterCommand::Off => format!("Could not turn the adapter off: {why}."),
+                _ => format!("Could not load adapter v{}: {why}.", target.unwrap_or_default()),
+            };
+        }
+        if command == AdapterCommand::Rollback {
+            // Training goes on from what is served now, not from what was rolled back.
+            self.restart_trainer_from(self.manifest.train_from);
+        }
+        let was = was.unwrap_or_default();
+        match (command, target) {
+            (AdapterCommand::Rollback, Some(v)) => format!("Rolled back from adapter v{was} to v{v}."),
+            (AdapterCommand::Rollback, None) => format!("Rolled back from adapter v{was} to the base model."),
+            (AdapterCommand::Off, _) => {
+                format!("Adapter v{was} off: serving the base model. Training goes on; `!adapter on` serves the newest again.")
+            }
+            (_, target) => format!("Serving adapter v{}.", target.unwrap_or_default()),
         }
     }
 
+    fn show_adapter(&self) -> String {
+        match self.manifest.served() {
+            Some(v) => {
+                let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));
+                format!(
+                    "Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).",
+                    v.version,
+                    v.file,
+                    v.step,
+                    v.rewards_seen,
+                    self.manifest.versions.len()
+                )
+            }
+            None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
+            None => format!(
+                "Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.",
+                self.manifest.versions.len()
+            ),
+        }
+    }
+
+    /// Training continues from `version` (`None`: a fresh adapter) with its figures.
     fn restart_trainer_from(&mut self, version: Option<u64>) {
         self.trainer = None; // the thread ends after its current job
         self.broken = None;
@@ -629,7 +564,7 @@ impl FeedbackState {
             mean_all: self.ledger.mean(None),
             last_loss: self.last_loss,
             last_save_ms: self.manifest.latest().map(|v| v.saved_at_ms),
-            active: self.manifest.active.and_then(|v| self.manifest.version(v)).cloned(),
+            active: self.manifest.served().cloned(),
             queued: self.queue.len(),
             idle_reason: match (&self.args.learning, &self.broken) {
                 (None, _) => Some("learning is off (rl.enabled = false)".into()),
@@ -642,61 +577,10 @@ impl FeedbackState {
 
     fn publish(&self) {
         let s = self.summary();
-        *self.args.published.write().unwrap_or_else(|e| e.into_inner()) = s.clone();
+        *self.args.published.write_or_recover() = s.clone();
         metrics::gauge!(m::REWARD_MEAN, "window" => "last_100").set(s.mean_last_100.unwrap_or(0.0) as f64);
         metrics::gauge!(m::REWARD_MEAN, "window" => "all").set(s.mean_all.unwrap_or(0.0) as f64);
         metrics::gauge!(m::LAST_LOSS).set(s.last_loss.unwrap_or(0.0) as f64);
         metrics::gauge!(m::ADAPTER_VERSION).set(s.active.map_or(0.0, |v| v.version as f64));
     }
-}
-
-/// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.
-async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
-    match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(Duration::from_secs(300))).await {
-        Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
-            metrics::counter!(m::ADAPTER_SWAPS).increment(1);
-            Ok(())
-        }
-        // The later change decides what is served; this one is simply moot.
-        Ok(ractor::rpc::CallResult::Success(Err(ModelError::Superseded))) => Ok(()),
-        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
-        Ok(_) => Err("the model did not answer in time".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The training thread: opens the trainer on first use and runs jobs one at a time, so a
-/// step of seconds never holds up the actor (or anything on the async runtime).
-fn spawn_trainer(
-    learning: Arc<dyn Learning>,
-    resume: Option<AdapterVersion>,
-    actor: ActorRef<FeedbackMsg>,
-) -> std::sync::mpsc::Sender<TrainJob> {
-    let (jobs, inbox) = std::sync::mpsc::channel::<TrainJob>();
-    let spawned = std::thread::Builder::new().name("sidekick-train".into()).spawn(move || {
-        let mut trainer: Option<Box<dyn PolicyTrainer>> = None;
-        for job in inbox {
-            let opened = match trainer.as_mut() {
-                Some(t) => Ok(t),
-                None => learning.open_trainer(resume.as_ref()).map(|t| trainer.insert(t)),
-            };
-            match job {
-                TrainJob::Step(batch, through) => {
-                    // A panic in the trainer must still answer, or the actor would wait forever.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
-                        .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
-                    if actor.send_message(FeedbackMsg::Trained(result, through)).is_err() {
-                        return;
-                    }
-                }
-                TrainJob::Save(path, done) => {
-                    let _ = done.send(opened.and_then(|t| t.save(&path)));
-                }
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the training thread");
-    }
-    jobs
 }

@@ -1,0 +1,357 @@
+//! The answers to `!commands`, one function each. Access was checked before we get here;
+//! every change is persisted before it is acknowledged. A command sees the channel only
+//! through [`CommandContext`].
+
+use super::{effective_params, ConversationArgs, Inbound};
+use crate::channel_key::ChannelKey;
+use crate::commands::{help_text, AdapterCommand, Command, SystemArg};
+use crate::feedback::{FeedbackMsg, RlSummary};
+use crate::params::{GenerationParams, ParamKey};
+use crate::ports::{ChannelSettings, FeedbackEvent, FeedbackSource, GlobalSettings};
+use crate::prompt::ChatTurn;
+use crate::retrieval::RetrievalMsg;
+use crate::stats::last_24h;
+use crate::sync::RwLockExt;
+use crate::timeouts;
+use crate::tree::{self, TreeRequest};
+use ractor::ActorProcessingErr;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+type Answer = Result<String, ActorProcessingErr>;
+
+/// What a command may read and change of its channel.
+pub(super) struct CommandContext<'a> {
+    pub args: &'a ConversationArgs,
+    pub settings: &'a mut ChannelSettings,
+    pub history: &'a mut VecDeque<ChatTurn>,
+    pub inbound: &'a Inbound,
+}
+
+impl CommandContext<'_> {
+    fn prefix(&self) -> &str {
+        &self.args.defaults.chat.prefix
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.args.defaults.clock.now_ms()
+    }
+
+    fn global(&self) -> GlobalSettings {
+        self.args.global.read_or_recover().clone()
+    }
+
+    fn params(&self) -> GenerationParams {
+        effective_params(&self.args.defaults, &self.global(), self.settings)
+    }
+
+    fn save_settings(&mut self, next: ChannelSettings) -> Result<(), ActorProcessingErr> {
+        self.args.store.save_channel_settings(&self.args.channel, &next)?;
+        *self.settings = next;
+        Ok(())
+    }
+
+    /// Changes the admin settings, durably, then for every channel.
+    fn change_global(&self, change: impl FnOnce(&mut GlobalSettings)) -> Result<(), ActorProcessingErr> {
+        let mut global = self.args.global.write_or_recover();
+        let mut next = global.clone();
+        change(&mut next);
+        self.args.store.save_global_settings(&next)?;
+        *global = next;
+        Ok(())
+    }
+}
+
+pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answer {
+    match command {
+        Command::Ping => Ok("Pong!".into()),
+        Command::Help => Ok(help_text(ctx.prefix(), ctx.inbound.access)),
+        Command::Chat(_) => unreachable!("chat is handled by the conversation"),
+        Command::Clear => clear(ctx),
+        Command::System(arg) => system(ctx, arg),
+        Command::ConfigShow => Ok(config_show(ctx)),
+        Command::ConfigSet { key, value } => config_set(ctx, &key, &value),
+        Command::Feedback { rating, comment } => feedback(ctx, rating, comment),
+        Command::BotData => Ok(bot_data(ctx)),
+        Command::RlMetrics => Ok(rl_metrics(ctx).await),
+        Command::Adapter(what) => adapter(ctx, what).await,
+        Command::Engagement => Ok(engagement(ctx)),
+        Command::SetRate(rate) => set_rate(ctx, rate),
+        Command::SetTemp(t) => set_temp(ctx, t),
+        Command::SetMaxLen(n) => set_max_len(ctx, n),
+        Command::MentionsOnly(on) => mentions_only(ctx, on),
+        Command::Allow(id) => allow(ctx, &id),
+        Command::Deny { channel, purge } => deny(ctx, &channel, purge).await,
+        Command::Status => status(ctx).await,
+        Command::Restart => restart(ctx),
+    }
+}
+
+fn clear(ctx: &mut CommandContext<'_>) -> Answer {
+    ctx.args.store.clear_history(&ctx.args.channel)?;
+    ctx.history.clear();
+    Ok("Conversation cleared: I've forgotten what we talked about here.".into())
+}
+
+/// The longest system prompt a channel may set, in characters.
+const MAX_SYSTEM_PROMPT: usize = 2000;
+
+fn system(ctx: &mut CommandContext<'_>, arg: SystemArg) -> Answer {
+    let mut next = ctx.settings.clone();
+    match arg {
+        SystemArg::Show => {
+            let which = if ctx.settings.system_prompt.is_some() { "custom" } else { "default" };
+            let prompt = ctx.settings.system_prompt.as_deref().unwrap_or(&ctx.args.defaults.chat.system_prompt);
+            return Ok(format!("System prompt ({which}):\n{prompt}"));
+        }
+        SystemArg::Reset => next.system_prompt = None,
+        SystemArg::Set(prompt) if prompt.chars().count() > MAX_SYSTEM_PROMPT => {
+            return Ok(format!("That system prompt is too long (max {MAX_SYSTEM_PROMPT} characters)."));
+        }
+        SystemArg::Set(prompt) => next.system_prompt = Some(prompt),
+    }
+    let answer = if next.system_prompt.is_some() { "System prompt set for this channel." } else { "System prompt reset to the default." };
+    ctx.save_settings(next)?;
+    Ok(answer.into())
+}
+
+fn config_show(ctx: &CommandContext<'_>) -> String {
+    let params = ctx.params();
+    let mut out = String::from("Generation settings for this channel:\n");
+    for key in ParamKey::ALL {
+        let (min, max) = key.range();
+        out.push_str(&format!("{} = {} ({min}–{max})\n", key.name(), params.show(key)));
+    }
+    out.push_str(&format!("Change one with `{}config <key> <value>`.", ctx.prefix()));
+    out
+}
+
+fn config_set(ctx: &mut CommandContext<'_>, key: &str, value: &str) -> Answer {
+    match ctx.params().with(key, value) {
+        Ok(next) => {
+            let key = ParamKey::parse(key).expect("validated by with()");
+            let mut settings = ctx.settings.clone();
+            settings.params.set_from(key, &next);
+            ctx.save_settings(settings)?;
+            Ok(format!("{} set to {}.", key.name(), next.show(key)))
+        }
+        Err(refusal) => Ok(refusal.to_string()),
+    }
+}
+
+fn feedback(ctx: &mut CommandContext<'_>, rating: u8, comment: String) -> Answer {
+    let (store, inbound) = (&ctx.args.store, ctx.inbound);
+    // Feedback sent as a Discord reply is about the message it answers; otherwise it is
+    // about the bot's last reply here.
+    let (reply_seq, reply_id) = match &inbound.reply_to {
+        Some(message) => (None, store.reply_for_message(message)?),
+        None => (ctx.settings.last_reply_seq, ctx.settings.last_reply_id),
+    };
+    if inbound.reply_to.is_none() && reply_seq.is_none() {
+        return Ok("There's no reply of mine here to rate yet.".into());
+    }
+    if inbound.reply_to.is_some() && reply_id.is_none() {
+        return Ok(format!(
+            "That isn't one of my replies. Reply to one of my messages with `{p}feedback`, or send it on its own to rate my last reply here.",
+            p = ctx.prefix()
+        ));
+    }
+    let reward = ctx.args.defaults.rewards.command(rating, &comment);
+    let event = FeedbackEvent {
+        channel: ctx.args.channel,
+        reply_seq,
+        reply_id,
+        reply_message_id: inbound.reply_to.clone(),
+        source: FeedbackSource::Command,
+        rating: Some(rating),
+        emoji: None,
+        comment,
+        user: inbound.author.clone(),
+        at_ms: ctx.now_ms(),
+        reward,
+    };
+    let seq = store.append_feedback(&event)?;
+    if let Some(feedback) = ctx.args.feedback.get() {
+        let _ = feedback.send_message(FeedbackMsg::Journaled { seq, event });
+    }
+    Ok(format!("Thanks! Feedback recorded ({rating}/5, reward {reward:+.2})."))
+}
+
+fn bot_data(ctx: &CommandContext<'_>) -> String {
+    let global = ctx.global();
+    let sources = if global.allowlist.is_empty() {
+        "every channel I can read".to_string()
+    } else {
+        global.allowlist.iter().map(|id| format!("<#{id}>")).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "I learn from: {sources}. I keep messages there, my replies, and feedback (`{p}feedback`, reactions) to improve. \
+         To take a channel out, ask an admin to run `{p}deny #channel`, or DM the bot's owner.",
+        p = ctx.prefix()
+    )
+}
+
+async fn rl_metrics(ctx: &CommandContext<'_>) -> String {
+    let Some(feedback) = ctx.args.feedback.get() else { return "The learning actor is restarting; try again in a moment.".into() };
+    match feedback.call(FeedbackMsg::Summary, Some(timeouts::RL_SUMMARY)).await {
+        Ok(ractor::rpc::CallResult::Success(summary)) => show_rl(&summary, ctx.now_ms()),
+        _ => "The learning actor is busy (saving or swapping an adapter); try again in a moment.".into(),
+    }
+}
+
+async fn adapter(ctx: &CommandContext<'_>, what: AdapterCommand) -> Answer {
+    let Some(feedback) = ctx.args.feedback.get() else { return Ok("The learning actor is restarting; try again in a moment.".into()) };
+    Ok(match feedback.call(|reply| FeedbackMsg::Adapter(what, reply), Some(timeouts::ADAPTER_COMMAND)).await? {
+        ractor::rpc::CallResult::Success(answer) => answer,
+        _ => "The learning actor did not answer in time; try again.".into(),
+    })
+}
+
+fn engagement(ctx: &CommandContext<'_>) -> String {
+    let now = ctx.now_ms();
+    let rules = ctx.args.defaults.chat.engagement();
+    let e = &ctx.settings.engagement;
+    let global = ctx.global();
+    let ago = match e.last_activity_ms {
+        0 => "never".to_string(),
+        t => format!("{} ago", crate::human::duration(Duration::from_millis(now.saturating_sub(t)))),
+    };
+    format!(
+        "Engagement here: level {:.2}, chance of joining in {:.0}% (base rate {:.0}%{}). Last activity {ago}.",
+        e.level_at(now, &rules),
+        100.0 * e.probability(global.reply_rate, now, &rules),
+        100.0 * global.reply_rate,
+        if global.mentions_only { "; mentions only is on" } else { "" },
+    )
+}
+
+fn set_rate(ctx: &CommandContext<'_>, rate: f64) -> Answer {
+    ctx.change_global(|g| g.reply_rate = rate)?;
+    Ok(format!("I'll join in unasked about {:.0}% of the time (more when the chat is lively).", rate * 100.0))
+}
+
+fn set_temp(ctx: &CommandContext<'_>, t: f32) -> Answer {
+    ctx.change_global(|g| g.params.temperature = Some(t))?;
+    Ok(format!("Default temperature set to {t}."))
+}
+
+fn set_max_len(ctx: &CommandContext<'_>, n: u32) -> Answer {
+    ctx.change_global(|g| g.params.max_tokens = Some(n))?;
+    Ok(format!("Default reply length set to {n} tokens."))
+}
+
+fn mentions_only(ctx: &CommandContext<'_>, on: bool) -> Answer {
+    ctx.change_global(|g| g.mentions_only = on)?;
+    Ok(if on { "OK: I'll only answer when mentioned." } else { "OK: I may join conversations again." }.into())
+}
+
+fn allow(ctx: &CommandContext<'_>, id: &str) -> Answer {
+    ctx.change_global(|g| {
+        g.allowlist.insert(id.to_string());
+    })?;
+    Ok(format!("<#{id}> is on the allowlist; I talk only in allowlisted channels now."))
+}
+
+async fn deny(ctx: &CommandContext<'_>, id: &str, purge: bool) -> Answer {
+    let mut emptied = false;
+    ctx.change_global(|g| {
+        g.allowlist.remove(id);
+        emptied = g.allowlist.is_empty();
+    })?;
+    let mut answer = if emptied {
+        format!("<#{id}> removed; the allowlist is empty, so I talk in every channel again.")
+    } else {
+        format!("<#{id}> removed from the allowlist.")
+    };
+    if purge {
+        let Ok(channel) = id.parse() else { return Ok(format!("{answer} `{id}` is not a channel id, so nothing was purged.")) };
+        let channel = ChannelKey::Guild { guild: ctx.args.channel.guild_id(), channel };
+        answer.push(' ');
+        answer.push_str(&purge_channel(ctx, channel).await?);
+    }
+    Ok(answer)
+}
+
+/// Deletes a channel's messages, settings and vectors, and makes its conversation forget.
+async fn purge_channel(ctx: &CommandContext<'_>, channel: ChannelKey) -> Answer {
+    let messages = ctx.args.store.purge_channel(&channel)?;
+    let vectors = match ctx.args.retrieval.get() {
+        Some(r) => match r.call(|reply| RetrievalMsg::Purge { channel, reply }, Some(timeouts::RETRIEVAL_PURGE)).await? {
+            ractor::rpc::CallResult::Success(n) => n,
+            _ => {
+                return Ok(format!(
+                    "Deleted {messages} stored messages; removing its vectors timed out (they go at the next index rebuild)."
+                ))
+            }
+        },
+        None => 0,
+    };
+    if channel != ctx.args.channel {
+        ctx.args.tree.send_message(TreeRequest::Forget(channel))?;
+    }
+    Ok(format!("Deleted {messages} stored messages and {vectors} vectors from it."))
+}
+
+async fn status(ctx: &CommandContext<'_>) -> Answer {
+    let tree = match tree::status(&ctx.args.tree, timeouts::TREE_STATUS).await {
+        Ok(tree) => tree,
+        Err(e @ tree::TreeError::Busy) => return Ok(format!("Status: {e}.")),
+        Err(e) => return Err(e.into()),
+    };
+    let now = ctx.now_ms();
+    let stats = ctx.args.store.as_ref();
+    let model = tree
+        .model
+        .as_ref()
+        .map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
+    let engine = tree.engine.unwrap_or_default();
+    let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
+    Ok(format!(
+        "Up {} · model {model}\nQueue: {} waiting, {} replying · last 24 h: {} replies, {} errors · memory {memory} · restarts {}",
+        crate::human::duration(tree.uptime),
+        engine.waiting,
+        engine.in_flight,
+        last_24h(stats, "replies", now),
+        last_24h(stats, "errors", now),
+        tree.restarts,
+    ))
+}
+
+fn restart(ctx: &CommandContext<'_>) -> Answer {
+    ctx.args.tree.send_message(TreeRequest::RestartTree)?;
+    Ok("Restarting: reloading the model. Back in a moment.".into())
+}
+
+fn show_rl(s: &RlSummary, now_ms: u64) -> String {
+    let mean = |m: Option<f32>| m.map_or("none yet".to_string(), |m| format!("{m:+.2}"));
+    let adapter = match &s.active {
+        Some(v) => format!("v{} (step {})", v.version, v.step),
+        None => "none (base model)".into(),
+    };
+    let saved = s
+        .last_save_ms
+        .map_or("never".to_string(), |t| format!("{} ago", crate::human::duration(Duration::from_millis(now_ms.saturating_sub(t)))));
+    let mut out = format!(
+        "Learning: {} training steps · feedback: {} commands, {} reactions, {} removed · mean reward {} (last 100), {} (all) · \
+         last loss {} · last save {saved} · adapter {adapter} · {} waiting to train",
+        s.steps,
+        s.commands,
+        s.reactions,
+        s.reactions_removed,
+        mean(s.mean_last_100),
+        mean(s.mean_all),
+        s.last_loss.map_or("none yet".to_string(), |l| format!("{l:.4}")),
+        s.queued,
+    );
+    if let Some(why) = &s.idle_reason {
+        out.push_str(&format!(" · not training: {why}"));
+    }
+    out
+}
+
+/// Resident memory of this process, from /proc on Linux.
+fn resident_mb() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0 / 1_048_576.0)
+}

@@ -1,0 +1,67 @@
+//! The training thread, and asking the model to serve an adapter.
+
+use super::FeedbackMsg;
+use crate::metric_names as m;
+use crate::model::ModelMsg;
+use crate::ports::{AdapterVersion, LearnError, Learning, ModelError, PolicyTrainer, TrainSample};
+use crate::timeouts;
+use ractor::ActorRef;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub(super) enum TrainJob {
+    Step(Vec<TrainSample>, Option<u64>),
+    Save(PathBuf, oneshot::Sender<Result<(), LearnError>>),
+}
+
+/// The training thread: opens the trainer on first use and runs jobs one at a time, so a
+/// step of seconds never holds up the actor (or anything on the async runtime).
+pub(super) fn spawn_trainer(
+    learning: Arc<dyn Learning>,
+    resume: Option<AdapterVersion>,
+    actor: ActorRef<FeedbackMsg>,
+) -> std::sync::mpsc::Sender<TrainJob> {
+    let (jobs, inbox) = std::sync::mpsc::channel::<TrainJob>();
+    let spawned = std::thread::Builder::new().name("sidekick-train".into()).spawn(move || {
+        let mut trainer: Option<Box<dyn PolicyTrainer>> = None;
+        for job in inbox {
+            let opened = match trainer.as_mut() {
+                Some(t) => Ok(t),
+                None => learning.open_trainer(resume.as_ref()).map(|t| trainer.insert(t)),
+            };
+            match job {
+                TrainJob::Step(batch, through) => {
+                    // A panic in the trainer must still answer, or the actor would wait forever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
+                        .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
+                    if actor.send_message(FeedbackMsg::Trained(result, through)).is_err() {
+                        return;
+                    }
+                }
+                TrainJob::Save(path, done) => {
+                    let _ = done.send(opened.and_then(|t| t.save(&path)));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the training thread");
+    }
+    jobs
+}
+
+/// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.
+pub(super) async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
+    match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(timeouts::ADAPTER_SWAP)).await {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+            metrics::counter!(m::ADAPTER_SWAPS).increment(1);
+            Ok(())
+        }
+        // The later change decides what is served; this one is simply moot.
+        Ok(ractor::rpc::CallResult::Success(Err(ModelError::Superseded))) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
+        Ok(_) => Err("the model did not answer in time".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,55 @@
+//! The learning port: where adapters live, and the trainer that makes them.
+
+use crate::feedback::manifest::{AdapterManifest, AdapterVersion};
+
+/// One reply to learn from: the prompt and reply tokens, and the reward it earned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSample {
+    pub prompt: Vec<u32>,
+    pub reply: Vec<u32>,
+    pub reward: f32,
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    pub loss: f32,
+    pub seconds: f64,
+    pub tokens: usize,
+    /// The running reward baseline after the step.
+    pub baseline: f32,
+    /// Rewarded replies the step learned from.
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LearnError {
+    #[error("the trainer could not start: {0}")]
+    Load(String),
+    #[error("training failed: {0}")]
+    Train(String),
+    #[error("adapter files: {0}")]
+    Files(String),
+}
+
+/// Trains a LoRA adapter on the served model. Calls block for seconds: they run on the
+/// feedback actor's training thread, never on the async runtime.
+pub trait PolicyTrainer: Send + 'static {
+    fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError>;
+    /// Writes the adapter as a GGUF file llama.cpp loads.
+    fn save(&mut self, path: &std::path::Path) -> Result<(), LearnError>;
+}
+
+/// Where adapters live, and how a trainer is opened.
+pub trait Learning: Send + Sync + 'static {
+    /// The sha256 of the base model file adapters are trained for.
+    fn base_model_sha256(&self) -> Result<String, LearnError>;
+    fn adapters_dir(&self) -> std::path::PathBuf;
+    fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError>;
+    /// Durable and atomic: a crash leaves the old manifest or the new one.
+    fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError>;
+    /// Deletes an adapter file the manifest no longer keeps (a missing file is fine).
+    fn remove_adapter(&self, file: &str) -> Result<(), LearnError>;
+    /// A trainer starting from `resume` (a saved adapter) or from the base model.
+    fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError>;
+}

@@ -1,0 +1,17 @@
+//! The small traits through which the actors reach the outside world, and the values that
+//! cross them. Adapters live in the `sidekick` binary; in-memory ones for tests in
+//! [`crate::testing`].
+
+mod learning;
+mod model;
+mod retrieval;
+mod store;
+
+pub use crate::feedback::manifest::{AdapterManifest, AdapterVersion};
+pub use learning::{LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
+pub use retrieval::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
+pub use store::{
+    ChannelSettings, FeedbackEvent, FeedbackJournal, FeedbackSource, GlobalSettings, MessageLog, ParamOverrides, ReplyJournal, ReplyRecord,
+    SettingsStore, StatsStore, Store, StoreError, StoredMessage,
+};

@@ -1,0 +1,20 @@
+//! Hourly counters in the store, behind "replies/errors in the last 24 h".
+
+use crate::ports::StatsStore;
+
+/// The counter of `what` for the hour holding `now_ms`.
+pub fn hour_key(what: &str, now_ms: u64) -> String {
+    format!("{what}@{}", now_ms / 3_600_000)
+}
+
+/// Adds one to this hour's counter of `what`; a failure is logged, never fatal.
+pub fn count_hourly(store: &dyn StatsStore, what: &str, now_ms: u64) {
+    if let Err(e) = store.add_stat(&hour_key(what, now_ms), 1) {
+        tracing::warn!(error = %e, "could not count {what}");
+    }
+}
+
+/// Sum of the hourly counters of `what` over the last 24 hours.
+pub fn last_24h(store: &dyn StatsStore, what: &str, now_ms: u64) -> u64 {
+    (0..24u64).map(|h| store.stat(&hour_key(what, now_ms.saturating_sub(h * 3_600_000))).unwrap_or(0)).sum()
+}

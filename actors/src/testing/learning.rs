@@ -1,0 +1,77 @@
+//! Learning in memory: the manifest in a field, a trainer that counts its steps and "saves"
+//! by recording the file name.
+
+use crate::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+use crate::sync::LockExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What the fake learning saw, shared with its trainers.
+#[derive(Default, Debug, Clone)]
+pub struct LearningLog {
+    pub steps: usize,
+    pub saved: Vec<String>,
+    pub removed: Vec<String>,
+    /// The version each trainer was opened from (`None`: a fresh adapter).
+    pub opened_from: Vec<Option<u64>>,
+}
+
+pub struct FakeLearning {
+    pub dir: PathBuf,
+    pub sha256: String,
+    manifest: Mutex<Option<AdapterManifest>>,
+    log: Arc<Mutex<LearningLog>>,
+}
+
+impl Default for FakeLearning {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("/adapters"), sha256: "base".into(), manifest: Mutex::default(), log: Arc::default() }
+    }
+}
+
+impl FakeLearning {
+    pub fn manifest(&self) -> Option<AdapterManifest> {
+        self.manifest.lock_or_recover().clone()
+    }
+    pub fn log(&self) -> LearningLog {
+        self.log.lock_or_recover().clone()
+    }
+}
+
+struct FakeTrainer(Arc<Mutex<LearningLog>>);
+
+impl PolicyTrainer for FakeTrainer {
+    fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
+        self.0.lock_or_recover().steps += 1;
+        Ok(TrainReport { loss: 1.0, seconds: 0.0, tokens: 1, baseline: 0.0, samples: batch.len() })
+    }
+    fn save(&mut self, path: &Path) -> Result<(), LearnError> {
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        self.0.lock_or_recover().saved.push(file);
+        Ok(())
+    }
+}
+
+impl Learning for FakeLearning {
+    fn base_model_sha256(&self) -> Result<String, LearnError> {
+        Ok(self.sha256.clone())
+    }
+    fn adapters_dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+    fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError> {
+        Ok(self.manifest())
+    }
+    fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
+        *self.manifest.lock_or_recover() = Some(manifest.clone());
+        Ok(())
+    }
+    fn remove_adapter(&self, file: &str) -> Result<(), LearnError> {
+        self.log.lock_or_recover().removed.push(file.to_string());
+        Ok(())
+    }
+    fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {
+        self.log.lock_or_recover().opened_from.push(resume.map(|v| v.version));
+        Ok(Box::new(FakeTrainer(self.log.clone())))
+    }
+}

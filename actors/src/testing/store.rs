@@ -1,0 +1,145 @@
+//! A store in memory.
+
+use crate::channel_key::ChannelKey;
+use crate::ports::{
+    ChannelSettings, FeedbackEvent, FeedbackJournal, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord, SettingsStore, StatsStore,
+    StoreError, StoredMessage,
+};
+use crate::sync::LockExt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore(Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    messages: HashMap<ChannelKey, Vec<StoredMessage>>,
+    /// Where each channel's conversation starts after `!clear`.
+    cursors: HashMap<ChannelKey, usize>,
+    settings: HashMap<ChannelKey, ChannelSettings>,
+    global: GlobalSettings,
+    feedback: BTreeMap<u64, FeedbackEvent>,
+    next_feedback: u64,
+    replies: BTreeMap<u64, ReplyRecord>,
+    next_reply: u64,
+    links: HashMap<String, u64>,
+    stats: HashMap<String, u64>,
+}
+
+impl MemoryStore {
+    /// Every message stored in `channel`, oldest first.
+    pub fn messages(&self, channel: &ChannelKey) -> Vec<StoredMessage> {
+        self.0.lock_or_recover().messages.get(channel).cloned().unwrap_or_default()
+    }
+
+    pub fn replies(&self) -> Vec<ReplyRecord> {
+        self.0.lock_or_recover().replies.values().cloned().collect()
+    }
+}
+
+impl MessageLog for MemoryStore {
+    fn append_message(&self, channel: &ChannelKey, message: &StoredMessage) -> Result<u64, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let log = inner.messages.entry(*channel).or_default();
+        log.push(message.clone());
+        Ok(log.len() as u64 - 1)
+    }
+
+    fn recent_history(&self, channel: &ChannelKey, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let inner = self.0.lock_or_recover();
+        let start = inner.cursors.get(channel).copied().unwrap_or(0);
+        let log = inner.messages.get(channel).map(|l| &l[start.min(l.len())..]).unwrap_or(&[]);
+        Ok(log[log.len().saturating_sub(limit)..].to_vec())
+    }
+
+    fn clear_history(&self, channel: &ChannelKey) -> Result<(), StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let end = inner.messages.get(channel).map_or(0, Vec::len);
+        inner.cursors.insert(*channel, end);
+        Ok(())
+    }
+
+    fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        inner.settings.remove(channel);
+        inner.cursors.remove(channel);
+        let gone: Vec<u64> = inner.replies.iter().filter(|(_, r)| r.channel == *channel).map(|(id, _)| *id).collect();
+        inner.replies.retain(|_, r| r.channel != *channel);
+        inner.links.retain(|_, id| !gone.contains(id));
+        inner.feedback.retain(|_, e| e.channel != *channel);
+        Ok(inner.messages.remove(channel).map_or(0, |m| m.len()))
+    }
+}
+
+impl SettingsStore for MemoryStore {
+    fn channel_settings(&self, channel: &ChannelKey) -> Result<ChannelSettings, StoreError> {
+        Ok(self.0.lock_or_recover().settings.get(channel).cloned().unwrap_or_default())
+    }
+    fn save_channel_settings(&self, channel: &ChannelKey, settings: &ChannelSettings) -> Result<(), StoreError> {
+        self.0.lock_or_recover().settings.insert(*channel, settings.clone());
+        Ok(())
+    }
+    fn global_settings(&self) -> Result<GlobalSettings, StoreError> {
+        Ok(self.0.lock_or_recover().global.clone())
+    }
+    fn save_global_settings(&self, settings: &GlobalSettings) -> Result<(), StoreError> {
+        self.0.lock_or_recover().global = settings.clone();
+        Ok(())
+    }
+}
+
+impl FeedbackJournal for MemoryStore {
+    fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let seq = inner.next_feedback;
+        inner.next_feedback += 1;
+        inner.feedback.insert(seq, event.clone());
+        Ok(seq)
+    }
+    fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError> {
+        Ok(self.0.lock_or_recover().feedback.range(from..).map(|(k, v)| (*k, v.clone())).collect())
+    }
+}
+
+impl ReplyJournal for MemoryStore {
+    fn append_reply(&self, reply: &ReplyRecord) -> Result<u64, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let id = inner.next_reply;
+        inner.next_reply += 1;
+        inner.replies.insert(id, reply.clone());
+        Ok(id)
+    }
+    fn reply(&self, id: u64) -> Result<Option<ReplyRecord>, StoreError> {
+        Ok(self.0.lock_or_recover().replies.get(&id).cloned())
+    }
+    fn link_reply(&self, id: u64, message_ids: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        for message in message_ids {
+            inner.links.insert(message.clone(), id);
+        }
+        Ok(())
+    }
+    fn reply_for_message(&self, message_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.0.lock_or_recover().links.get(message_id).copied())
+    }
+    fn prune_replies(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let before = inner.replies.len();
+        inner.replies.retain(|_, r| r.at_ms >= before_ms);
+        Ok(before - inner.replies.len())
+    }
+}
+
+impl StatsStore for MemoryStore {
+    fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        *self.0.lock_or_recover().stats.entry(name.to_string()).or_default() += delta;
+        Ok(())
+    }
+    fn stat(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.0.lock_or_recover().stats.get(name).copied().unwrap_or(0))
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

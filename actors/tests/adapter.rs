@@ -1,0 +1,116 @@
+//! Every `!adapter` transition, and training that saves and serves a new version, with
+//! scripted ports: what the model is asked to serve and what the manifest records.
+
+mod support;
+
+use sidekick_actors::commands::Access;
+use sidekick_actors::ports::{AdapterManifest, AdapterVersion, Learning};
+use sidekick_actors::testing::FakeLearning;
+use std::path::PathBuf;
+use std::sync::Arc;
+use support::{channel, Message, Setup, Tree};
+
+fn version(v: u64) -> AdapterVersion {
+    AdapterVersion {
+        version: v,
+        file: format!("adapter-v{v}.gguf"),
+        step: v * 10,
+        rewards_seen: v,
+        trained_through: None,
+        baseline: 0.0,
+        saved_at_ms: 0,
+    }
+}
+
+fn path(v: u64) -> Option<PathBuf> {
+    Some(PathBuf::from(format!("/adapters/adapter-v{v}.gguf")))
+}
+
+/// Three versions saved and served in turn; v3 is served.
+async fn trained_tree() -> Tree {
+    let learning = FakeLearning::default();
+    let manifest = AdapterManifest {
+        base_model_sha256: "base".into(),
+        versions: (1..=3).map(version).collect(),
+        active: Some(3),
+        previous: vec![1, 2],
+        next_version: 4,
+        train_from: Some(3),
+    };
+    learning.write_manifest(&manifest).unwrap();
+    Setup { learning: Some(Arc::new(learning)), ..Setup::default() }.start().await
+}
+
+async fn admin(tree: &Tree, text: &str) -> String {
+    tree.say(channel(1), Message::from_admin(text)).await.answer().unwrap_or_default().to_string()
+}
+
+fn active(tree: &Tree) -> Option<u64> {
+    tree.learning.as_ref().unwrap().manifest().unwrap().active
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_off_and_on_serve_what_they_say_and_record_it() {
+    let tree = trained_tree().await;
+    let model = &tree.loader.model;
+    assert!(admin(&tree, "!adapter").await.starts_with("Serving adapter v3 (adapter-v3.gguf): 30 training steps"));
+    assert_eq!(admin(&tree, "!adapter rollback").await, "Rolled back from adapter v3 to v2.");
+    assert_eq!((model.adapters().last().cloned().flatten(), active(&tree)), (path(2).clone(), Some(2)));
+    assert_eq!(tree.learning.as_ref().unwrap().log().opened_from, Vec::<Option<u64>>::new(), "no trainer opened yet");
+    assert_eq!(
+        admin(&tree, "!adapter off").await,
+        "Adapter v2 off: serving the base model. Training goes on; `!adapter on` serves the newest again."
+    );
+    assert_eq!((model.adapters().last().cloned().flatten(), active(&tree)), (None, None));
+    assert_eq!(admin(&tree, "!adapter off").await, "The base model is already being served.");
+    assert!(admin(&tree, "!adapter").await.starts_with("Serving the base model (adapter off). 3 saved version(s)"));
+    assert_eq!(admin(&tree, "!adapter on").await, "Serving adapter v3.");
+    assert_eq!((model.adapters().last().cloned().flatten(), active(&tree)), (path(3), Some(3)));
+    let back = admin(&tree, "!adapter rollback").await;
+    assert!(back.starts_with("Rolled back from adapter v3 to v"), "{back}");
+    assert_ne!(active(&tree), Some(3), "never rolls back to the adapter being served");
+    for _ in 0..3 {
+        admin(&tree, "!adapter rollback").await;
+    }
+    assert_eq!(admin(&tree, "!adapter rollback").await, "Nothing to roll back: the base model is being served.");
+    assert_eq!(active(&tree), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swap_the_model_refuses_changes_nothing() {
+    let tree = trained_tree().await;
+    tree.loader.model.refuse_adapter(path(2).unwrap());
+    let answer = admin(&tree, "!adapter rollback").await;
+    assert_eq!(answer, "Could not roll back: the adapter cannot be served: refused by the test.");
+    assert_eq!(active(&tree), Some(3), "the manifest still serves v3");
+    assert_eq!(tree.learning.as_ref().unwrap().manifest().unwrap().train_from, Some(3), "and training still continues from it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_admins_may_and_learning_off_says_so() {
+    let tree = trained_tree().await;
+    let plain = tree.say(channel(1), Message { access: Access::Everyone, ..Message::addressed("!adapter off") }).await;
+    assert_eq!(plain.answer(), Some("Only admins can do that."));
+    assert_eq!(active(&tree), Some(3));
+    let off = Setup::default().start().await;
+    assert_eq!(admin(&off, "!adapter").await, "Learning is off in this bot's configuration (rl.enabled = false).");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rated_replies_are_trained_on_saved_and_served() {
+    let mut setup = Setup { learning: Some(Arc::new(FakeLearning::default())), ..Setup::default() };
+    setup.rl.save_every = 2;
+    let tree = setup.start().await;
+    let here = channel(1);
+    for _ in 0..2 {
+        assert!(tree.say(here, Message::addressed("hello")).await.replied());
+        let thanks = tree.say(here, Message::addressed("!feedback 5 great")).await;
+        assert!(thanks.answer().unwrap().starts_with("Thanks! Feedback recorded (5/5"), "{thanks:?}");
+    }
+    let learning = tree.learning.clone().unwrap();
+    tree.until("two steps and a save", || learning.log().saved == ["adapter-v1.gguf"]).await;
+    tree.until("v1 is served", || tree.loader.model.adapters() == [path(1)]).await;
+    assert_eq!(learning.log().steps, 2);
+    let manifest = learning.manifest().unwrap();
+    assert_eq!((manifest.active, manifest.train_from, manifest.versions[0].step), (Some(1), Some(1), 2));
+}

@@ -1,0 +1,90 @@
+//! A conversation at the actor level: what it answers, what it only stores, and what it does
+//! when the model is slow or silent.
+
+mod support;
+
+use sidekick_actors::testing::Script;
+use sidekick_actors::{ChannelKey, ReplyEvent};
+use std::time::Duration;
+use support::{channel, Message, Setup, GUILD};
+
+const BUSY: &str = "I'm getting a lot of messages at once here; I'll answer the first few and catch up after.";
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_beyond_the_queue_bound_gets_one_busy_notice_and_is_all_stored() {
+    let tree = Setup::default().start().await;
+    let here = channel(1);
+    tree.loader.model.script(Script::hold(&["first"]));
+    let first = tree.send(here, Message::addressed("m0"));
+    tree.until("the first reply is being written", || tree.loader.model.held() == 1).await;
+    let texts: Vec<String> = (1..8).map(|i| format!("m{i}")).collect();
+    let rest: Vec<_> = texts.iter().map(|t| tree.send(here, Message::addressed(t))).collect();
+    tree.loader.model.release();
+    assert!(first.heard(Duration::from_secs(60)).await.replied());
+    let mut heard = Vec::new();
+    for pending in rest {
+        heard.push(pending.heard(Duration::from_secs(60)).await);
+    }
+    // queue_limit is 4: with m0 being answered, m1-m3 wait their turn and m4-m7 are backlog.
+    for (i, h) in heard.iter().enumerate().take(3) {
+        assert!(h.replied(), "m{} is answered: {h:?}", i + 1);
+    }
+    assert_eq!(heard[3].notices(), [BUSY], "one notice, on the first message beyond the bound");
+    for h in &heard[4..] {
+        assert!(h.events.is_empty(), "no second notice and no reply: {h:?}");
+    }
+    let stored: Vec<String> = tree.store.messages(&here).into_iter().filter(|m| m.content.starts_with('m')).map(|m| m.content).collect();
+    assert_eq!(stored, (0..8).map(|i| format!("m{i}")).collect::<Vec<_>>(), "every message stored, in order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_allowlisted_channels_get_answers_once_there_is_an_allowlist() {
+    let tree = Setup::default().start().await;
+    let (allowed, other) = (channel(1), channel(2));
+    assert!(tree.say(other, Message::from_admin("!allow <#1>")).await.answer().unwrap().contains("allowlist"));
+    assert!(tree.say(allowed, Message::addressed("hello?")).await.replied());
+    let ignored = tree.say(other, Message::addressed("hello?")).await;
+    assert!(!ignored.replied() && ignored.events.is_empty(), "not answered: {ignored:?}");
+    assert!(tree.store.messages(&other).iter().any(|m| m.content == "hello?"), "but stored");
+    let dm = ChannelKey::Dm { user: Some(9), channel: 99 };
+    assert!(tree.say(dm, Message::addressed("psst")).await.replied(), "DMs are always allowed");
+    let thread = |parent| ChannelKey::Thread { guild: Some(GUILD), parent: Some(parent), thread: 100 + parent };
+    assert!(tree.say(thread(1), Message::addressed("in a thread")).await.replied(), "a thread follows its parent");
+    assert!(!tree.say(thread(2), Message::addressed("in a thread")).await.replied());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_the_model_never_writes_ends_at_the_deadline_and_frees_its_sequence() {
+    let tree = Setup::default().start().await;
+    let here = channel(1);
+    tree.loader.model.script(Script::Silent);
+    let started = tokio::time::Instant::now();
+    let heard = tree.say(here, Message::addressed("are you there?")).await;
+    assert_eq!(heard.events, [ReplyEvent::Failed("I got stuck writing that reply; please try again.".into())]);
+    assert_eq!(started.elapsed().as_secs(), 30, "model.stall_seconds");
+    assert_eq!(tree.loader.model.cancelled(), 1, "the job was cancelled, which frees its sequence");
+    assert!(tree.say(here, Message::addressed("try again")).await.replied(), "the channel answers the next message");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_model_that_keeps_streaming_is_not_cut_off() {
+    let tree = Setup::default().start().await;
+    tree.loader.model.script(Script::hold(&["slow ", "but ", "sure"]));
+    let pending = tree.send(channel(1), Message::addressed("take your time"));
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    tree.loader.model.release();
+    let heard = pending.heard(Duration::from_secs(60)).await;
+    assert_eq!(heard.answer(), Some("slow but sure"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_check_access_and_settings_persist() {
+    let tree = Setup::default().start().await;
+    let here = channel(1);
+    assert_eq!(tree.say(here, Message::addressed("!settemp 0.5")).await.answer(), Some("Only admins can do that."));
+    assert_eq!(tree.say(here, Message::from_admin("!settemp 0.5")).await.answer(), Some("Default temperature set to 0.5."));
+    assert_eq!(tree.say(here, Message::addressed("!config top_k 12")).await.answer(), Some("top_k set to 12."));
+    let config = tree.say(here, Message::addressed("!config")).await;
+    assert!(config.answer().unwrap().contains("temperature = 0.5") && config.answer().unwrap().contains("top_k = 12"), "{config:?}");
+    assert_eq!(tree.say(here, Message::addressed("!dance")).await.answer(), Some("I don't know `!dance`. Try `!help`."));
+}

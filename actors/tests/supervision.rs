@@ -1,0 +1,107 @@
+//! Supervision at the actor level, in the style of ractor's own tests: real actors, scripted
+//! ports, and tokio's paused clock, so restarts happen at exactly the times the policy says.
+
+mod support;
+
+use sidekick_actors::supervisor::Child;
+use sidekick_actors::RootMsg;
+use std::time::Duration;
+use support::{channel, Message, Setup};
+use tokio::time::Instant;
+
+const BACKOFFS_MS: [u64; 5] = [100, 200, 400, 800, 1600];
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_model_comes_back_after_doubling_backoffs_then_the_tree_stops() {
+    let tree = Setup::default().start().await;
+    assert_eq!(tree.loader.loads(), 1);
+    for (i, backoff) in BACKOFFS_MS.iter().enumerate() {
+        let failed = Instant::now();
+        tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
+        tree.until("the model is loaded again", || tree.loader.loads() == i + 2).await;
+        let waited = failed.elapsed();
+        assert!(waited >= Duration::from_millis(*backoff) && waited < Duration::from_millis(backoff + 5), "restart {i} after {waited:?}");
+    }
+    assert_eq!(tree.status().await.restarts, 5);
+    // A sixth failure within the minute: without a model the bot is useless, so the tree
+    // stops (and the process with it; see `sidekick run`).
+    tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_spread_over_more_than_the_window_never_exhaust_the_limit() {
+    let tree = Setup::default().start().await;
+    for i in 0..8 {
+        tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
+        tree.until("the model is loaded again", || tree.loader.loads() == i + 2).await;
+        tokio::time::sleep(Duration::from_secs(61)).await;
+    }
+    assert_eq!(tree.status().await.restarts, 8, "each restart was the first in its minute");
+    assert!(!tree.join.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_that_keeps_failing_rests_for_a_minute_while_others_go_on() {
+    let tree = Setup::default().start().await;
+    let (fragile, other) = (channel(1), channel(2));
+    assert!(tree.say(fragile, Message::addressed("hello")).await.replied());
+    for restarts in 1..=5u64 {
+        tree.root.send_message(RootMsg::InjectPanic(Child::Channel(fragile))).unwrap();
+        for _ in 0..3000 {
+            if tree.status().await.restarts == restarts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(tree.status().await.restarts, restarts);
+    }
+    tree.root.send_message(RootMsg::InjectPanic(Child::Channel(fragile))).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let rested = tree.say(fragile, Message::addressed("still there?")).await;
+    assert_eq!(rested.answer(), Some("This channel hit repeated errors; I'm giving it a short rest."));
+    assert!(tree.say(other, Message::addressed("and here?")).await.replied(), "other channels go on");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(tree.say(fragile, Message::addressed("better now?")).await.replied(), "after the rest it answers again");
+    let history: Vec<String> = tree.store.messages(&fragile).into_iter().map(|m| m.content).collect();
+    assert!(history.contains(&"better now?".to_string()) && history.contains(&"hello".to_string()), "its history survived: {history:?}");
+}
+
+/// Retrieval and learning are extras: when they keep failing the bot goes on without them.
+#[tokio::test(start_paused = true)]
+async fn retrieval_and_learning_that_keep_failing_are_left_off_and_replies_go_on() {
+    let retriever = std::sync::Arc::new(sidekick_actors::testing::FakeRetrieverLoader::default());
+    let tree = Setup { retriever, ..Setup::default() }.start().await;
+    for child in [Child::Retrieval, Child::Feedback] {
+        for _ in 0..6 {
+            tree.root.send_message(RootMsg::InjectPanic(child.clone())).unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let status = tree.status().await;
+    assert_eq!(status.restarts, 10, "five restarts each, then no more");
+    assert!(status.retrieval.is_none(), "retrieval is off");
+    assert!(tree.say(channel(1), Message::addressed("hello")).await.replied());
+    let metrics =
+        tree.say(channel(1), Message { access: sidekick_actors::commands::Access::Owner, ..Message::addressed("!rl_metrics") }).await;
+    assert_eq!(metrics.answer(), Some("The learning actor is restarting; try again in a moment."));
+    assert!(!tree.join.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watchdog_that_keeps_failing_stops_the_tree() {
+    let tree = Setup::default().start().await;
+    for _ in 0..6 {
+        tree.root.send_message(RootMsg::InjectPanic(Child::Watchdog)).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_that_cannot_reload_stops_the_tree() {
+    let tree = Setup::default().start().await;
+    tree.loader.fail_next_loads(1);
+    tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+}
