@@ -58,6 +58,13 @@ build() {
   cargo build --release --quiet --bins
 }
 
+# Formatting and lints fail the tests, so a change cannot land unformatted or with a warning.
+lint() {
+  say "checking formatting and lints (cargo fmt --check, cargo clippy -D warnings)"
+  cargo fmt --all --check
+  cargo clippy --release --quiet --workspace --all-targets -- -D warnings
+}
+
 cmd="${1:-chat}"; shift || true
 case "$cmd" in
   setup) setup ;;
@@ -65,7 +72,7 @@ case "$cmd" in
   run)   setup; build; exec "$CARGO_TARGET_DIR/release/sidekick" run "$@" ;;
   # The tests also need Prometheus and systemd-analyze (Debian packages) for the dashboard and
   # unit checks.
-  test)  setup; bash scripts/ci_tools.sh; cargo test --release --workspace "$@" ;;
+  test)  setup; bash scripts/ci_tools.sh; lint; cargo test --release --workspace "$@" ;;
   bench) setup; cargo bench --bench serving "$@" ;;
   bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
   bench-learning) setup; cargo bench --bench learning "$@" ;;

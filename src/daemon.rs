@@ -114,7 +114,10 @@ impl Daemon {
     /// waits for the whole answer.
     pub async fn ask(&self, channel: ChannelKey, author: &str, text: &str) -> anyhow::Result<Answer> {
         let (reply, mut events) = mpsc::unbounded_channel();
-        let inbound = Inbound::addressed(author, text, sidekick_actors::commands::Access::Owner, reply);
+        let inbound = Inbound {
+            guild: channel.guild_id().map(|g| g.to_string()),
+            ..Inbound::addressed(author, text, sidekick_actors::commands::Access::Owner, reply)
+        };
         let started = Instant::now();
         self.root.send_message(RootMsg::Route { channel, inbound })?;
         let mut answer = Answer::default();

@@ -14,21 +14,21 @@ async fn the_prompt_carries_chatml_turns_and_the_system_prompt() {
     config.generation.max_tokens = 16;
     let daemon = Daemon::start(&config).await.unwrap();
 
-    let first = say(&daemon, "c", "hello there").await;
+    let first = say(&daemon, "console", "hello there").await;
     assert!(first.failed.is_none(), "{first:?}");
     assert!(!first.text.is_empty(), "the model said nothing");
     let prompt = first.prompt.unwrap();
     assert!(prompt.starts_with(&format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n")), "{prompt}");
     assert!(prompt.ends_with("<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
 
-    let second = say(&daemon, "c", "and again").await;
+    let second = say(&daemon, "console", "and again").await;
     let prompt = second.prompt.unwrap();
     let earlier = format!("<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>", first.text);
     assert!(prompt.contains(&earlier), "history missing from {prompt}");
 
     // A channel's own system prompt replaces the default.
-    assert_eq!(say(&daemon, "c", "!system You are a pirate.").await.notice.as_deref(), Some("System prompt set for this channel."));
-    let third = say(&daemon, "c", "ahoy").await;
+    assert_eq!(say(&daemon, "console", "!system You are a pirate.").await.notice.as_deref(), Some("System prompt set for this channel."));
+    let third = say(&daemon, "console", "ahoy").await;
     assert!(third.prompt.unwrap().starts_with("<|im_start|>system\nYou are a pirate.<|im_end|>"));
     daemon.shutdown().await.unwrap();
 }

@@ -149,7 +149,7 @@ async fn every_command_answers_and_refuses_by_role() {
     assert!(!chat.is_empty());
     let thanks = ask(&fake, CH1, &a, "!feedback 4 nice").await;
     assert!(thanks.starts_with("Thanks! Feedback recorded (4/5, reward +0."), "{thanks}");
-    assert_eq!(ask(&fake, CH1, &a, "!feedback 7").await, "usage: `!feedback <rating 1-5> [comment]`");
+    assert_eq!(ask(&fake, CH1, &a, "!feedback 7").await, "usage: `!feedback <1-5> [comment]`, e.g. `!feedback 4 nice one`");
     assert_eq!(ask(&fake, CH1, &a, "!config top_k 20").await, "top_k set to 20.");
     assert_eq!(ask(&fake, CH1, &a, "!config top_k 999").await, "`top_k` must be between 1 and 200, got 999");
     assert!(ask(&fake, CH1, &a, "!config").await.contains("top_k = 20 "));
@@ -162,7 +162,7 @@ async fn every_command_answers_and_refuses_by_role() {
 
     // Admin commands.
     assert!(ask(&fake, CH1, &ad, "!setrate 0.5").await.contains("about 50%"));
-    assert_eq!(ask(&fake, CH1, &ad, "!setrate 5").await, "usage: `!setrate <0-1>, e.g. !setrate 0.1`");
+    assert_eq!(ask(&fake, CH1, &ad, "!setrate 5").await, "usage: `!setrate <0-1>`, e.g. `!setrate 0.1`");
     assert_eq!(ask(&fake, CH1, &ad, "!settemp 0.8").await, "Default temperature set to 0.8.");
     assert_eq!(ask(&fake, CH1, &ad, "!setmaxlen 150").await, "Default reply length set to 150 tokens.");
     assert!(ask(&fake, CH1, &ad, "!config").await.contains("max_tokens = 150 "));

@@ -10,4 +10,5 @@ mod learning;
 mod operations;
 mod prometheus;
 mod retrieval;
+mod setup_script;
 mod support;

@@ -55,8 +55,13 @@ async fn store_quietly(daemon: &Daemon, channel: &str, lines: &[String]) {
     say(daemon, channel, "!setrate 0").await;
     for line in lines {
         let (reply, _) = tokio::sync::mpsc::unbounded_channel();
-        let inbound = Inbound { addressed: false, ..Inbound::addressed("someone", line, Access::Everyone, reply) };
-        daemon.root.send_message(RootMsg::Route { channel: crate::support::ch(channel), inbound }).unwrap();
+        let channel = crate::support::ch(channel);
+        let inbound = Inbound {
+            addressed: false,
+            guild: channel.guild_id().map(|g| g.to_string()),
+            ..Inbound::addressed("someone", line, Access::Everyone, reply)
+        };
+        daemon.root.send_message(RootMsg::Route { channel, inbound }).unwrap();
     }
 }
 

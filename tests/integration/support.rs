@@ -52,6 +52,9 @@ pub fn test_config(dir: &Path) -> Config {
 /// A test's channel by name: `console` is the terminal (one speaker, so no names in the
 /// prompt), any other name a server channel with a made-up id.
 pub fn ch(name: &str) -> ChannelKey {
+    if let Some(id) = name.strip_prefix("discord:").and_then(|id| id.parse().ok()) {
+        return ChannelKey::guild(1, id);
+    }
     match name {
         "console" => ChannelKey::Console,
         _ => {

@@ -28,7 +28,7 @@ impl Default for ChatRules {
             history_turns: 20,
             max_message_chars: 4000,
             queue_limit: 4,
-            engagement_half_life_minutes: 10.0,
+            engagement_half_life_minutes: EngagementRules::default().half_life_ms as f64 / 60_000.0,
         }
     }
 }

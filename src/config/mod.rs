@@ -504,3 +504,6 @@ mod tests {
         assert!(err.contains("/nowhere/model.gguf") && err.contains("./run.sh setup"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod documented;

@@ -1,0 +1,204 @@
+//! The REST API the bot calls: messages, reactions, channels, typing.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn is_guild_channel(&self, channel_id: u64) -> bool {
+        self.channel_ids.contains(&channel_id)
+    }
+
+    pub(super) fn dm_channel(&self, user: &FakeUser) -> u64 {
+        let mut st = self.state();
+        st.users.insert(user.id, user.clone());
+        if let Some(&id) = st.dm_channels.get(&user.id) {
+            return id;
+        }
+        let id = next_id(&mut st);
+        st.dm_channels.insert(user.id, id);
+        id
+    }
+
+    /// Creates a message, remembers it and dispatches MESSAGE_CREATE; returns its id.
+    pub(super) fn post_message(
+        &self,
+        channel_id: u64,
+        author: &FakeUser,
+        content: &str,
+        mentions: Vec<Value>,
+        reply_to: Option<u64>,
+    ) -> u64 {
+        let mut st = self.state();
+        st.users.insert(author.id, author.clone());
+        let id = next_id(&mut st);
+        let message = self.message_json(&st, id, channel_id, author, content, mentions, reply_to);
+        st.messages.insert(id, message.clone());
+        dispatch(&mut st, "MESSAGE_CREATE", message);
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn message_json(
+        &self,
+        st: &State,
+        id: u64,
+        channel_id: u64,
+        author: &FakeUser,
+        content: &str,
+        mentions: Vec<Value>,
+        reply_to: Option<u64>,
+    ) -> Value {
+        let timestamp = iso8601((id >> 22) + DISCORD_EPOCH_MS);
+        let mut m = json!({
+            "id": id.to_string(), "channel_id": channel_id.to_string(), "author": user_json(author),
+            "content": content, "timestamp": timestamp, "edited_timestamp": null, "tts": false,
+            "mention_everyone": false, "mentions": mentions, "mention_roles": [], "attachments": [],
+            "embeds": [], "components": [], "pinned": false, "flags": 0,
+            // 19 is a reply, 0 a plain message.
+            "type": if reply_to.is_some() { 19 } else { 0 },
+        });
+        if self.is_guild_channel(channel_id) {
+            m["guild_id"] = json!(self.guild_id.to_string());
+            m["member"] = member_json(&timestamp);
+        }
+        if let Some(reference) = reply_to {
+            m["message_reference"] = json!({
+                "type": 0, "message_id": reference.to_string(), "channel_id": channel_id.to_string(),
+            });
+            if self.is_guild_channel(channel_id) {
+                m["message_reference"]["guild_id"] = json!(self.guild_id.to_string());
+            }
+            // Discord nests one level only.
+            let referenced = st.messages.get(&reference).cloned().map(|mut r| {
+                r.as_object_mut().unwrap().remove("referenced_message");
+                r
+            });
+            m["referenced_message"] = referenced.unwrap_or(Value::Null);
+        }
+        m
+    }
+
+    pub(super) fn reaction(&self, add: bool, channel_id: u64, message_id: u64, user: &FakeUser, emoji: &str) {
+        let mut st = self.state();
+        let mut d = json!({
+            "user_id": user.id.to_string(), "channel_id": channel_id.to_string(),
+            "message_id": message_id.to_string(), "emoji": emoji_json(emoji),
+            "burst": false, "burst_colors": [], "type": 0,
+        });
+        if self.is_guild_channel(channel_id) {
+            d["guild_id"] = json!(self.guild_id.to_string());
+            if add {
+                let mut member = member_json(&iso8601(now_ms()));
+                member["user"] = user_json(user);
+                d["member"] = member;
+            }
+        }
+        if let Some(author) = st.messages.get(&message_id).map(|m| m["author"]["id"].clone()).filter(|_| add) {
+            d["message_author_id"] = author;
+        }
+        let event = if add { "MESSAGE_REACTION_ADD" } else { "MESSAGE_REACTION_REMOVE" };
+        dispatch(&mut st, event, d);
+    }
+
+    pub(super) fn channel_json(&self, channel_id: u64) -> Option<Value> {
+        if let Some(i) = self.channel_ids.iter().position(|&c| c == channel_id) {
+            return Some(json!({
+                "id": channel_id.to_string(), "type": 0, "guild_id": self.guild_id.to_string(),
+                "name": format!("channel-{i}"), "position": i, "permission_overwrites": [],
+                "nsfw": false, "topic": null, "last_message_id": null, "parent_id": null,
+            }));
+        }
+        let st = self.state();
+        let (user, _) = st.dm_channels.iter().find(|(_, &c)| c == channel_id)?;
+        Some(dm_channel_json(channel_id, &st.users[user]))
+    }
+
+    // ---- REST ----
+
+    /// Answers one REST call: (status, JSON body; `Null` means no body).
+    pub(super) fn route(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let segments: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+        let ok = |v: Value| (StatusCode::OK, v);
+        let no_content = (StatusCode::NO_CONTENT, Value::Null);
+        let gateway_url = format!("ws://{}", self.ws_addr);
+        match (method, segments.as_slice()) {
+            ("GET", ["gateway"]) => ok(json!({ "url": gateway_url })),
+            ("GET", ["gateway", "bot"]) => ok(json!({
+                "url": gateway_url, "shards": 1,
+                "session_start_limit": { "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1 },
+            })),
+            ("GET", ["users", "@me"]) => ok(user_json(&self.bot)),
+            ("GET", ["oauth2", "applications", "@me"]) => ok(json!({
+                "id": self.bot.id.to_string(), "name": self.bot.name, "icon": null, "description": "",
+                "bot_public": false, "bot_require_code_grant": false, "verify_key": "00",
+                "owner": user_json(&self.owner), "team": null, "flags": 0,
+            })),
+            ("POST", ["users", "@me", "channels"]) => {
+                let Some(recipient) = id_of(&body["recipient_id"]) else { return not_found() };
+                let user = self.state().users.get(&recipient).cloned();
+                let user = user.unwrap_or_else(|| FakeUser::new(recipient, &format!("user{recipient}")));
+                ok(dm_channel_json(self.dm_channel(&user), &user))
+            }
+            ("GET", ["channels", channel]) => match self.channel_json(parse_id(channel)) {
+                Some(channel) => ok(channel),
+                None => not_found(),
+            },
+            ("POST", ["channels", channel, "messages"]) => {
+                let channel_id = parse_id(channel);
+                let content = body["content"].as_str().unwrap_or("");
+                let reply_to = id_of(&body["message_reference"]["message_id"]);
+                let id = self.post_message(channel_id, &self.bot, content, vec![], reply_to);
+                let mut st = self.state();
+                st.sent.push(SentMessage { channel_id, message_id: id, body });
+                ok(st.messages[&id].clone())
+            }
+            ("GET", ["channels", _, "messages", message]) => match self.state().messages.get(&parse_id(message)) {
+                Some(m) => ok(m.clone()),
+                None => not_found(),
+            },
+            ("POST", ["channels", channel, "typing"]) => {
+                *self.state().typing.entry(parse_id(channel)).or_default() += 1;
+                no_content
+            }
+            (method @ ("PUT" | "DELETE"), ["channels", channel, "messages", message, "reactions", emoji, "@me"]) => {
+                let (channel_id, message_id, emoji) = (parse_id(channel), parse_id(message), percent_decode(emoji));
+                if method == "PUT" {
+                    self.state().bot_reactions.push((channel_id, message_id, emoji.clone()));
+                }
+                self.reaction(method == "PUT", channel_id, message_id, &self.bot, &emoji);
+                no_content
+            }
+            _ => not_found(),
+        }
+    }
+}
+
+pub(super) async fn serve_http(inner: Arc<Inner>, listener: TcpListener) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle_http(inner.clone(), req));
+            // reqwest keeps connections alive; hyper serves them until the client hangs up.
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
+}
+
+pub(super) async fn handle_http(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    inner.state().requests.push(format!("{method} {path}"));
+    let (status, value) = inner.route(&method, &path, body);
+    let response = Response::builder().status(status);
+    Ok(if value.is_null() {
+        response.body(Full::default())
+    } else {
+        response.header("content-type", "application/json").body(Full::new(Bytes::from(value.to_string())))
+    }
+    .unwrap())
+}
+
+pub(super) fn not_found() -> (StatusCode, Value) {
+    (StatusCode::NOT_FOUND, json!({ "message": "Unknown (fake Discord)", "code": 10000 }))
+}
