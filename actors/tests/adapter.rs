@@ -4,23 +4,11 @@
 mod support;
 
 use sidekick_actors::commands::Access;
-use sidekick_actors::ports::{AdapterManifest, AdapterVersion, Learning};
-use sidekick_actors::testing::FakeLearning;
+use sidekick_actors::ports::{AdapterManifest, Learning};
+use sidekick_actors::testing::{adapter_version, FakeLearning};
 use std::path::PathBuf;
 use std::sync::Arc;
 use support::{channel, Message, Setup, Tree};
-
-fn version(v: u64) -> AdapterVersion {
-    AdapterVersion {
-        version: v,
-        file: format!("adapter-v{v}.gguf"),
-        step: v * 10,
-        rewards_seen: v,
-        trained_through: None,
-        baseline: 0.0,
-        saved_at_ms: 0,
-    }
-}
 
 fn path(v: u64) -> Option<PathBuf> {
     Some(PathBuf::from(format!("/adapters/adapter-v{v}.gguf")))
@@ -31,7 +19,7 @@ async fn trained_tree() -> Tree {
     let learning = FakeLearning::default();
     let manifest = AdapterManifest {
         base_model_sha256: "base".into(),
-        versions: (1..=3).map(version).collect(),
+        versions: (1..=3).map(adapter_version).collect(),
         active: Some(3),
         previous: vec![1, 2],
         next_version: 4,

@@ -61,39 +61,21 @@ pub fn run(
     stats: Arc<Mutex<EngineStats>>,
 ) {
     let started = Instant::now();
-    let loaded = (|| {
-        let backend = backend()?;
-        let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
-            .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
-        Ok::<_, ModelError>((backend, model))
-    })();
-    let (backend, mut model) = match loaded {
+    let (backend, mut weights) = match backend().and_then(|b| Ok((b, Weights::load(b, &config)?))) {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let (template, template_name) = chat_template(&model);
+    let (template, template_name) = chat_template(&weights.model);
     let setup = Setup { backend, config: &config, template, heartbeats, stats };
-    // Adapters stay loaded for the model's lifetime (llama-cpp-2 cannot free one), so each
-    // file is loaded once and a rollback reuses it.
-    let mut adapters: HashMap<PathBuf, LlamaLoraAdapter> = HashMap::new();
-    let mut serving = config.adapter.lock_or_recover().clone();
-    if let Some(path) = serving.clone() {
-        if let Err(e) = load_adapter(&mut model, &mut adapters, &path) {
-            // A bad adapter must not keep the bot from answering: serve the base model.
-            tracing::error!(error = %e, "serving the base model");
-            serving = None;
-            *config.adapter.lock_or_recover() = None;
-        }
-    }
     let mut ready = Some(ready);
     let mut carried = VecDeque::new();
     loop {
         // A swap needs `&mut model`, so each context lives for one round of serving.
         // Matched at once: a binding would keep `model` borrowed past the swap below.
-        let mut scheduler = match setup.open_or_base(&model, &mut adapters, &mut serving) {
+        let mut scheduler = match setup.open_or_base(&weights.model, &mut weights.adapters, &mut weights.serving) {
             Ok(mut s) => {
                 s.waiting = std::mem::take(&mut carried);
                 s
@@ -103,23 +85,12 @@ pub fn run(
                     Some(ready) => drop(ready.send(Err(e))),
                     None => tracing::error!(error = %e, "the model cannot go on"),
                 }
-                for job in carried.drain(..) {
-                    let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
-                }
+                fail_all(&mut carried);
                 return;
             }
         };
         if let Some(ready) = ready.take() {
-            let info = ModelInfo {
-                name: config.model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                path: config.model_path.display().to_string(),
-                context_tokens: config.context_tokens,
-                parallel_sequences: config.parallel,
-                threads: config.threads,
-                load_seconds: started.elapsed().as_secs_f64(),
-                chat_template: template_name.clone(),
-            };
-            if ready.send(Ok(info)).is_err() {
+            if ready.send(Ok(model_info(&config, started, &template_name))).is_err() {
                 return;
             }
         }
@@ -128,41 +99,88 @@ pub fn run(
             Served::Swap { adapter, done } => {
                 carried = std::mem::take(&mut scheduler.waiting);
                 drop(scheduler);
-                let cached = adapter.as_ref().is_some_and(|p| adapters.contains_key(p));
-                if !cached && adapters.len() >= MAX_LOADED_ADAPTERS {
-                    // llama.cpp frees adapters only with their model: reload it (well under a
-                    // second for a small model) so months of swaps do not pile up in memory.
-                    adapters.clear();
-                    match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
-                        Ok(fresh) => model = fresh,
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not reload the model to free old adapters");
-                            let _ = done.send(Err(ModelError::Load(format!("reloading the model: {e}"))));
-                            for job in carried.drain(..) {
-                                let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
-                            }
-                            return;
-                        }
-                    }
-                    // The adapter served until now must be loaded again into the new model.
-                    if let Some(path) = serving.clone() {
-                        if load_adapter(&mut model, &mut adapters, &path).is_err() {
-                            serving = None;
-                        }
-                    }
-                }
-                let swapped = match &adapter {
-                    Some(path) => load_adapter(&mut model, &mut adapters, path),
-                    None => Ok(()),
-                };
-                if swapped.is_ok() {
-                    tracing::info!(adapter = ?adapter, "serving a new adapter");
-                    serving = adapter;
-                    *config.adapter.lock_or_recover() = serving.clone();
-                }
+                let swapped = weights.swap(backend, &config, adapter);
+                let gone = matches!(swapped, Err(ModelError::Load(_)));
                 let _ = done.send(swapped);
+                if gone {
+                    fail_all(&mut carried);
+                    return;
+                }
             }
         }
+    }
+}
+
+fn fail_all(jobs: &mut VecDeque<GenerationJob>) {
+    for job in jobs.drain(..) {
+        let _ = job.events.send(GenEvent::Failed(ModelError::Unavailable));
+    }
+}
+
+fn model_info(config: &EngineConfig, started: Instant, template: &str) -> ModelInfo {
+    ModelInfo {
+        name: config.model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        path: config.model_path.display().to_string(),
+        context_tokens: config.context_tokens,
+        parallel_sequences: config.parallel,
+        threads: config.threads,
+        load_seconds: started.elapsed().as_secs_f64(),
+        chat_template: template.to_string(),
+    }
+}
+
+/// The model, the adapters loaded into it, and the one being served.
+struct Weights {
+    model: LlamaModel,
+    /// Adapters stay loaded for the model's lifetime (llama-cpp-2 cannot free one), so each
+    /// file is loaded once and a rollback reuses it.
+    adapters: HashMap<PathBuf, LlamaLoraAdapter>,
+    serving: Option<PathBuf>,
+}
+
+impl Weights {
+    /// The model file, with the adapter `config` says to serve (the base model if it fails).
+    fn load(backend: &LlamaBackend, config: &EngineConfig) -> Result<Weights, ModelError> {
+        let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
+            .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
+        let mut weights = Weights { model, adapters: HashMap::new(), serving: config.adapter.lock_or_recover().clone() };
+        if let Some(path) = weights.serving.clone() {
+            if let Err(e) = load_adapter(&mut weights.model, &mut weights.adapters, &path) {
+                // A bad adapter must not keep the bot from answering: serve the base model.
+                tracing::error!(error = %e, "serving the base model");
+                weights.serving = None;
+                *config.adapter.lock_or_recover() = None;
+            }
+        }
+        Ok(weights)
+    }
+
+    /// Serves `adapter` from the next round on. A failed reload of the model is
+    /// `ModelError::Load`: the engine cannot go on.
+    fn swap(&mut self, backend: &LlamaBackend, config: &EngineConfig, adapter: Option<PathBuf>) -> Result<(), ModelError> {
+        let cached = adapter.as_ref().is_some_and(|p| self.adapters.contains_key(p));
+        if !cached && self.adapters.len() >= MAX_LOADED_ADAPTERS {
+            // llama.cpp frees adapters only with their model: reload it (well under a second
+            // for a small model) so months of swaps do not pile up in memory.
+            self.adapters.clear();
+            self.model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()).map_err(|e| {
+                tracing::error!(error = %e, "could not reload the model to free old adapters");
+                ModelError::Load(format!("reloading the model: {e}"))
+            })?;
+            // The adapter served until now must be loaded again into the new model.
+            if let Some(path) = self.serving.clone() {
+                if load_adapter(&mut self.model, &mut self.adapters, &path).is_err() {
+                    self.serving = None;
+                }
+            }
+        }
+        if let Some(path) = &adapter {
+            load_adapter(&mut self.model, &mut self.adapters, path)?;
+        }
+        tracing::info!(adapter = ?adapter, "serving a new adapter");
+        self.serving = adapter;
+        *config.adapter.lock_or_recover() = self.serving.clone();
+        Ok(())
     }
 }
 

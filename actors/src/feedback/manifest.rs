@@ -169,15 +169,7 @@ mod tests {
     use super::*;
 
     fn version(v: u64) -> AdapterVersion {
-        AdapterVersion {
-            version: v,
-            file: format!("adapter-v{v}.gguf"),
-            step: v * 10,
-            rewards_seen: v,
-            trained_through: Some(v),
-            baseline: 0.0,
-            saved_at_ms: v,
-        }
+        crate::testing::adapter_version(v)
     }
 
     /// Three saves, each served as training publishes it.

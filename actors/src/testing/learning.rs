@@ -16,6 +16,19 @@ pub struct LearningLog {
     pub opened_from: Vec<Option<u64>>,
 }
 
+/// Version `v` as training would have saved it: `adapter-vN.gguf`, `10 v` steps.
+pub fn adapter_version(v: u64) -> AdapterVersion {
+    AdapterVersion {
+        version: v,
+        file: format!("adapter-v{v}.gguf"),
+        step: v * 10,
+        rewards_seen: v,
+        trained_through: Some(v),
+        baseline: 0.0,
+        saved_at_ms: v,
+    }
+}
+
 pub struct FakeLearning {
     pub dir: PathBuf,
     pub sha256: String,

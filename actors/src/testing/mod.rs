@@ -7,7 +7,7 @@ mod model;
 mod retriever;
 mod store;
 
-pub use learning::{FakeLearning, LearningLog};
+pub use learning::{adapter_version, FakeLearning, LearningLog};
 pub use model::{Script, ScriptedLoader, ScriptedModel};
 pub use retriever::{FakeRetriever, FakeRetrieverLoader};
 pub use store::MemoryStore;

@@ -1,0 +1,181 @@
+//! The fjall store on temp folders.
+
+use super::*;
+use sidekick_actors::prompt::Role;
+
+fn key(id: u64) -> ChannelKey {
+    ChannelKey::guild(1, id)
+}
+
+fn message(text: &str) -> StoredMessage {
+    StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None, guild: None }
+}
+
+#[test]
+fn history_survives_reopening_and_clear_starts_a_new_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        for i in 0..5 {
+            store.append_message(&key(1), &message(&format!("m{i}"))).unwrap();
+        }
+        store.append_message(&key(2), &message("other")).unwrap();
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    let texts = |v: Vec<StoredMessage>| v.into_iter().map(|m| m.content).collect::<Vec<_>>();
+    assert_eq!(texts(store.recent_history(&key(1), 3).unwrap()), ["m2", "m3", "m4"]);
+    assert_eq!(store.append_message(&key(1), &message("m5")).unwrap(), 5);
+    store.clear_history(&key(1)).unwrap();
+    assert!(store.recent_history(&key(1), 10).unwrap().is_empty());
+    store.append_message(&key(1), &message("after")).unwrap();
+    assert_eq!(texts(store.recent_history(&key(1), 10).unwrap()), ["after"]);
+    assert_eq!(texts(store.recent_history(&key(2), 10).unwrap()), ["other"]);
+    assert_eq!(store.message_count(&key(1)), 7, "clearing keeps the log");
+}
+
+#[test]
+fn settings_and_stats_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.channel_settings(&key(3)).unwrap(), ChannelSettings::default());
+    let mut s = ChannelSettings { system_prompt: Some("be brief".into()), ..Default::default() };
+    s.params.temperature = Some(0.9);
+    store.save_channel_settings(&key(3), &s).unwrap();
+    drop(store);
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.channel_settings(&key(3)).unwrap(), s);
+    let event = |rating| FeedbackEvent {
+        channel: key(3),
+        reply_seq: Some(3),
+        reply_message_id: None,
+        source: sidekick_actors::ports::FeedbackSource::Command,
+        rating: Some(rating),
+        emoji: None,
+        comment: String::new(),
+        user: "ann".into(),
+        at_ms: 5,
+        reply_id: Some(7),
+        reward: 0.5,
+    };
+    store.append_feedback(&event(4)).unwrap();
+    let mut global = store.global_settings().unwrap();
+    global.reply_rate = 0.5;
+    global.allowlist.insert("42".into());
+    store.save_global_settings(&global).unwrap();
+    drop(store);
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.append_feedback(&event(2)).unwrap(), 1, "the journal continues after a restart");
+    let ratings: Vec<_> = store.feedback_events().unwrap().iter().map(|e| e.rating).collect();
+    assert_eq!(ratings, [Some(4), Some(2)]);
+    assert_eq!(store.global_settings().unwrap(), global);
+    store.add_stat("replies", 2).unwrap();
+    store.add_stat("replies", 3).unwrap();
+    assert_eq!(store.stat("replies").unwrap(), 5);
+    assert_eq!(store.feedback_since(1).unwrap().len(), 1);
+}
+
+#[test]
+fn replies_are_journaled_and_found_by_their_discord_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let reply = ReplyRecord {
+        channel: key(3),
+        reply_seq: 1,
+        prompt: "p".into(),
+        prompt_tokens: vec![1, 2],
+        reply_tokens: vec![3],
+        text: "hi".into(),
+        adapter: None,
+        at_ms: 9,
+    };
+    let id = store.append_reply(&reply).unwrap();
+    store.link_reply(id, &["111".into(), "112".into()]).unwrap();
+    drop(store);
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.reply(id).unwrap(), Some(reply.clone()));
+    assert_eq!(store.reply_for_message("112").unwrap(), Some(id));
+    assert_eq!(store.reply_for_message("999").unwrap(), None);
+    assert_eq!(store.append_reply(&reply).unwrap(), id + 1, "ids continue after a restart");
+    let newer = store.append_reply(&ReplyRecord { at_ms: 20, ..reply.clone() }).unwrap();
+    assert_eq!(store.prune_replies(10).unwrap(), 2, "the two replies at 9 ms go");
+    assert_eq!(store.reply(id).unwrap(), None);
+    assert_eq!(store.reply_for_message("112").unwrap(), None);
+    assert!(store.reply(newer).unwrap().is_some());
+}
+
+#[test]
+fn purging_a_channel_takes_its_replies_links_and_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let reply = |channel: ChannelKey| ReplyRecord {
+        channel,
+        reply_seq: 0,
+        prompt: "p".into(),
+        prompt_tokens: vec![1],
+        reply_tokens: vec![2],
+        text: "t".into(),
+        adapter: None,
+        at_ms: 0,
+    };
+    let (gone, kept) = (store.append_reply(&reply(key(4))).unwrap(), store.append_reply(&reply(key(5))).unwrap());
+    store.link_reply(gone, &["1".into()]).unwrap();
+    store.link_reply(kept, &["2".into()]).unwrap();
+    for (channel, id) in [(key(4), gone), (key(5), kept)] {
+        let event = FeedbackEvent {
+            channel,
+            reply_seq: None,
+            reply_id: Some(id),
+            reply_message_id: None,
+            source: sidekick_actors::ports::FeedbackSource::Command,
+            rating: Some(5),
+            emoji: None,
+            comment: String::new(),
+            user: "u".into(),
+            at_ms: 0,
+            reward: 1.0,
+        };
+        store.append_feedback(&event).unwrap();
+    }
+    store.append_message(&key(4), &message("hi")).unwrap();
+    assert_eq!(store.purge_channel(&key(4)).unwrap(), 1);
+    assert_eq!(store.reply(gone).unwrap(), None);
+    assert_eq!(store.reply_for_message("1").unwrap(), None);
+    assert_eq!(store.reply_for_message("2").unwrap(), Some(kept));
+    let left: Vec<_> = store.feedback_events().unwrap().into_iter().map(|e| e.channel).collect();
+    assert_eq!(left, [key(5)]);
+}
+
+/// The records as the code before typed channel keys wrote them: the channel as a plain
+/// string in keys and JSON, written straight into fjall.
+#[test]
+fn a_store_written_with_string_keys_reads_the_same_through_channel_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::builder(dir.path()).open().unwrap();
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+        let (settings, messages, replies, feedback) = (ks("settings"), ks("messages"), ks("replies"), ks("feedback"));
+        settings.insert("discord:42", br#"{"system_prompt":"be brief","params":{"temperature":0.3}}"#).unwrap();
+        for (seq, text) in [(0u64, "first"), (1, "second")] {
+            let mut key = b"discord:42\0".to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            let json = format!(r#"{{"role":"user","author":"ann","content":"{text}","at_ms":{seq},"guild":"7"}}"#);
+            messages.insert(key, json).unwrap();
+        }
+        let reply = r#"{"channel":"discord-dm:9","reply_seq":3,"prompt":"p","prompt_tokens":[1],"reply_tokens":[2],"text":"hi","adapter":null,"at_ms":5}"#;
+        replies.insert(0u64.to_be_bytes(), reply).unwrap();
+        let event = r#"{"channel":"console","reply_seq":1,"reply_message_id":null,"source":"command","rating":4,"emoji":null,"comment":"","user":"you","at_ms":6}"#;
+        feedback.insert(0u64.to_be_bytes(), event).unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    let channel = ChannelKey::guild(7, 42);
+    let settings = store.channel_settings(&channel).unwrap();
+    assert_eq!((settings.system_prompt.as_deref(), settings.params.temperature), (Some("be brief"), Some(0.3)));
+    let history: Vec<String> = store.recent_history(&channel, 10).unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(history, ["first", "second"]);
+    assert_eq!(store.append_message(&channel, &message("third")).unwrap(), 2, "the log goes on where it was");
+    assert_eq!(store.reply(0).unwrap().unwrap().channel, ChannelKey::Dm { user: None, channel: 9 });
+    assert_eq!(store.feedback_events().unwrap()[0].channel, ChannelKey::Console);
+    let rebuilt: Vec<ChannelKey> = store.user_messages().map(|(c, _)| c).collect();
+    assert_eq!(rebuilt, [channel; 3]);
+}

@@ -1,0 +1,59 @@
+//! What each vector of the retrieval index stands for: the index holds only numbers, the
+//! store holds the rest (channel, server, author, text).
+
+use super::{backend, last_seq, seq_of, FjallStore};
+use serde::{Deserialize, Serialize};
+use sidekick_actors::ports::StoreError;
+
+/// What a vector in the retrieval index stands for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorMeta {
+    pub channel: String,
+    pub guild: Option<String>,
+    pub author: String,
+    pub text: String,
+    pub at_ms: u64,
+}
+
+impl FjallStore {
+    /// Records what each vector key stands for (the index holds only numbers).
+    pub fn put_vector_meta(&self, entries: &[(u64, VectorMeta)]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for (key, meta) in entries {
+            batch.insert(&self.vectors, key.to_be_bytes(), serde_json::to_vec(meta).map_err(backend)?);
+        }
+        batch.commit().map_err(backend)
+    }
+
+    pub fn vector_meta(&self, key: u64) -> Result<Option<VectorMeta>, StoreError> {
+        match self.vectors.get(key.to_be_bytes()).map_err(backend)? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt(format!("vector {key}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// All vector keys with their metadata, in key order.
+    pub fn vector_entries(&self) -> impl Iterator<Item = (u64, VectorMeta)> + '_ {
+        self.vectors.iter().filter_map(|guard| {
+            let (key, value) = guard.into_inner().ok()?;
+            Some((seq_of(&key), serde_json::from_slice(&value).ok()?))
+        })
+    }
+
+    pub fn remove_vector_meta(&self, keys: &[u64]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for key in keys {
+            batch.remove(&self.vectors, key.to_be_bytes());
+        }
+        batch.commit().map_err(backend)
+    }
+
+    pub fn clear_vector_meta(&self) -> Result<(), StoreError> {
+        self.vectors.clear().map_err(backend)
+    }
+
+    /// A fresh key for a vector.
+    pub fn next_vector_key(&self) -> Result<u64, StoreError> {
+        self.next_in("@vectors", || last_seq(&self.vectors))
+    }
+}
