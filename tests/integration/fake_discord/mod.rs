@@ -24,7 +24,7 @@ mod rest;
 
 use gateway::{dispatch, serve_gateway};
 use json::*;
-use rest::serve_http;
+use rest::{serve_http, NewMessage};
 
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
@@ -191,13 +191,13 @@ impl FakeDiscord {
     /// `reply_to` sets `message_reference`, and `referenced_message` when the fake knows it.
     pub async fn user_says(&self, channel_id: u64, author: &FakeUser, content: &str, mention_bot: bool, reply_to: Option<u64>) -> u64 {
         let mentions = if mention_bot { vec![user_json(&self.inner.bot)] } else { vec![] };
-        self.inner.post_message(channel_id, author, content, mentions, reply_to)
+        self.inner.post_message(NewMessage { channel_id, author, content, mentions, reply_to })
     }
 
     /// `author` says `content` to the bot in their DM channel (no `guild_id`); returns its id.
     pub async fn dm(&self, author: &FakeUser, content: &str) -> u64 {
         let channel_id = self.inner.dm_channel(author);
-        self.inner.post_message(channel_id, author, content, vec![], None)
+        self.inner.post_message(NewMessage { channel_id, author, content, mentions: vec![], reply_to: None })
     }
 
     /// The DM channel between `user` and the bot (created on first use).

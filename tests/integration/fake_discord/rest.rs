@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// A message to create, as a user or the bot writes it.
+pub(super) struct NewMessage<'a> {
+    pub channel_id: u64,
+    pub author: &'a FakeUser,
+    pub content: &'a str,
+    pub mentions: Vec<Value>,
+    pub reply_to: Option<u64>,
+}
+
 impl Inner {
     pub(super) fn is_guild_channel(&self, channel_id: u64) -> bool {
         self.channel_ids.contains(&channel_id)
@@ -19,34 +28,18 @@ impl Inner {
     }
 
     /// Creates a message, remembers it and dispatches MESSAGE_CREATE; returns its id.
-    pub(super) fn post_message(
-        &self,
-        channel_id: u64,
-        author: &FakeUser,
-        content: &str,
-        mentions: Vec<Value>,
-        reply_to: Option<u64>,
-    ) -> u64 {
+    pub(super) fn post_message(&self, new: NewMessage<'_>) -> u64 {
         let mut st = self.state();
-        st.users.insert(author.id, author.clone());
+        st.users.insert(new.author.id, new.author.clone());
         let id = next_id(&mut st);
-        let message = self.message_json(&st, id, channel_id, author, content, mentions, reply_to);
+        let message = self.message_json(&st, id, new);
         st.messages.insert(id, message.clone());
         dispatch(&mut st, "MESSAGE_CREATE", message);
         id
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn message_json(
-        &self,
-        st: &State,
-        id: u64,
-        channel_id: u64,
-        author: &FakeUser,
-        content: &str,
-        mentions: Vec<Value>,
-        reply_to: Option<u64>,
-    ) -> Value {
+    pub(super) fn message_json(&self, st: &State, id: u64, new: NewMessage<'_>) -> Value {
+        let NewMessage { channel_id, author, content, mentions, reply_to } = new;
         let timestamp = iso8601((id >> 22) + DISCORD_EPOCH_MS);
         let mut m = json!({
             "id": id.to_string(), "channel_id": channel_id.to_string(), "author": user_json(author),
@@ -146,7 +139,7 @@ impl Inner {
                 let channel_id = parse_id(channel);
                 let content = body["content"].as_str().unwrap_or("");
                 let reply_to = id_of(&body["message_reference"]["message_id"]);
-                let id = self.post_message(channel_id, &self.bot, content, vec![], reply_to);
+                let id = self.post_message(NewMessage { channel_id, author: &self.bot, content, mentions: vec![], reply_to });
                 let mut st = self.state();
                 st.sent.push(SentMessage { channel_id, message_id: id, body });
                 ok(st.messages[&id].clone())
