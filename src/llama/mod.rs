@@ -1,6 +1,7 @@
 //! The llama.cpp adapter: a [`LanguageModel`] whose decoding runs on its own OS thread.
 
 mod engine;
+pub mod render;
 mod scheduler;
 pub mod slots;
 

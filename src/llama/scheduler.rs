@@ -6,7 +6,7 @@ use super::slots::{choose_slot, plan_reuse, Reuse};
 use super::EngineConfig;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
@@ -97,19 +97,9 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    fn format(&self, turns: &[ChatTurn], add_assistant: bool) -> Result<String, ModelError> {
-        let messages = turns
-            .iter()
-            .map(|t| LlamaChatMessage::new(t.role.as_str().into(), sanitize(&t.content)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::Decode(e.to_string()))?;
-        self.model
-            .apply_chat_template(&self.template, &messages, add_assistant)
-            .map_err(|e| ModelError::Decode(format!("chat template: {e}")))
-    }
-
-    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
-        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    /// The prompt text for `turns` and its tokens, markup as control tokens and text as text.
+    fn render(&self, turns: &[ChatTurn], add_assistant: bool) -> Result<(String, Vec<LlamaToken>), ModelError> {
+        super::render::render(self.model, &self.template, turns, add_assistant)
     }
 
     /// Decodes the shared prefix into sequence 0, once.
@@ -117,7 +107,7 @@ impl<'m> Scheduler<'m> {
         if turns.is_empty() {
             return Ok(());
         }
-        let tokens = self.tokenize(&self.format(turns, false)?);
+        let (_, tokens) = self.render(turns, false)?;
         for (i, chunk) in tokens.chunks(self.batch_tokens).enumerate() {
             self.batch.clear();
             for (j, token) in chunk.iter().enumerate() {
@@ -227,8 +217,7 @@ impl<'m> Scheduler<'m> {
                 true => job.turns[..1].iter().chain(&job.turns[1 + dropped..]).cloned().collect(),
                 false => job.turns[dropped..].to_vec(),
             };
-            let prompt = self.format(&turns, true)?;
-            let tokens = self.tokenize(&prompt);
+            let (prompt, tokens) = self.render(&turns, true)?;
             if tokens.len() <= budget {
                 return Ok((prompt, tokens, dropped));
             }
@@ -239,7 +228,7 @@ impl<'m> Scheduler<'m> {
                 let costs: Vec<usize> = job
                     .turns
                     .iter()
-                    .map(|t| self.format(std::slice::from_ref(t), false).map(|s| self.tokenize(&s).len()))
+                    .map(|t| self.render(std::slice::from_ref(t), false).map(|(_, tokens)| tokens.len()))
                     .collect::<Result<_, _>>()?;
                 if let Some(estimate) = turns_to_drop(&costs, has_system, budget) {
                     dropped = estimate.max(1);
@@ -436,11 +425,6 @@ impl<'m> Scheduler<'m> {
             self.slots[idx].key = None;
         }
     }
-}
-
-/// Special-token text typed by a user must stay text, not become a turn boundary.
-fn sanitize(content: &str) -> String {
-    content.replace('\0', "").replace("<|", "<\u{200b}|")
 }
 
 /// The seed's sampler chain: repeat penalty, top-k, top-p, temperature, then a seeded draw.
