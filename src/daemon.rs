@@ -6,6 +6,7 @@ use crate::llama::{EngineConfig, LlamaLoader};
 use crate::store::FjallStore;
 use ractor::{Actor, ActorRef};
 use sidekick_actors::clock::{Clock, SystemClock};
+use sidekick_actors::liveness::{Exit, ExitRequest, GatewayHealth, Liveness, ServiceManager, EXIT_FAILED};
 use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_actors::restart::RestartLimits;
 use sidekick_actors::sync::LockExt;
@@ -15,12 +16,17 @@ use sidekick_actors::{ChannelDefaults, RootMsg, RootSupervisor, TreeArgs};
 use sidekick_actors::{Inbound, ReplyEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub struct Daemon {
     pub root: ActorRef<RootMsg>,
     pub store: Arc<FjallStore>,
-    join: tokio::task::JoinHandle<()>,
+    /// The Discord connection's state, reported by the gateway and watched by the watchdog.
+    pub gateway_health: GatewayHealth,
+    pub service: Arc<dyn ServiceManager>,
+    /// Set when some part of the bot asks the process to end.
+    exit: watch::Receiver<Option<ExitRequest>>,
+    join: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -89,6 +95,14 @@ impl Daemon {
     pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
+        let (exit, exit_rx) = Exit::new();
+        let service: Arc<dyn ServiceManager> = Arc::new(crate::service::Systemd);
+        let liveness = Liveness {
+            exit,
+            gateway: GatewayHealth::default(),
+            max_disconnected: Duration::from_secs_f64(config.discord.max_disconnected_seconds),
+            service: service.clone(),
+        };
         let learning = config.rl.enabled.then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl)));
         if let Some(served) = learning.as_ref().and_then(|l| l.served_adapter()) {
             engine.adapter.lock_or_recover().get_or_insert(served);
@@ -103,11 +117,20 @@ impl Daemon {
             heartbeats,
             limits: RestartLimits::default(),
             watchdog_tick: Duration::from_secs(5),
+            liveness: liveness.clone(),
         };
         let (root, join) = Actor::spawn(None, RootSupervisor, args)
             .await
             .map_err(|e| anyhow::anyhow!("could not start: {}", startup_reason(&e.to_string())))?;
-        Ok(Daemon { root, store, join, grace: Duration::from_secs_f64(config.shutdown.grace_seconds) })
+        Ok(Daemon {
+            root,
+            store,
+            gateway_health: liveness.gateway,
+            service,
+            exit: exit_rx,
+            join: Some(join),
+            grace: Duration::from_secs_f64(config.shutdown.grace_seconds),
+        })
     }
 
     /// Says `text` in `channel` as `author` (with the owner's rights, as on the console) and
@@ -145,13 +168,34 @@ impl Daemon {
         Ok(answer)
     }
 
+    /// Resolves when some part of the bot asks the process to end, or the tree stops on its
+    /// own; says why and with which exit code.
+    pub async fn ended(&mut self) -> ExitRequest {
+        let stopped = async {
+            match self.join.as_mut() {
+                Some(join) => {
+                    let _ = join.await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Ok(_) = self.exit.wait_for(Option::is_some) => {}
+            _ = stopped => self.join = None,
+        }
+        self.exit.borrow().clone().unwrap_or_else(|| ExitRequest { code: EXIT_FAILED, why: "the actor tree stopped; exiting".into() })
+    }
+
     /// Stops intake, lets in-flight replies finish within the grace period, stops the tree
     /// and flushes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let grace = self.grace;
+        self.service.stopping();
         let _ = self.root.call(|port| RootMsg::Drain(grace, port), Some(grace + Duration::from_secs(10))).await;
         self.root.stop(None);
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.join).await;
+        if let Some(join) = self.join {
+            let _ = tokio::time::timeout(Duration::from_secs(30), join).await;
+        }
         sidekick_actors::ports::StatsStore::flush(self.store.as_ref())?;
         Ok(())
     }

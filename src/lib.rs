@@ -12,5 +12,6 @@ pub mod learning;
 pub mod llama;
 pub mod metrics_http;
 pub mod retrieval;
+pub mod service;
 pub mod signals;
 pub mod store;

@@ -98,7 +98,7 @@ async fn chat(config: &Config, show_prompt: bool, metrics: bool) -> anyhow::Resu
         }
     }
     let stop = sidekick::signals::shutdown_requested()?;
-    let daemon = Daemon::start(config).await?;
+    let mut daemon = Daemon::start(config).await?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let options = sidekick::console::ConsoleOptions { show_prompt };
     let stopping = {
@@ -112,23 +112,38 @@ async fn chat(config: &Config, show_prompt: bool, metrics: bool) -> anyhow::Resu
             }
         })
     };
-    let outcome = sidekick::console::run(&daemon.root, stdin, std::io::stdout(), stop, options).await;
+    let root = daemon.root.clone();
+    let ended = tokio::select! {
+        outcome = sidekick::console::run(&root, stdin, std::io::stdout(), stop, options) => {
+            outcome?;
+            None
+        }
+        // The tree gave up: there is nobody left to answer.
+        request = daemon.ended() => Some(request),
+    };
     stopping.abort();
     daemon.shutdown().await?;
-    outcome?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match ended {
+        None => ExitCode::SUCCESS,
+        Some(request) => {
+            eprintln!("sidekick: {}", request.why);
+            ExitCode::from(request.code)
+        }
+    })
 }
 
 async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     if config.secrets.discord_token.is_none() {
-        eprintln!("sidekick: DISCORD_TOKEN is not set; put `DISCORD_TOKEN=...` in .env (see README, \"Running on Discord\"), or try `sidekick chat` which needs no token");
+        eprintln!(
+            "sidekick: DISCORD_TOKEN is not set; put `DISCORD_TOKEN=...` in .env (see README, \"Running on Discord\"), or try `sidekick chat` which needs no token"
+        );
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     if let Some(addr) = config.metrics_addr() {
         sidekick::metrics_http::serve(addr)?;
     }
     let mut stop = sidekick::signals::shutdown_requested()?;
-    let daemon = Daemon::start(config).await?;
+    let mut daemon = Daemon::start(config).await?;
     let control = match ControlServer::start(config, daemon.root.clone(), daemon.store.clone()).await {
         Ok(control) => control,
         Err(e) => {
@@ -136,7 +151,8 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    let gateway = match sidekick::discord::connect(config, daemon.root.clone()).await {
+    let connected = sidekick::discord::connect(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await;
+    let mut gateway = match connected {
         Ok(gateway) => gateway,
         Err(e) => {
             control.stop();
@@ -145,12 +161,24 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!("sidekick: running on Discord; SIGTERM or Ctrl-C stops it");
-    let _ = stop.wait_for(|s| *s).await;
+    // Until a signal, or until the bot cannot go on: its tree gave up, or Discord closed the
+    // connection for good, or stayed unreachable too long. Then systemd decides by the code.
+    let ended = tokio::select! {
+        _ = stop.wait_for(|s| *s) => None,
+        request = daemon.ended() => Some(request),
+        request = gateway.ended() => Some(request),
+    };
     // Stop intake first, then let replies in progress finish.
     gateway.shutdown().await;
     control.stop();
     daemon.shutdown().await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match ended {
+        None => ExitCode::SUCCESS,
+        Some(request) => {
+            eprintln!("sidekick: {}", request.why);
+            ExitCode::from(request.code)
+        }
+    })
 }
 
 /// LSB's "program is not running" status code, which service scripts understand.

@@ -12,6 +12,7 @@ pub mod engagement;
 pub mod feedback;
 pub mod handle;
 pub mod human;
+pub mod liveness;
 pub mod metric_names;
 pub mod model;
 pub mod params;

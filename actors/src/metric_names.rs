@@ -29,6 +29,8 @@ pub const LAST_LOSS: &str = "sidekick_rl_last_loss";
 pub const ADAPTER_VERSION: &str = "sidekick_rl_adapter_version";
 pub const ADAPTER_SWAPS: &str = "sidekick_rl_adapter_swaps_total";
 pub const LAST_ADAPTER_SAVE: &str = "sidekick_rl_last_save_timestamp_seconds";
+pub const DISCORD_CONNECTED: &str = "sidekick_discord_connected";
+pub const DISCORD_LATENCY: &str = "sidekick_discord_latency_seconds";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
 pub const LATENCY_BUCKETS: &[f64] =

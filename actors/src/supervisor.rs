@@ -34,6 +34,7 @@ pub struct TreeArgs {
     pub heartbeats: Heartbeats,
     pub limits: RestartLimits,
     pub watchdog_tick: Duration,
+    pub liveness: crate::liveness::Liveness,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -270,11 +271,23 @@ impl RootState {
                 other => {
                     // Without its model or watchdog the bot is useless: stop, and let the
                     // service manager start a fresh process.
-                    tracing::error!(child = ?other, "too many restarts; stopping");
-                    myself.stop(Some(format!("{other:?} failed too often")));
+                    let limits = &self.args.limits;
+                    let why = format!(
+                        "the {} actor failed {} times within {}; exiting so the service manager starts a fresh process",
+                        other.label(),
+                        limits.max_restarts + 1,
+                        crate::human::duration(limits.window)
+                    );
+                    self.give_up(myself, why);
                 }
             },
         }
+    }
+
+    /// The tree cannot go on: ask the process to end, and stop.
+    fn give_up(&self, myself: &ActorRef<RootMsg>, why: String) {
+        self.args.liveness.exit.request(crate::liveness::EXIT_FAILED, why.clone());
+        myself.stop(Some(why));
     }
 
     fn forget(&mut self, child: &Child) {
@@ -388,6 +401,7 @@ impl RootState {
             tick: self.args.watchdog_tick,
             store: Some(self.args.store.clone()),
             stall_after: self.args.defaults.stall,
+            liveness: self.args.liveness.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Watchdog);
@@ -432,8 +446,7 @@ impl RootState {
             let _ = model.stop_and_wait(Some("restart".into()), Some(timeouts::CHILD_STOP)).await;
         }
         if let Err(error) = self.start_model(myself).await {
-            tracing::error!(%error, "model reload failed");
-            myself.stop(Some(format!("model reload failed: {error}")));
+            self.give_up(myself, format!("the model could not be reloaded ({error}); exiting"));
         }
         Ok(())
     }
@@ -479,8 +492,7 @@ impl RootState {
             Child::Model if self.model.get().is_none() => {
                 self.count_restart(&child);
                 if let Err(error) = self.start_model(myself).await {
-                    tracing::error!(%error, "model restart failed");
-                    myself.stop(Some(format!("model restart failed: {error}")));
+                    self.give_up(myself, format!("the model could not be loaded again ({error}); exiting"));
                 }
             }
             Child::Retrieval if self.retrieval.get().is_none() => {

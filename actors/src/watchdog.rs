@@ -45,12 +45,33 @@ impl Heartbeats {
 
 pub struct WatchdogArgs {
     pub heartbeats: Heartbeats,
+    pub liveness: crate::liveness::Liveness,
     /// Synced on every tick: bounds what a power cut can take of writes that are not synced
     /// one by one (counters, vector metadata).
     pub store: Option<std::sync::Arc<dyn crate::ports::StatsStore>>,
     pub started: Instant,
     pub tick: Duration,
     pub stall_after: Duration,
+}
+
+impl WatchdogArgs {
+    /// Publishes the Discord connection's state, and asks the process to end when it has been
+    /// down for too long (a fresh process gets a fresh connection; systemd starts it).
+    fn watch_gateway(&self) {
+        let state = self.liveness.gateway.get();
+        if let Some(state) = state {
+            metrics::gauge!(m::DISCORD_CONNECTED).set(if state.connected { 1.0 } else { 0.0 });
+            metrics::gauge!(m::DISCORD_LATENCY).set(state.latency.map_or(0.0, |l| l.as_secs_f64()));
+        }
+        let max = self.liveness.max_disconnected;
+        if let Some(down) = crate::liveness::disconnected_too_long(state, tokio::time::Instant::now(), max) {
+            let why = format!(
+                "Discord has been unreachable for {}; exiting so the service manager starts a fresh connection",
+                crate::human::duration(down)
+            );
+            self.liveness.exit.request(crate::liveness::EXIT_FAILED, why);
+        }
+    }
 }
 
 pub enum WatchdogMsg {
@@ -87,6 +108,12 @@ impl Actor for Watchdog {
                 for who in stalled.iter().filter(|w| !reported.contains(w)) {
                     tracing::warn!(component = who, "no heartbeat while busy; it may be stuck");
                     metrics::counter!(m::WATCHDOG_STALLS, "component" => *who).increment(1);
+                }
+                args.watch_gateway();
+                if stalled.is_empty() {
+                    // Only a bot whose parts are answering tells systemd it is alive; a stuck
+                    // one is killed and restarted after `WatchdogSec`.
+                    args.liveness.service.alive();
                 }
                 *reported = stalled;
                 if let Some(store) = &args.store {

@@ -27,6 +27,9 @@ async fn a_failing_model_comes_back_after_doubling_backoffs_then_the_tree_stops(
     // stops (and the process with it; see `sidekick run`).
     tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
     tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+    let asked = tree.exit.borrow().clone().expect("the process is asked to end");
+    assert_eq!(asked.code, 1, "a failure the service manager should restart");
+    assert_eq!(asked.why, "the model actor failed 6 times within 1m 00s; exiting so the service manager starts a fresh process");
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,6 +99,7 @@ async fn a_watchdog_that_keeps_failing_stops_the_tree() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+    assert!(tree.exit.borrow().as_ref().is_some_and(|r| r.code == 1 && r.why.starts_with("the watchdog actor failed 6 times")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -104,4 +108,25 @@ async fn a_model_that_cannot_reload_stops_the_tree() {
     tree.loader.fail_next_loads(1);
     tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
     tokio::time::timeout(Duration::from_secs(5), tree.join).await.expect("the root stopped").unwrap();
+    let asked = tree.exit.borrow().clone().unwrap();
+    assert!(asked.why.contains("the model could not be loaded again") && asked.why.contains("the test made this load fail"), "{asked:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn discord_down_for_longer_than_allowed_asks_the_process_to_end() {
+    let gateway = sidekick_actors::liveness::GatewayHealth::default();
+    let mut setup = Setup::default();
+    setup.liveness_gateway = Some(gateway.clone());
+    let tree = setup.start().await;
+    gateway.report(false, None, Instant::now());
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    assert!(tree.exit.borrow().is_none(), "five minutes are allowed");
+    gateway.report(true, Some(Duration::from_millis(50)), Instant::now());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    assert!(tree.exit.borrow().is_none(), "it came back in time");
+    gateway.report(false, None, Instant::now());
+    tokio::time::sleep(Duration::from_secs(310)).await;
+    let asked = tree.exit.borrow().clone().expect("the process is asked to end");
+    assert_eq!(asked.code, 1);
+    assert!(asked.why.starts_with("Discord has been unreachable for 5m"), "{asked:?}");
 }

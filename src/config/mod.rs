@@ -60,6 +60,8 @@ pub struct MetricsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DiscordConfig {
     pub api_base: String,
+    /// Disconnected from Discord longer than this, the process ends so systemd starts a fresh one.
+    pub max_disconnected_seconds: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -250,7 +252,7 @@ impl Default for MetricsConfig {
 
 impl Default for DiscordConfig {
     fn default() -> Self {
-        Self { api_base: "https://discord.com".into() }
+        Self { api_base: "https://discord.com".into(), max_disconnected_seconds: 300.0 }
     }
 }
 
@@ -325,6 +327,12 @@ impl Config {
             return Err(refuse(format!(
                 "discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}",
                 self.discord.api_base
+            )));
+        }
+        if !(10.0..=86_400.0).contains(&self.discord.max_disconnected_seconds) {
+            return Err(refuse(format!(
+                "discord.max_disconnected_seconds must be between 10 and 86400, got {}",
+                self.discord.max_disconnected_seconds
             )));
         }
         let r = &self.retrieval;

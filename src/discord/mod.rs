@@ -1,5 +1,7 @@
 //! The Discord gateway (serenity): connects to Discord (or a REST proxy / test double at
-//! `discord.api_base`), turns events into messages for the actor tree, and delivers replies.
+//! `discord.api_base`), turns events into messages for the actor tree, delivers replies, and
+//! reports on the connection: its state to the watchdog, readiness to systemd, and a close
+//! no reconnect can fix as a reason to exit.
 
 mod deliver;
 mod handler;
@@ -8,8 +10,11 @@ use crate::config::Config;
 use ractor::ActorRef;
 use serenity::all::{GatewayIntents, HttpBuilder, ShardManager, UserId};
 use serenity::client::ClientBuilder;
+use serenity::gateway::{ConnectionStage, GatewayError as Close};
+use sidekick_actors::liveness::{ExitRequest, GatewayHealth, ServiceManager, EXIT_CONFIG, EXIT_FAILED};
 use sidekick_actors::RootMsg;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Discord's own address; any other `api_base` is a proxy.
 pub const DISCORD: &str = "https://discord.com";
@@ -17,7 +22,8 @@ pub const DISCORD: &str = "https://discord.com";
 /// A connected gateway; dropping it does not disconnect, [`Gateway::shutdown`] does.
 pub struct Gateway {
     shards: Arc<ShardManager>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<Result<(), serenity::Error>>>,
+    monitor: tokio::task::JoinHandle<()>,
     pub bot_id: UserId,
     pub owner_id: Option<UserId>,
 }
@@ -41,8 +47,14 @@ pub fn intents() -> GatewayIntents {
         | GatewayIntents::DIRECT_MESSAGE_REACTIONS
 }
 
-/// Connects and starts dispatching events to `root`.
-pub async fn connect(config: &Config, root: ActorRef<RootMsg>) -> Result<Gateway, GatewayError> {
+/// Connects and starts dispatching events to `root`; `health` follows the connection, and
+/// `service` hears when it is first up.
+pub async fn connect(
+    config: &Config,
+    root: ActorRef<RootMsg>,
+    health: GatewayHealth,
+    service: Arc<dyn ServiceManager>,
+) -> Result<Gateway, GatewayError> {
     let token = config.secrets.discord_token.clone().ok_or(GatewayError::NoToken)?;
     let base = config.discord.api_base.trim_end_matches('/').to_string();
     let mut builder = HttpBuilder::new(&token);
@@ -69,19 +81,90 @@ pub async fn connect(config: &Config, root: ActorRef<RootMsg>) -> Result<Gateway
     });
     let mut client = ClientBuilder::new_with_http(http, intents()).event_handler(handler).await?;
     let shards = client.shard_manager.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = client.start().await {
-            tracing::error!(error = %e, "Discord connection ended");
-        }
-    });
+    let task = tokio::spawn(async move { client.start().await });
+    let monitor = tokio::spawn(monitor(shards.clone(), health, service));
     tracing::info!(bot = %me.name, "connected to Discord");
-    Ok(Gateway { shards, task, bot_id: me.id, owner_id })
+    Ok(Gateway { shards, task: Some(task), monitor, bot_id: me.id, owner_id })
+}
+
+/// Reads the shard's stage and heartbeat latency every second into `health`, and tells the
+/// service manager the bot is ready the first time it is connected.
+async fn monitor(shards: Arc<ShardManager>, health: GatewayHealth, service: Arc<dyn ServiceManager>) {
+    let mut told_ready = false;
+    loop {
+        let (connected, latency) = {
+            let runners = shards.runners.lock().await;
+            let connected = runners.values().any(|r| r.stage == ConnectionStage::Connected);
+            (connected, runners.values().find_map(|r| r.latency))
+        };
+        health.report(connected, latency, tokio::time::Instant::now());
+        if connected && !told_ready {
+            told_ready = true;
+            service.ready();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What a connection that ended for good means for the process: a close only the operator
+/// can fix exits 2 (systemd does not restart it) with the cause and the fix; anything else 1.
+pub fn exit_for(error: Option<&serenity::Error>) -> ExitRequest {
+    let fix = |code: u16, why: &str| ExitRequest { code: EXIT_CONFIG, why: format!("Discord closed the connection with {code}: {why}") };
+    match error {
+        Some(serenity::Error::Gateway(Close::InvalidAuthentication)) => fix(
+            4004,
+            "the token was refused. Reset it in the developer portal (Bot → Reset Token) and put the new one in DISCORD_TOKEN in .env",
+        ),
+        Some(serenity::Error::Gateway(Close::InvalidShardData)) => fix(4010, "invalid shard data; run a single shard (the default)"),
+        Some(serenity::Error::Gateway(Close::OverloadedShard)) => fix(4011, "the bot is in too many servers for one shard"),
+        Some(serenity::Error::Gateway(Close::InvalidGatewayIntents)) => fix(4013, "the gateway intents asked for are invalid"),
+        Some(serenity::Error::Gateway(Close::DisallowedGatewayIntents)) => {
+            fix(4014, "the Message Content intent is not enabled. Turn it on in the developer portal (Bot → Privileged Gateway Intents)")
+        }
+        Some(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection ended: {e}") },
+        None => ExitRequest { code: EXIT_FAILED, why: "the Discord connection ended".into() },
+    }
 }
 
 impl Gateway {
+    /// Resolves if the connection ends for good, with what that means for the process.
+    pub async fn ended(&mut self) -> ExitRequest {
+        let Some(task) = self.task.as_mut() else { return std::future::pending().await };
+        let result = task.await;
+        self.task = None;
+        match result {
+            Ok(Ok(())) => exit_for(None),
+            Ok(Err(e)) => exit_for(Some(&e)),
+            Err(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection task failed: {e}") },
+        }
+    }
+
     /// Closes the connection; replies already queued in the tree still finish.
     pub async fn shutdown(self) {
+        self.monitor.abort();
         self.shards.shutdown_all().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+        if let Some(task) = self.task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closes_only_the_operator_can_fix_exit_2_with_the_fix() {
+        let refused = exit_for(Some(&serenity::Error::Gateway(Close::InvalidAuthentication)));
+        assert_eq!(refused.code, 2);
+        assert!(refused.why.contains("4004") && refused.why.contains("token") && refused.why.contains("DISCORD_TOKEN"), "{}", refused.why);
+        let intent = exit_for(Some(&serenity::Error::Gateway(Close::DisallowedGatewayIntents)));
+        assert!(intent.code == 2 && intent.why.contains("Message Content"), "{}", intent.why);
+        for close in [Close::InvalidShardData, Close::OverloadedShard, Close::InvalidGatewayIntents] {
+            assert_eq!(exit_for(Some(&serenity::Error::Gateway(close))).code, 2);
+        }
+        assert_eq!(exit_for(Some(&serenity::Error::Other("boom"))).code, 1, "anything else: restart");
+        assert_eq!(exit_for(None).code, 1);
+        assert!(!refused.why.contains('\n'));
     }
 }

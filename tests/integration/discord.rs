@@ -52,7 +52,8 @@ pub(crate) fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
 pub(crate) async fn start(config: &Config, fake: &FakeDiscord, clock: Arc<dyn Clock>) -> Bot {
     let daemon = Daemon::start_with(config, engine_config(config), clock).await.unwrap();
     let before = fake.connections();
-    let gateway = sidekick::discord::connect(config, daemon.root.clone()).await.unwrap();
+    let gateway =
+        sidekick::discord::connect(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await.unwrap();
     assert!(fake.wait_ready_after(before, Duration::from_secs(10)).await, "the bot did not connect");
     Bot { daemon, gateway }
 }

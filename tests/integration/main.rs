@@ -5,6 +5,7 @@ mod actor_tree;
 mod cli;
 mod crash;
 mod discord;
+mod exits;
 mod fake_discord;
 mod learning;
 mod operations;

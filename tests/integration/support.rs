@@ -102,11 +102,33 @@ pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[
         .env("SIDEKICK_RL_ENABLED", "false")
         .env("SIDEKICK_GENERATION_MAX_TOKENS", "16")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(daemon_log(dir));
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.spawn().expect("the sidekick binary starts")
+}
+
+/// Where a spawned daemon's stderr goes: `daemon.stderr` in the test's folder, appended to.
+fn daemon_log(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.stderr")).unwrap()
+}
+
+/// What the daemons spawned in `dir` wrote to stderr.
+pub fn daemon_stderr(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("daemon.stderr")).unwrap_or_default()
+}
+
+/// Waits up to `limit` for `child` to exit; its exit code.
+pub async fn exit_code(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 /// [`spawn_daemon`], then waits until the new daemon has its own live gateway session.

@@ -6,6 +6,7 @@ use ractor::{Actor, ActorRef};
 use sidekick_actors::clock::ManualClock;
 use sidekick_actors::commands::Access;
 use sidekick_actors::feedback::RlRules;
+use sidekick_actors::liveness::{Exit, ExitRequest, Liveness};
 use sidekick_actors::ports::{Learning, Store};
 use sidekick_actors::restart::RestartLimits;
 use sidekick_actors::testing::{FakeLearning, FakeRetrieverLoader, MemoryStore, ScriptedLoader};
@@ -31,6 +32,8 @@ pub struct Setup {
     pub rl: RlRules,
     pub limits: RestartLimits,
     pub clock: ManualClock,
+    /// The Discord connection the watchdog watches (none: the console).
+    pub liveness_gateway: Option<sidekick_actors::liveness::GatewayHealth>,
 }
 
 impl Default for Setup {
@@ -46,6 +49,7 @@ impl Default for Setup {
             rl: RlRules { tick: Duration::from_millis(50), ..Default::default() },
             limits: RestartLimits::default(),
             clock,
+            liveness_gateway: None,
         }
     }
 }
@@ -58,10 +62,13 @@ pub struct Tree {
     pub retriever: Arc<FakeRetrieverLoader>,
     pub learning: Option<Arc<FakeLearning>>,
     pub clock: ManualClock,
+    /// What the tree asked of the process.
+    pub exit: tokio::sync::watch::Receiver<Option<ExitRequest>>,
 }
 
 impl Setup {
     pub async fn start(self) -> Tree {
+        let (exit, exit_rx) = Exit::new();
         let args = TreeArgs {
             store: self.store.clone() as Arc<dyn Store>,
             loader: self.loader.clone(),
@@ -72,9 +79,19 @@ impl Setup {
             heartbeats: Heartbeats::default(),
             limits: self.limits,
             watchdog_tick: Duration::from_secs(5),
+            liveness: Liveness { exit, gateway: self.liveness_gateway.unwrap_or_default(), ..Liveness::default() },
         };
         let (root, join) = Actor::spawn(None, RootSupervisor, args).await.expect("the tree starts");
-        Tree { root, join, store: self.store, loader: self.loader, retriever: self.retriever, learning: self.learning, clock: self.clock }
+        Tree {
+            root,
+            join,
+            store: self.store,
+            loader: self.loader,
+            retriever: self.retriever,
+            learning: self.learning,
+            clock: self.clock,
+            exit: exit_rx,
+        }
     }
 }
 

@@ -11,6 +11,9 @@ pub(super) async fn serve_gateway(inner: Arc<Inner>, listener: TcpListener) {
 pub(super) async fn gateway_connection(inner: Arc<Inner>, tcp: TcpStream) {
     // serenity connects to `{url}?v=10` and needs no particular reply headers.
     let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+    if inner.state().dark {
+        return; // as if Discord were unreachable: the connection drops at once
+    }
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = {
@@ -20,7 +23,8 @@ pub(super) async fn gateway_connection(inner: Arc<Inner>, tcp: TcpStream) {
         st.current = Some(Conn { id: st.connections, tx: tx.clone(), live: false });
         st.connections
     };
-    let _ = tx.send(Out::Frame(json!({ "op": 10, "d": { "heartbeat_interval": HEARTBEAT_MS } })));
+    let interval = inner.state().heartbeat_ms.unwrap_or(HEARTBEAT_MS);
+    let _ = tx.send(Out::Frame(json!({ "op": 10, "d": { "heartbeat_interval": interval } })));
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -28,6 +32,12 @@ pub(super) async fn gateway_connection(inner: Arc<Inner>, tcp: TcpStream) {
                     if sink.send(WsMessage::Text(v.to_string())).await.is_err() {
                         break;
                     }
+                }
+                Some(Out::Close(code)) => {
+                    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+                    let frame = CloseFrame { code: CloseCode::from(code), reason: "closed by the fake Discord".into() };
+                    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                    break;
                 }
                 Some(Out::Drop) | None => break,
             },
@@ -63,6 +73,11 @@ impl Inner {
             }
             // IDENTIFY: a new session, READY then the guild.
             Some(2) => {
+                if let Some(code) = st.close_on_identify {
+                    st.requests.push(format!("GATEWAY IDENTIFY (closed with {code})"));
+                    let _ = tx.send(Out::Close(code));
+                    return;
+                }
                 st.current.as_mut().unwrap().live = true;
                 st.requests.push("GATEWAY IDENTIFY".into());
                 st.session_id = format!("fake-session-{conn_id}");

@@ -124,6 +124,13 @@ struct State {
     /// Every dispatch payload ever made, in order; this session's start at `session_start`.
     dispatched: Vec<Value>,
     session_start: usize,
+    /// Answer IDENTIFY by closing with this code.
+    close_on_identify: Option<u16>,
+    /// Drop every gateway connection at once, as if Discord were unreachable.
+    dark: bool,
+    /// A heartbeat interval other than Discord's, for tests that wait for serenity to notice
+    /// a lost connection (it does at its next heartbeat).
+    heartbeat_ms: Option<u64>,
 }
 
 struct Conn {
@@ -136,6 +143,8 @@ enum Out {
     Frame(Value),
     /// Close the TCP connection without a websocket close frame, like a network failure.
     Drop,
+    /// Close the websocket with this close code, as Discord does for a refused token (4004).
+    Close(u16),
 }
 
 impl FakeDiscord {
@@ -257,6 +266,32 @@ impl FakeDiscord {
     }
 
     /// Websocket connections accepted so far.
+    /// From now on, IDENTIFY is answered by closing the websocket with `code` (4004: the
+    /// token was refused; 4014: a privileged intent is not allowed).
+    pub fn close_on_identify(&self, code: u16) {
+        self.inner.state().close_on_identify = Some(code);
+    }
+
+    /// Closes the gateway connection (4000, "reconnect") and drops every new one, until
+    /// [`FakeDiscord::light`]: Discord unreachable, noticed at once rather than at the next
+    /// heartbeat (41 s).
+    pub async fn go_dark(&self) {
+        let mut st = self.inner.state();
+        st.dark = true;
+        if let Some(conn) = st.current.take() {
+            let _ = conn.tx.send(Out::Close(4000));
+        }
+    }
+
+    /// Asks clients that connect from now on to heartbeat every `ms` (Discord: 41,250).
+    pub fn heartbeat_every(&self, ms: u64) {
+        self.inner.state().heartbeat_ms = Some(ms);
+    }
+
+    pub fn light(&self) {
+        self.inner.state().dark = false;
+    }
+
     pub fn connections(&self) -> usize {
         self.inner.state().connections
     }
