@@ -115,9 +115,7 @@ async fn a_model_that_cannot_reload_stops_the_tree() {
 #[tokio::test(start_paused = true)]
 async fn discord_down_for_longer_than_allowed_asks_the_process_to_end() {
     let gateway = sidekick_actors::liveness::GatewayHealth::default();
-    let mut setup = Setup::default();
-    setup.liveness_gateway = Some(gateway.clone());
-    let tree = setup.start().await;
+    let tree = Setup { liveness_gateway: Some(gateway.clone()), ..Setup::default() }.start().await;
     gateway.report(false, None, Instant::now());
     tokio::time::sleep(Duration::from_secs(299)).await;
     assert!(tree.exit.borrow().is_none(), "five minutes are allowed");
