@@ -136,9 +136,15 @@ impl Daemon {
     /// Says `text` in `channel` as `author` (with the owner's rights, as on the console) and
     /// waits for the whole answer.
     pub async fn ask(&self, channel: ChannelKey, author: &str, text: &str) -> anyhow::Result<Answer> {
+        self.ask_as(channel, author, None, text).await
+    }
+
+    /// [`Daemon::ask`] as the Discord user `user_id`.
+    pub async fn ask_as(&self, channel: ChannelKey, author: &str, user_id: Option<&str>, text: &str) -> anyhow::Result<Answer> {
         let (reply, mut events) = mpsc::unbounded_channel();
         let inbound = Inbound {
             guild: channel.guild_id().map(|g| g.to_string()),
+            user_id: user_id.map(String::from),
             ..Inbound::addressed(author, text, sidekick_actors::commands::Access::Owner, reply)
         };
         let started = Instant::now();

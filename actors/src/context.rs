@@ -9,8 +9,11 @@ pub struct Hit {
     pub key: u64,
     /// Cosine similarity in [-1, 1].
     pub similarity: f32,
-    pub channel: String,
+    /// Where it was said (the scope rules check it).
+    pub place: crate::governance::Place,
     pub author: String,
+    /// Its author's Discord id, when known.
+    pub user_id: Option<String>,
     pub text: String,
     pub from_bot: bool,
 }
@@ -77,7 +80,8 @@ mod tests {
     use super::*;
 
     fn hit(key: u64, similarity: f32, text: &str, from_bot: bool) -> Hit {
-        Hit { key, similarity, channel: "c".into(), author: "ann".into(), text: text.into(), from_bot }
+        let place = crate::governance::Place::new(crate::ChannelKey::guild(1, 1), None);
+        Hit { key, similarity, place, author: "ann".into(), user_id: None, text: text.into(), from_bot }
     }
 
     #[test]

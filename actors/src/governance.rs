@@ -56,6 +56,13 @@ impl Scope {
     }
 }
 
+/// The hits a prompt in `scope` may show: said where the scope admits, by someone who has not
+/// opted out. The retriever filters by scope already; this is checked again where the prompt
+/// is made, so no retriever can leak.
+pub fn shown(hits: Vec<crate::context::Hit>, scope: &Scope, global: &GlobalSettings) -> Vec<crate::context::Hit> {
+    hits.into_iter().filter(|h| scope.admits(&h.place) && !global.opted_out(h.user_id.as_deref())).collect()
+}
+
 impl GlobalSettings {
     /// Whether `user` (a Discord user id; `None` on the console) opted out of being kept.
     pub fn opted_out(&self, user: Option<&str>) -> bool {

@@ -10,6 +10,7 @@ pub mod context;
 pub mod conversation;
 pub mod engagement;
 pub mod feedback;
+pub mod governance;
 pub mod handle;
 pub mod human;
 pub mod liveness;

@@ -12,6 +12,8 @@ pub enum ModelMsg {
     Generate(GenerationJob),
     Info(RpcReplyPort<ModelInfo>),
     Stats(RpcReplyPort<EngineStats>),
+    /// Tokens these turns take with the chat template.
+    Measure(Vec<crate::prompt::ChatTurn>, RpcReplyPort<Result<usize, ModelError>>),
     /// Serve this LoRA adapter (`None`: the base model); answered once the swap is done.
     SetAdapter(Option<std::path::PathBuf>, RpcReplyPort<Result<(), ModelError>>),
     /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
@@ -70,6 +72,13 @@ impl Actor for ModelActor {
             }
             ModelMsg::Stats(reply) => {
                 let _ = reply.send(state.engine.stats());
+            }
+            ModelMsg::Measure(turns, reply) => {
+                let (done, measured) = tokio::sync::oneshot::channel();
+                state.engine.measure(turns, done);
+                tokio::spawn(async move {
+                    let _ = reply.send(measured.await.unwrap_or(Err(ModelError::Unavailable)));
+                });
             }
             ModelMsg::SetAdapter(path, reply) => {
                 // The swap waits for replies in flight; the actor goes on meanwhile.

@@ -24,12 +24,18 @@ pub enum RetrievalMsg {
     Flush,
     Query {
         text: String,
-        guild: Option<String>,
+        /// Where the hits may come from (see `governance.rs`).
+        scope: crate::governance::Scope,
         k: usize,
         reply: RpcReplyPort<Vec<Hit>>,
     },
     Purge {
         channel: crate::channel_key::ChannelKey,
+        reply: RpcReplyPort<usize>,
+    },
+    /// Removes the vectors of what a user wrote.
+    PurgeUser {
+        user: String,
         reply: RpcReplyPort<usize>,
     },
     /// Embeds what is pending and saves the index.
@@ -127,11 +133,11 @@ impl Actor for RetrievalActor {
                     state.start_batch(&myself, &retriever);
                 }
             }
-            RetrievalMsg::Query { text, guild, k, reply } => {
+            RetrievalMsg::Query { text, scope, k, reply } => {
                 // Queries run beside a batch being embedded, never behind it.
                 tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
-                    let hits = retriever.query(&text, guild.as_deref(), k).unwrap_or_else(|e| {
+                    let hits = retriever.query(&text, &scope, k).unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "retrieval query failed");
                         m::count_error("retrieval_query");
                         Vec::new()
@@ -143,6 +149,11 @@ impl Actor for RetrievalActor {
             RetrievalMsg::Purge { channel, reply } => {
                 state.pending.retain(|i| i.channel != channel);
                 let removed = tokio::task::spawn_blocking(move || retriever.purge_channel(&channel)).await??;
+                let _ = reply.send(removed);
+            }
+            RetrievalMsg::PurgeUser { user, reply } => {
+                state.pending.retain(|i| i.user_id.as_deref() != Some(user.as_str()));
+                let removed = tokio::task::spawn_blocking(move || retriever.purge_user(&user)).await??;
                 let _ = reply.send(removed);
             }
             RetrievalMsg::Save(reply) => {
@@ -197,7 +208,7 @@ fn degraded(msg: RetrievalMsg, state: &RetrievalState) -> Result<(), ActorProces
         RetrievalMsg::Query { reply, .. } => {
             let _ = reply.send(Vec::new());
         }
-        RetrievalMsg::Purge { reply, .. } => {
+        RetrievalMsg::Purge { reply, .. } | RetrievalMsg::PurgeUser { reply, .. } => {
             let _ = reply.send(0);
         }
         RetrievalMsg::Save(Some(reply)) => {

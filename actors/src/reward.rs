@@ -150,6 +150,7 @@ mod tests {
             emoji: Some(emoji.into()),
             comment: String::new(),
             user: user.into(),
+            user_id: Some(user.into()),
             at_ms: 0,
             reward,
         }

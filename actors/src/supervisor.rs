@@ -13,7 +13,7 @@ use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::retrieval::{RetrievalActor, RetrievalMsg};
 use crate::sync::RwLockExt;
 use crate::timeouts;
-use crate::tree::{TreeRequest, TreeStatus};
+use crate::tree::{ForgetReport, PurgeReport, TreeRequest, TreeStatus};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -102,6 +102,17 @@ impl TryFrom<RootMsg> for TreeRequest {
 
 pub struct RootSupervisor;
 
+/// The answer of a call that was answered in time.
+fn success<T>(result: ractor::rpc::CallResult<T>) -> Option<T> {
+    match result {
+        ractor::rpc::CallResult::Success(value) => Some(value),
+        _ => None,
+    }
+}
+
+/// The root's notices (a channel resting, a conversation restarting) go out at most this often.
+const NOTICE_EVERY: Duration = Duration::from_secs(60);
+
 /// A running conversation, with the count of messages routed to it and not yet handled.
 type Conversation = (ActorRef<ChannelMsg>, Arc<AtomicUsize>);
 
@@ -118,6 +129,8 @@ pub struct RootState {
     children: HashMap<ActorId, Child>,
     trackers: HashMap<Child, RestartTracker>,
     disabled: HashMap<ChannelKey, Instant>,
+    /// When each channel last got one of the root's own notices (at most one a minute).
+    noticed: HashMap<ChannelKey, Instant>,
     restarts: u64,
     started: Instant,
     draining: bool,
@@ -142,6 +155,7 @@ impl Actor for RootSupervisor {
             children: HashMap::new(),
             trackers: HashMap::new(),
             disabled: HashMap::new(),
+            noticed: HashMap::new(),
             restarts: 0,
             started: Instant::now(),
             draining: false,
@@ -181,12 +195,8 @@ impl Actor for RootSupervisor {
             RootMsg::Route { channel, inbound } => state.route(&myself, channel, inbound).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
             RootMsg::Tree(TreeRequest::RestartTree) => state.restart_tree(&myself).await?,
-            RootMsg::Tree(TreeRequest::Forget(key)) => {
-                if let Some((actor, _)) = state.channels.remove(&key) {
-                    state.children.remove(&actor.get_id());
-                    actor.stop(Some("forgotten".into()));
-                }
-            }
+            RootMsg::Tree(TreeRequest::Purge { channel, requester, reply }) => state.purge(channel, requester, reply),
+            RootMsg::Tree(TreeRequest::ForgetUser { user, requester, reply }) => state.forget_user(user, requester, reply),
             RootMsg::Tree(TreeRequest::Status(reply)) => {
                 let _ = reply.send(state.status().await);
             }
@@ -290,6 +300,69 @@ impl RootState {
         myself.stop(Some(why));
     }
 
+    /// Ends a conversation at once, a reply in flight included, so nothing it holds in memory
+    /// is written back to the store.
+    fn end_conversation(&mut self, key: &ChannelKey) {
+        if let Some((actor, _)) = self.channels.remove(key) {
+            self.children.remove(&actor.get_id());
+            actor.kill();
+        }
+    }
+
+    fn purge(&mut self, channel: ChannelKey, requester: ChannelKey, reply: RpcReplyPort<PurgeReport>) {
+        if channel != requester {
+            self.end_conversation(&channel);
+        }
+        let messages = match self.args.store.purge_channel(&channel) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(%channel, error = %e, "could not purge a channel");
+                0
+            }
+        };
+        if let Some(feedback) = self.feedback.get() {
+            let _ = feedback.send_message(FeedbackMsg::Drop(crate::feedback::Dropped::Channel(channel)));
+        }
+        let retrieval = self.retrieval.get();
+        tokio::spawn(async move {
+            let vectors = match retrieval {
+                Some(r) => {
+                    r.call(|reply| RetrievalMsg::Purge { channel, reply }, Some(timeouts::RETRIEVAL_PURGE)).await.ok().and_then(success)
+                }
+                None => Some(0),
+            };
+            let _ = reply.send(PurgeReport { messages, vectors });
+        });
+    }
+
+    fn forget_user(&mut self, user: String, requester: ChannelKey, reply: RpcReplyPort<ForgetReport>) {
+        // Every conversation may hold their words in memory: each starts again from the store.
+        let others: Vec<ChannelKey> = self.channels.keys().filter(|k| **k != requester).copied().collect();
+        for key in others {
+            self.end_conversation(&key);
+        }
+        let forgotten = self.args.store.forget_user(&user).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not forget a user");
+            Default::default()
+        });
+        if let Some(feedback) = self.feedback.get() {
+            let dropped = crate::feedback::Dropped::User { user: user.clone(), replies: forgotten.replies.clone() };
+            let _ = feedback.send_message(FeedbackMsg::Drop(dropped));
+        }
+        let retrieval = self.retrieval.get();
+        tokio::spawn(async move {
+            let vectors = match retrieval {
+                Some(r) => {
+                    r.call(|reply| RetrievalMsg::PurgeUser { user, reply }, Some(timeouts::RETRIEVAL_PURGE)).await.ok().and_then(success)
+                }
+                None => Some(0),
+            };
+            let report =
+                ForgetReport { messages: forgotten.messages, replies: forgotten.replies.len(), feedback: forgotten.feedback, vectors };
+            let _ = reply.send(report);
+        });
+    }
+
     fn forget(&mut self, child: &Child) {
         match child {
             Child::Model => self.model.set(None),
@@ -379,6 +452,7 @@ impl RootState {
 
     async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
         let args = FeedbackArgs {
+            global: self.global.clone(),
             journal: self.args.store.clone(),
             replies: self.args.store.clone(),
             learning: self.args.learning.clone(),
@@ -451,17 +525,25 @@ impl RootState {
         Ok(())
     }
 
-    async fn route(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey, inbound: Inbound) -> Result<(), ActorProcessingErr> {
-        let refuse = |inbound: Inbound, why: &str| {
+    /// The root's own answer to a message it cannot deliver: only to someone who addressed the
+    /// bot, and at most once a minute per channel; anyone else hears nothing.
+    fn refuse(&mut self, key: ChannelKey, inbound: Inbound, why: &str) {
+        let now = Instant::now();
+        let recently = self.noticed.get(&key).is_some_and(|at| now.duration_since(*at) < NOTICE_EVERY);
+        if inbound.addressed && !recently {
+            self.noticed.insert(key, now);
             let _ = inbound.reply.send(ReplyEvent::Failed(why.to_string()));
-        };
+        }
+    }
+
+    async fn route(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey, inbound: Inbound) -> Result<(), ActorProcessingErr> {
         if self.draining {
-            refuse(inbound, "I'm shutting down; back soon.");
+            self.refuse(key, inbound, "I'm shutting down; back soon.");
             return Ok(());
         }
         if let Some(until) = self.disabled.get(&key) {
             if Instant::now() < *until {
-                refuse(inbound, "This channel hit repeated errors; I'm giving it a short rest.");
+                self.refuse(key, inbound, "This channel hit repeated errors; I'm giving it a short rest.");
                 return Ok(());
             }
             self.disabled.remove(&key);
@@ -472,13 +554,13 @@ impl RootState {
                 inbound.queued_ahead = pending.fetch_add(1, Ordering::AcqRel);
                 if let Err(ractor::MessagingErr::SendErr(ChannelMsg::Inbound(inbound))) = actor.send_message(ChannelMsg::Inbound(inbound)) {
                     pending.fetch_sub(1, Ordering::AcqRel);
-                    refuse(inbound, "That conversation just restarted; please say it again.");
+                    self.refuse(key, inbound, "That conversation just restarted; please say it again.");
                 }
             }
             Err(error) => {
                 tracing::error!(channel = %key, %error, "could not start the conversation");
                 m::count_error("channel_start");
-                refuse(inbound, "I couldn't open this conversation (storage problem); check the logs.");
+                self.refuse(key, inbound, "I couldn't open this conversation (storage problem); check the logs.");
             }
         }
         Ok(())

@@ -21,6 +21,8 @@ pub const CHILD_STATUS: Duration = Duration::from_secs(2);
 pub const RETRIEVAL_QUERY: Duration = Duration::from_secs(2);
 /// Removing a purged channel's vectors.
 pub const RETRIEVAL_PURGE: Duration = Duration::from_secs(60);
+/// A purge or `!forgetme`: the store's part, then the vectors'.
+pub const PURGE: Duration = RETRIEVAL_PURGE.saturating_add(Duration::from_secs(15));
 /// Saving the index or the adapter for a backup or at shutdown.
 pub const CHECKPOINT: Duration = Duration::from_secs(120);
 pub const SHUTDOWN_SAVE: Duration = Duration::from_secs(60);

@@ -20,11 +20,40 @@ pub struct TreeStatus {
     pub last_reply: Option<Duration>,
 }
 
+/// What a purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub messages: usize,
+    /// `None` when removing the vectors did not finish in time (they go at the next rebuild).
+    pub vectors: Option<usize>,
+}
+
+/// What forgetting a user deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgetReport {
+    pub messages: usize,
+    pub replies: usize,
+    pub feedback: usize,
+    pub vectors: Option<usize>,
+}
+
 pub enum TreeRequest {
     /// `!restart`: stop every conversation and the model, and load the model again.
     RestartTree,
-    /// Stop a conversation so it starts afresh from the store (after its data was purged).
-    Forget(ChannelKey),
+    /// Delete everything kept from `channel`: its conversation is stopped first (unless it is
+    /// the `requester`, which forgets on its own), so nothing in memory writes it back.
+    Purge {
+        channel: ChannelKey,
+        requester: ChannelKey,
+        reply: RpcReplyPort<PurgeReport>,
+    },
+    /// Delete everything kept from a user, everywhere: every other conversation is stopped
+    /// and starts again from the store.
+    ForgetUser {
+        user: String,
+        requester: ChannelKey,
+        reply: RpcReplyPort<ForgetReport>,
+    },
     Status(RpcReplyPort<TreeStatus>),
 }
 
@@ -41,8 +70,17 @@ pub enum TreeError {
 
 /// Asks the tree for its status, waiting at most `wait`.
 pub async fn status(tree: &TreeHandle, wait: Duration) -> Result<TreeStatus, TreeError> {
+    ask(tree, wait, TreeRequest::Status).await
+}
+
+/// Sends the request `make` builds around a reply port, and waits at most `wait` for the answer.
+pub async fn ask<T: Send + 'static>(
+    tree: &TreeHandle,
+    wait: Duration,
+    make: impl FnOnce(RpcReplyPort<T>) -> TreeRequest,
+) -> Result<T, TreeError> {
     let (tx, rx) = ractor::concurrency::oneshot();
-    tree.send_message(TreeRequest::Status(tx.into())).map_err(|_| TreeError::Gone)?;
+    tree.send_message(make(tx.into())).map_err(|_| TreeError::Gone)?;
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(_)) => Err(TreeError::Gone),

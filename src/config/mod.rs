@@ -140,6 +140,9 @@ pub struct RlConfig {
     pub sentiment_weight: f32,
     /// A reaction's table value is scaled by this.
     pub reaction_weight: f32,
+    /// No user supplies more than the larger of this and 1/n of what is trained in any window
+    /// of 100 samples (seed 003's cap for any one voice).
+    pub max_user_share: f64,
     /// Emoji → reward in [-1, 1]; unlisted emoji are ignored.
     pub reactions: std::collections::BTreeMap<String, f32>,
 }
@@ -166,6 +169,7 @@ impl Default for RlConfig {
             rating_weight: rewards.rating_weight,
             sentiment_weight: rewards.sentiment_weight,
             reaction_weight: rewards.reaction_weight,
+            max_user_share: rules.max_user_share,
             reactions: rewards.reactions,
         }
     }
@@ -189,6 +193,7 @@ impl RlConfig {
             save_every: self.save_every_steps,
             keep_versions: self.keep_versions,
             keep_replies: std::time::Duration::from_secs(u64::from(self.keep_replies_days) * 86_400),
+            max_user_share: self.max_user_share,
             ..Default::default()
         }
     }
@@ -376,6 +381,9 @@ impl Config {
         }
         if rl.save_every_steps == 0 || !(2..=100).contains(&rl.keep_versions) || !(1..=64).contains(&rl.threads) {
             return Err(refuse("rl.save_every_steps must be at least 1, rl.keep_versions 2-100 and rl.threads 1-64"));
+        }
+        if !(0.01..=1.0).contains(&rl.max_user_share) {
+            return Err(refuse(format!("rl.max_user_share must be between 0.01 and 1, got {}", rl.max_user_share)));
         }
         if !(1..=3650).contains(&rl.keep_replies_days) {
             return Err(refuse(format!("rl.keep_replies_days must be between 1 and 3650, got {}", rl.keep_replies_days)));

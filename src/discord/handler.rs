@@ -165,6 +165,7 @@ impl Router {
         let (reply, events) = mpsc::unbounded_channel();
         let inbound = Inbound {
             author: msg.author.global_name.clone().unwrap_or_else(|| msg.author.name.clone()),
+            user_id: Some(msg.author.id.to_string()),
             text: self.text_of(&msg),
             message_id: Some(msg.id.to_string()),
             addressed,

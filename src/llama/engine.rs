@@ -8,6 +8,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use sidekick_actors::ports::{EngineStats, GenEvent, GenerationJob, ModelError, ModelInfo};
+use sidekick_actors::prompt::ChatTurn;
 use sidekick_actors::sync::LockExt;
 use sidekick_actors::watchdog::Heartbeats;
 use std::collections::{HashMap, VecDeque};
@@ -21,6 +22,11 @@ const MAX_LOADED_ADAPTERS: usize = 8;
 
 pub enum EngineCmd {
     Job(GenerationJob),
+    /// Count the tokens of these turns with the chat template.
+    Measure {
+        turns: Vec<ChatTurn>,
+        done: tokio::sync::oneshot::Sender<Result<usize, ModelError>>,
+    },
     /// Serve another adapter once the replies in flight are done.
     SetAdapter {
         adapter: Option<PathBuf>,

@@ -121,6 +121,12 @@ impl LanguageModel for LlamaEngine {
         *self.stats.lock_or_recover()
     }
 
+    fn measure(&self, turns: Vec<ChatTurn>, done: tokio::sync::oneshot::Sender<Result<usize, ModelError>>) {
+        if let Err(mpsc::SendError(EngineCmd::Measure { done, .. })) = self.commands.send(EngineCmd::Measure { turns, done }) {
+            let _ = done.send(Err(ModelError::Unavailable));
+        }
+    }
+
     fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
         if let Err(mpsc::SendError(EngineCmd::SetAdapter { done, .. })) = self.commands.send(EngineCmd::SetAdapter { adapter, done }) {
             let _ = done.send(Err(ModelError::Unavailable));

@@ -141,6 +141,9 @@ impl<'m> Scheduler<'m> {
             for cmd in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
                 match cmd {
                     EngineCmd::Job(job) => self.waiting.push_back(job),
+                    EngineCmd::Measure { turns, done } => {
+                        let _ = done.send(self.render(&turns, false).map(|(_, tokens)| tokens.len()));
+                    }
                     EngineCmd::SetAdapter { adapter, done } => {
                         if let Some((_, superseded)) = self.swap.replace((adapter, done)) {
                             let _ = superseded.send(Err(ModelError::Superseded));
@@ -189,6 +192,7 @@ impl<'m> Scheduler<'m> {
         let mut stats = self.stats.lock_or_recover();
         stats.waiting = self.waiting.len();
         stats.in_flight = in_flight;
+        stats.sequence_tokens = self.per_sequence;
     }
 
     fn admit(&mut self) {

@@ -10,10 +10,12 @@ use crate::store::{FjallStore, VectorMeta};
 pub use embedder::{Embedder, DIMENSIONS};
 use sha2::Digest;
 use sidekick_actors::context::Hit;
+use sidekick_actors::governance::{Place, Scope};
 use sidekick_actors::metric_names as m;
 use sidekick_actors::ports::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 use sidekick_actors::sync::LockExt;
 use sidekick_actors::ChannelKey;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +70,8 @@ struct Manifest {
 pub struct LocalRetriever {
     embedder: Embedder,
     index: Mutex<Index>,
+    /// Where each vector's message was said, for filtering searches by scope.
+    places: Mutex<HashMap<u64, Place>>,
     path: PathBuf,
     store: Arc<FjallStore>,
     rebuilds: AtomicU64,
@@ -107,7 +111,8 @@ impl LocalRetriever {
     }
 
     pub fn open(embedder: Embedder, path: PathBuf, store: Arc<FjallStore>) -> Result<LocalRetriever, RetrievalError> {
-        let retriever = LocalRetriever { embedder, index: Mutex::new(new_index()?), path, store, rebuilds: AtomicU64::new(0) };
+        let places = Mutex::new(HashMap::new());
+        let retriever = LocalRetriever { embedder, index: Mutex::new(new_index()?), places, path, store, rebuilds: AtomicU64::new(0) };
         match retriever.load_saved() {
             Ok(index) => {
                 *retriever.index.lock_or_recover() = index;
@@ -120,6 +125,7 @@ impl LocalRetriever {
                 retriever.rebuild()?;
             }
         }
+        *retriever.places.lock_or_recover() = retriever.store.vector_entries().filter_map(|(k, m)| Some((k, m.place()?))).collect();
         Ok(retriever)
     }
 
@@ -183,6 +189,7 @@ impl LocalRetriever {
                 .iter()
                 .map(|(channel, m)| IndexItem {
                     channel: *channel,
+                    user_id: m.user_id.clone(),
                     guild: m.guild.clone(),
                     author: m.author.clone(),
                     text: m.content.clone(),
@@ -194,6 +201,21 @@ impl LocalRetriever {
         }
         progress.finish();
         self.save()
+    }
+
+    /// Removes the vectors whose metadata `matches` from the index and the store.
+    fn remove(&self, matches: impl Fn(&VectorMeta) -> bool) -> Result<usize, RetrievalError> {
+        let keys: Vec<u64> = self.store.vector_entries().filter(|(_, m)| matches(m)).map(|(k, _)| k).collect();
+        {
+            let index = self.index.lock_or_recover();
+            let mut places = self.places.lock_or_recover();
+            for key in &keys {
+                index.remove(*key).map_err(index_error)?;
+                places.remove(key);
+            }
+        }
+        self.store.remove_vector_meta(&keys).map_err(index_error)?;
+        Ok(keys.len())
     }
 
     fn add(&self, vectors: impl Iterator<Item = (u64, Vec<f32>)>) -> Result<(), RetrievalError> {
@@ -224,33 +246,41 @@ impl Retriever for LocalRetriever {
                 author: item.author.clone(),
                 text: item.text.clone(),
                 at_ms: item.at_ms,
+                user_id: item.user_id.clone(),
+                parent: match item.channel {
+                    ChannelKey::Thread { parent, .. } => parent,
+                    _ => None,
+                },
             };
             entries.push((key, meta));
         }
         self.store.put_vector_meta(&entries).map_err(index_error)?;
+        self.places.lock_or_recover().extend(entries.iter().filter_map(|(k, m)| Some((*k, m.place()?))));
         self.add(entries.iter().map(|(k, _)| *k).zip(vectors))
     }
 
-    fn query(&self, text: &str, guild: Option<&str>, k: usize) -> Result<Vec<Hit>, RetrievalError> {
+    fn query(&self, text: &str, scope: &Scope, k: usize) -> Result<Vec<Hit>, RetrievalError> {
         let vector = self.embedder.embed(&[text])?.remove(0);
         let found = {
             let index = self.index.lock_or_recover();
             if index.size() == 0 {
                 return Ok(Vec::new());
             }
-            index.search(&vector, k).map_err(index_error)?
+            // Only what the scope admits is searched, so a conversation's k best come from
+            // where it may look, however much else there is.
+            let places = self.places.lock_or_recover();
+            index.filtered_search(&vector, k, |key| places.get(&key).is_some_and(|p| scope.admits(p))).map_err(index_error)?
         };
         let mut hits = Vec::with_capacity(found.keys.len());
         for (key, distance) in found.keys.iter().zip(&found.distances) {
             let Some(meta) = self.store.vector_meta(*key).map_err(index_error)? else { continue };
-            if meta.guild.as_deref() != guild {
-                continue; // another server's conversation is not ours to bring up
-            }
+            let Some(place) = meta.place() else { continue };
             hits.push(Hit {
                 key: *key,
                 similarity: 1.0 - distance,
-                channel: meta.channel,
+                place,
                 author: meta.author,
+                user_id: meta.user_id,
                 text: meta.text,
                 from_bot: false,
             });
@@ -260,15 +290,11 @@ impl Retriever for LocalRetriever {
 
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, RetrievalError> {
         let name = channel.to_string();
-        let keys: Vec<u64> = self.store.vector_entries().filter(|(_, m)| m.channel == name).map(|(k, _)| k).collect();
-        {
-            let index = self.index.lock_or_recover();
-            for key in &keys {
-                index.remove(*key).map_err(index_error)?;
-            }
-        }
-        self.store.remove_vector_meta(&keys).map_err(index_error)?;
-        Ok(keys.len())
+        self.remove(|m| m.channel == name)
+    }
+
+    fn purge_user(&self, user_id: &str) -> Result<usize, RetrievalError> {
+        self.remove(|m| m.user_id.as_deref() == Some(user_id))
     }
 
     fn save(&self) -> Result<(), RetrievalError> {

@@ -4,14 +4,15 @@
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use sidekick_actors::channel_key::ChannelKey;
 use sidekick_actors::ports::{
-    ChannelSettings, FeedbackEvent, FeedbackJournal, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord, SettingsStore, StatsStore,
-    StoreError, StoredMessage,
+    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord,
+    SettingsStore, StatsStore, StoreError, StoredMessage,
 };
 use sidekick_actors::sync::LockExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+mod privacy;
 mod vectors;
 pub use vectors::VectorMeta;
 
@@ -131,7 +132,7 @@ impl FjallStore {
     pub fn user_messages(&self) -> impl Iterator<Item = (ChannelKey, StoredMessage)> + '_ {
         self.messages.iter().filter_map(|guard| {
             let (key, value) = guard.into_inner().ok()?;
-            let channel = String::from_utf8_lossy(&key[..key.len() - 9]).parse().ok()?;
+            let channel = privacy::channel_of(&key)?;
             let message: StoredMessage = serde_json::from_slice(&value).ok()?;
             (message.role == sidekick_actors::prompt::Role::User).then_some((channel, message))
         })
@@ -248,6 +249,18 @@ impl MessageLog for FjallStore {
         let next = self.take_seq(channel)?; // the first sequence number after the clear
         self.cursors.insert(channel.to_string(), next.to_be_bytes()).map_err(backend)?;
         self.sync()
+    }
+
+    fn forget_user(&self, user_id: &str) -> Result<Forgotten, StoreError> {
+        self.forget(user_id)
+    }
+
+    fn channel_summaries(&self) -> Result<Vec<ChannelSummary>, StoreError> {
+        self.summaries()
+    }
+
+    fn user_message_count(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.count_by(user_id)
     }
 
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {

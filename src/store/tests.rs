@@ -8,7 +8,7 @@ fn key(id: u64) -> ChannelKey {
 }
 
 fn message(text: &str) -> StoredMessage {
-    StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None, guild: None }
+    StoredMessage { role: Role::User, author: "ann".into(), content: text.into(), at_ms: 1, message_id: None, guild: None, user_id: None }
 }
 
 #[test]
@@ -53,6 +53,7 @@ fn settings_and_stats_round_trip() {
         emoji: None,
         comment: String::new(),
         user: "ann".into(),
+        user_id: None,
         at_ms: 5,
         reply_id: Some(7),
         reward: 0.5,
@@ -87,6 +88,7 @@ fn replies_are_journaled_and_found_by_their_discord_messages() {
         text: "hi".into(),
         adapter: None,
         at_ms: 9,
+        speakers: Vec::new(),
     };
     let id = store.append_reply(&reply).unwrap();
     store.link_reply(id, &["111".into(), "112".into()]).unwrap();
@@ -116,6 +118,7 @@ fn purging_a_channel_takes_its_replies_links_and_feedback() {
         text: "t".into(),
         adapter: None,
         at_ms: 0,
+        speakers: Vec::new(),
     };
     let (gone, kept) = (store.append_reply(&reply(key(4))).unwrap(), store.append_reply(&reply(key(5))).unwrap());
     store.link_reply(gone, &["1".into()]).unwrap();
@@ -131,6 +134,7 @@ fn purging_a_channel_takes_its_replies_links_and_feedback() {
             emoji: None,
             comment: String::new(),
             user: "u".into(),
+            user_id: None,
             at_ms: 0,
             reward: 1.0,
         };
@@ -178,4 +182,59 @@ fn a_store_written_with_string_keys_reads_the_same_through_channel_keys() {
     assert_eq!(store.feedback_events().unwrap()[0].channel, ChannelKey::Console);
     let rebuilt: Vec<ChannelKey> = store.user_messages().map(|(c, _)| c).collect();
     assert_eq!(rebuilt, [channel; 3]);
+}
+
+#[test]
+fn forgetting_a_user_takes_their_messages_the_replies_quoting_them_and_their_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let said = |user: &str, text: &str| StoredMessage { user_id: Some(user.into()), ..message(text) };
+    store.append_message(&key(1), &said("5", "my cat is called Biscuit")).unwrap();
+    store.append_message(&key(1), &said("6", "nice cat")).unwrap();
+    store.append_message(&key(2), &said("5", "Biscuit likes tuna")).unwrap();
+    let reply = |speakers: Vec<String>, prompt: &str| ReplyRecord {
+        channel: key(1),
+        reply_seq: 0,
+        prompt: prompt.into(),
+        prompt_tokens: vec![1],
+        reply_tokens: vec![2],
+        text: "t".into(),
+        adapter: None,
+        at_ms: 0,
+        speakers,
+    };
+    let quoting = store.append_reply(&reply(vec!["5".into(), "6".into()], "…")).unwrap();
+    let other = store.append_reply(&reply(vec!["6".into()], "…")).unwrap();
+    let legacy = store.append_reply(&reply(Vec::new(), "ann: my cat is called Biscuit")).unwrap();
+    store.link_reply(quoting, &["m1".into()]).unwrap();
+    let rating = |user: &str| FeedbackEvent {
+        channel: key(1),
+        reply_seq: None,
+        reply_id: Some(other),
+        reply_message_id: None,
+        source: sidekick_actors::ports::FeedbackSource::Command,
+        rating: Some(5),
+        emoji: None,
+        comment: String::new(),
+        user: "someone".into(),
+        user_id: Some(user.into()),
+        at_ms: 0,
+        reward: 1.0,
+    };
+    store.append_feedback(&rating("5")).unwrap();
+    store.append_feedback(&rating("6")).unwrap();
+    assert_eq!(store.user_message_count("5").unwrap(), 2);
+
+    let forgotten = store.forget_user("5").unwrap();
+    assert_eq!((forgotten.messages, forgotten.replies.clone(), forgotten.feedback), (2, vec![quoting, legacy], 1));
+    drop(store);
+    let store = FjallStore::open(dir.path()).unwrap();
+    let left: Vec<String> = [key(1), key(2)].iter().flat_map(|k| store.recent_history(k, 10).unwrap()).map(|m| m.content).collect();
+    assert_eq!(left, ["nice cat"]);
+    assert!(store.reply(quoting).unwrap().is_none() && store.reply(legacy).unwrap().is_none() && store.reply(other).unwrap().is_some());
+    assert_eq!(store.reply_for_message("m1").unwrap(), None);
+    assert_eq!(store.feedback_events().unwrap().iter().map(|e| e.user_id.clone().unwrap()).collect::<Vec<_>>(), ["6"]);
+    let summaries = store.channel_summaries().unwrap();
+    assert_eq!(summaries.iter().map(|s| (s.channel, s.messages)).collect::<Vec<_>>(), [(key(1), 1)]);
+    assert_eq!(store.user_message_count("5").unwrap(), 0);
 }

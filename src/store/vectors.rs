@@ -3,7 +3,9 @@
 
 use super::{backend, last_seq, seq_of, FjallStore};
 use serde::{Deserialize, Serialize};
+use sidekick_actors::governance::Place;
 use sidekick_actors::ports::StoreError;
+use sidekick_actors::ChannelKey;
 
 /// What a vector in the retrieval index stands for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +15,25 @@ pub struct VectorMeta {
     pub author: String,
     pub text: String,
     pub at_ms: u64,
+    /// The author's Discord id (absent in old records), so `!forgetme` finds their vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The channel a thread belongs to, which decides where it may be shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+}
+
+impl VectorMeta {
+    /// Where the message was said, as the scope rules need it.
+    pub fn place(&self) -> Option<Place> {
+        let key: ChannelKey = self.channel.parse().ok()?;
+        let guild = self.guild.as_deref().and_then(|g| g.parse().ok());
+        let channel = match (key, self.parent) {
+            (ChannelKey::Guild { channel, .. }, Some(parent)) => ChannelKey::Thread { guild, parent: Some(parent), thread: channel },
+            (key, _) => key,
+        };
+        Some(Place::new(channel, guild))
+    }
 }
 
 impl FjallStore {

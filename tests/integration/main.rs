@@ -9,6 +9,7 @@ mod exits;
 mod fake_discord;
 mod learning;
 mod operations;
+mod privacy;
 mod prometheus;
 mod retrieval;
 mod setup_script;

@@ -41,7 +41,7 @@ fn unrelated_lines() -> Vec<String> {
         .collect()
 }
 
-fn retrieval_config(dir: &Path) -> Config {
+pub(crate) fn retrieval_config(dir: &Path) -> Config {
     let mut config = test_config(dir);
     config.retrieval.enabled = true;
     config.retrieval.model_dir = repo_root().join("models/embed/all-MiniLM-L6-v2-int8");
@@ -65,7 +65,7 @@ async fn store_quietly(daemon: &Daemon, channel: &str, lines: &[String]) {
     }
 }
 
-async fn wait_for_vectors(daemon: &Daemon, n: usize) {
+pub(crate) async fn wait_for_vectors(daemon: &Daemon, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let vectors = status(daemon).await.retrieval.map_or(0, |r| r.vectors);

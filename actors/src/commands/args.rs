@@ -25,6 +25,8 @@ pub enum ArgKind {
     },
     /// A channel, as a mention (`<#123>`) or a bare id.
     Channel,
+    /// A user, as a mention (`<@123>`) or a bare id.
+    User,
     /// on/off (also true/false, yes/no).
     Switch,
 }
@@ -54,6 +56,8 @@ pub enum ArgValue {
     Number(f64),
     /// A channel id.
     Channel(String),
+    /// A user id.
+    User(String),
     Switch(bool),
 }
 
@@ -68,7 +72,7 @@ impl Args {
 
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.0.get(name)? {
-            ArgValue::Text(t) | ArgValue::Channel(t) => Some(t),
+            ArgValue::Text(t) | ArgValue::Channel(t) | ArgValue::User(t) => Some(t),
             _ => None,
         }
     }
@@ -134,16 +138,20 @@ pub fn value(kind: ArgKind, raw: &str) -> Option<ArgValue> {
         }
         ArgKind::Integer { min, max } => ArgValue::Integer(raw.parse::<i64>().ok().filter(|n| (min..=max).contains(n))?),
         ArgKind::Number { min, max } => ArgValue::Number(raw.parse::<f64>().ok().filter(|v| v.is_finite() && (min..=max).contains(v))?),
-        ArgKind::Channel => {
-            let id = raw.strip_prefix("<#").and_then(|r| r.strip_suffix('>')).unwrap_or(raw);
-            (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit())).then(|| ArgValue::Channel(id.to_string()))?
-        }
+        ArgKind::Channel => ArgValue::Channel(snowflake(raw, &["<#"])?),
+        ArgKind::User => ArgValue::User(snowflake(raw, &["<@!", "<@"])?),
         ArgKind::Switch => ArgValue::Switch(match raw.to_ascii_lowercase().as_str() {
             "on" | "true" | "yes" => true,
             "off" | "false" | "no" => false,
             _ => return None,
         }),
     })
+}
+
+/// A Discord id given bare or as a mention opening with one of `openers`.
+fn snowflake(raw: &str, openers: &[&str]) -> Option<String> {
+    let id = openers.iter().find_map(|o| raw.strip_prefix(o).and_then(|r| r.strip_suffix('>'))).unwrap_or(raw);
+    (!id.is_empty() && id.len() <= 20 && id.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
 }
 
 #[cfg(test)]
@@ -176,6 +184,9 @@ mod tests {
         assert_eq!(value(ArgKind::Channel, "<#123>"), Some(ArgValue::Channel("123".into())));
         assert_eq!(value(ArgKind::Channel, "456"), Some(ArgValue::Channel("456".into())));
         assert_eq!(value(ArgKind::Channel, "general"), None);
+        assert_eq!(value(ArgKind::User, "<@!42>"), Some(ArgValue::User("42".into())));
+        assert_eq!(value(ArgKind::User, "<@42>"), Some(ArgValue::User("42".into())));
+        assert_eq!(value(ArgKind::User, "<#42>"), None, "a channel is not a user");
         assert_eq!(value(ArgKind::Switch, "Yes"), Some(ArgValue::Switch(true)));
         assert_eq!(value(ArgKind::Switch, "maybe"), None);
         assert_eq!(value(ArgKind::Number { min: 0.0, max: 1.0 }, "NaN"), None);

@@ -38,8 +38,14 @@ pub enum Command {
     Clear,
     System(SystemArg),
     ConfigShow,
-    ConfigSet { key: String, value: String },
-    Feedback { rating: u8, comment: String },
+    ConfigSet {
+        key: String,
+        value: String,
+    },
+    Feedback {
+        rating: u8,
+        comment: String,
+    },
     BotData,
     RlMetrics,
     Adapter(AdapterCommand),
@@ -49,9 +55,24 @@ pub enum Command {
     SetMaxLen(u32),
     MentionsOnly(bool),
     Allow(String),
-    Deny { channel: String, purge: bool },
+    Deny {
+        channel: String,
+        purge: bool,
+    },
     Status,
     Restart,
+    /// `!forgetme [undo]`: the asker; `!forget <user> [undo]`: a user, by an admin.
+    Forget {
+        user: Option<String>,
+        undo: bool,
+    },
+    /// `!purge`: everything kept from this channel.
+    Purge,
+    /// `!lock system|config on|off`.
+    Lock {
+        command: String,
+        on: bool,
+    },
 }
 
 /// A command with the table entry it came from (its access, usage and visibility).

@@ -1,10 +1,11 @@
-//! Chat: store the message, decide whether to answer, ask the model, stream the reply back,
-//! and store and journal it.
+//! Chat: keep the message (if the rules allow), decide whether to answer, ask the model,
+//! stream the reply back, and store and journal it.
 
 use super::commands::{self, CommandContext};
-use super::{turn_of, ConversationState, Inbound, ReplyEvent};
+use super::{ConversationState, Inbound, ReplyEvent, Turn};
 use crate::commands::Command;
 use crate::context;
+use crate::governance;
 use crate::metric_names as m;
 use crate::model::ModelMsg;
 use crate::ports::{CancelFlag, GenEvent, GenerationJob, IndexItem, ReplyRecord, StoredMessage};
@@ -28,10 +29,24 @@ struct Stored {
     reply_id: Option<u64>,
 }
 
+/// The message being answered, and whether it may be kept.
+struct Asked<'a> {
+    turn: Turn,
+    text: &'a str,
+    /// False for someone who asked to be forgotten: answered, but neither the message nor the
+    /// reply is stored, journaled or kept in the conversation.
+    keep: bool,
+}
+
 impl ConversationState {
     pub(super) async fn run_command(&mut self, command: Command, inbound: &Inbound) -> Result<String, ActorProcessingErr> {
-        let mut ctx = CommandContext { args: &self.args, settings: &mut self.settings, history: &mut self.history, inbound };
-        commands::run(&mut ctx, command).await
+        let mut ctx =
+            CommandContext { args: &self.args, settings: &mut self.settings, history: &mut self.history, inbound, reload_history: false };
+        let answer = commands::run(&mut ctx, command).await?;
+        if ctx.reload_history {
+            self.history = super::load_history(&self.args)?;
+        }
+        Ok(answer)
     }
 
     pub(super) async fn chat(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
@@ -43,10 +58,15 @@ impl ConversationState {
             }
             return Ok(());
         }
+        let global = self.global();
+        if !global.allows(&self.args.channel) {
+            // Off the allowlist: not answered, and nothing is kept, embedded or learned from.
+            return Ok(());
+        }
         metrics::counter!(m::MESSAGES_SEEN).increment(1);
         let received = Instant::now();
         let now = self.now_ms();
-        // Every message is kept, answered or not.
+        let keep = !global.opted_out(inbound.user_id.as_deref());
         let message = StoredMessage {
             role: Role::User,
             author: inbound.author,
@@ -54,27 +74,17 @@ impl ConversationState {
             at_ms: now,
             message_id: inbound.message_id,
             guild: inbound.guild.clone(),
+            user_id: inbound.user_id.clone(),
         };
-        self.args.store.append_message(&self.args.channel, &message)?;
-        if let Some(retrieval) = self.args.retrieval.get() {
-            let item = IndexItem {
-                channel: self.args.channel,
-                guild: message.guild.clone(),
-                author: message.author.clone(),
-                text: message.content.clone(),
-                at_ms: now,
-            };
-            let _ = retrieval.send_message(RetrievalMsg::Index(item));
+        if keep {
+            self.keep_message(&message)?;
         }
         let limit = self.args.defaults.chat.max_message_chars;
         let cut = text.char_indices().nth(limit).map_or(text.len(), |(i, _)| i);
         let shown = StoredMessage { content: text[..cut].to_string(), ..message };
-        let shown_text = shown.content.clone();
-        self.push_history(turn_of(&shown, self.args.channel.names_speakers()));
-
-        let global = self.global();
-        if !global.allows(&self.args.channel) {
-            return Ok(());
+        let asked = Asked { turn: Turn::of(&shown, self.args.channel.names_speakers()), text: &shown.content, keep };
+        if keep {
+            self.push_history(asked.turn.clone());
         }
         if inbound.queued_ahead >= self.args.defaults.chat.queue_limit {
             if !self.busy_notified {
@@ -92,41 +102,72 @@ impl ConversationState {
         if decision.is_none() {
             return self.save_settings(settings);
         }
-        match self.generate(&reply, received, &shown_text, inbound.guild).await? {
-            Some(stored) => {
+        match self.generate(&reply, received, asked).await? {
+            Some(Some(stored)) => {
                 settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
                 settings.last_reply_seq = Some(stored.seq);
                 settings.last_reply_id = stored.reply_id;
             }
+            Some(None) => settings.engagement.bump(rules.on_reply, self.now_ms(), &rules),
             None => count_hourly(self.args.store.as_ref(), "errors", now),
         }
         self.save_settings(settings)
     }
 
+    /// Stores a message (synced) and queues it for embedding.
+    fn keep_message(&self, message: &StoredMessage) -> Result<(), ActorProcessingErr> {
+        self.args.store.append_message(&self.args.channel, message)?;
+        if let Some(retrieval) = self.args.retrieval.get() {
+            let item = IndexItem {
+                channel: self.args.channel,
+                guild: message.guild.clone(),
+                author: message.author.clone(),
+                user_id: message.user_id.clone(),
+                text: message.content.clone(),
+                at_ms: message.at_ms,
+            };
+            let _ = retrieval.send_message(RetrievalMsg::Index(item));
+        }
+        Ok(())
+    }
+
     /// Asks the model for a reply to the history and streams it to `reply`. `None` when
-    /// generation failed (already reported to the asker).
+    /// generation failed (already reported to the asker); `Some(None)` for a reply that was
+    /// not kept.
     async fn generate(
         &mut self,
         reply: &mpsc::UnboundedSender<ReplyEvent>,
         received: Instant,
-        text: &str,
-        guild: Option<String>,
-    ) -> Result<Option<Stored>, ActorProcessingErr> {
+        asked: Asked<'_>,
+    ) -> Result<Option<Option<Stored>>, ActorProcessingErr> {
         let Some(model) = self.args.model.get() else {
             m::count_error("model_unavailable");
             let _ = reply.send(ReplyEvent::Failed(MODEL_RESTARTING.into()));
             return Ok(None);
         };
-        let window: Vec<ChatTurn> = self.history.iter().cloned().collect();
-        let hits = self.background_for(text, guild, &window).await;
+        let window: Vec<ChatTurn> = self.history.iter().map(|t| t.chat.clone()).collect();
+        let hits = self.background_for(asked.text, &window).await;
+        let mut history: Vec<Turn> = self.history.iter().cloned().collect();
+        if !asked.keep {
+            history.push(asked.turn.clone());
+        }
         if let Some(background) = context::background_turn(&hits) {
+            let speakers = hits.iter().filter_map(|h| h.user_id.clone()).collect();
+            let background = Turn { chat: background, speakers };
             // It stays in the history where it was shown, so the next turn's prompt starts
             // with this one's and the decoded prefix is reused.
-            let at = self.history.len().saturating_sub(1);
-            self.history.insert(at, background);
+            let at = history.len().saturating_sub(1);
+            history.insert(at, background.clone());
+            if asked.keep {
+                let at = self.history.len().saturating_sub(1);
+                self.history.insert(at, background);
+            }
         }
-        let history: Vec<ChatTurn> = self.history.iter().cloned().collect();
-        let turns = build_turns(self.system_prompt(), &history);
+        let chat: Vec<ChatTurn> = history.iter().map(|t| t.chat.clone()).collect();
+        let mut speakers: Vec<String> = history.iter().flat_map(|t| t.speakers.iter().cloned()).collect();
+        speakers.sort_unstable();
+        speakers.dedup();
+        let turns = build_turns(self.system_prompt(), &chat);
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
@@ -152,11 +193,16 @@ impl ConversationState {
             }
         };
         let tokens = streamed.tokens;
-        let (stored, text) = self.keep_reply(streamed)?;
+        let text = streamed.text.trim().to_string();
+        let stored = match asked.keep {
+            true => Some(self.keep_reply(streamed, speakers)?),
+            false => None,
+        };
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::REPLIES_SENT).increment(1);
+        count_hourly(self.args.store.as_ref(), "replies", self.now_ms());
         self.args.heartbeats.beat("reply", false);
-        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.reply_id });
+        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.as_ref().and_then(|s| s.reply_id) });
         Ok(Some(stored))
     }
 
@@ -211,9 +257,9 @@ impl ConversationState {
         }
     }
 
-    /// Stores the finished reply and journals it: synced before anyone sees it, so feedback
-    /// on it always finds what to learn from. Returns it with the text as stored.
-    fn keep_reply(&mut self, streamed: Streamed) -> Result<(Stored, String), ActorProcessingErr> {
+    /// Stores the finished reply and journals it with the people its prompt quoted: synced
+    /// before anyone sees it, so feedback on it always finds what to learn from.
+    fn keep_reply(&mut self, streamed: Streamed, speakers: Vec<String>) -> Result<Stored, ActorProcessingErr> {
         let answer = streamed.text.trim().to_string();
         let now = self.now_ms();
         let stored = StoredMessage {
@@ -223,6 +269,7 @@ impl ConversationState {
             at_ms: now,
             message_id: None,
             guild: None,
+            user_id: None,
         };
         let seq = self.args.store.append_message(&self.args.channel, &stored)?;
         let record = ReplyRecord {
@@ -234,6 +281,7 @@ impl ConversationState {
             text: answer.clone(),
             adapter: streamed.adapter,
             at_ms: now,
+            speakers,
         };
         let reply_id = match self.args.store.append_reply(&record) {
             Ok(id) => {
@@ -245,22 +293,24 @@ impl ConversationState {
                 None
             }
         };
-        self.push_history(ChatTurn::new(Role::Assistant, answer.clone()));
-        count_hourly(self.args.store.as_ref(), "replies", now);
-        Ok((Stored { seq, reply_id }, answer))
+        self.push_history(Turn { chat: ChatTurn::new(Role::Assistant, answer), speakers: Vec::new() });
+        Ok(Stored { seq, reply_id })
     }
 
-    /// Earlier messages of this server like `text`, for the prompt; nothing when retrieval is
-    /// off or slow, so a reply never waits long for it.
-    async fn background_for(&self, text: &str, guild: Option<String>, window: &[ChatTurn]) -> Vec<context::Hit> {
+    /// Earlier messages like `text` that this channel may be shown (`governance.rs`): nothing
+    /// when retrieval is off or slow, so a reply never waits long for it.
+    async fn background_for(&self, text: &str, window: &[ChatTurn]) -> Vec<context::Hit> {
         let rules = self.args.defaults.context;
         let Some(retrieval) = self.args.retrieval.get().filter(|_| rules.top_k > 0) else { return Vec::new() };
+        let global = self.global();
+        let scope = global.scope(&self.args.channel);
         // Ask for extra: some hits are the conversation itself or too weak.
         let k = rules.top_k * 3 + window.len();
-        let asked =
-            retrieval.call(|reply| RetrievalMsg::Query { text: text.to_string(), guild, k, reply }, Some(timeouts::RETRIEVAL_QUERY)).await;
+        let asked = retrieval
+            .call(|reply| RetrievalMsg::Query { text: text.to_string(), scope: scope.clone(), k, reply }, Some(timeouts::RETRIEVAL_QUERY))
+            .await;
         match asked {
-            Ok(ractor::rpc::CallResult::Success(hits)) => context::select(hits, window, &rules),
+            Ok(ractor::rpc::CallResult::Success(hits)) => context::select(governance::shown(hits, &scope, &global), window, &rules),
             _ => Vec::new(),
         }
     }

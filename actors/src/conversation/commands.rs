@@ -2,14 +2,13 @@
 //! every change is persisted before it is acknowledged. A command sees the channel only
 //! through [`CommandContext`].
 
-use super::{effective_params, ConversationArgs, Inbound};
+use super::{effective_params, ConversationArgs, Inbound, Turn};
 use crate::channel_key::ChannelKey;
 use crate::commands::{help_text, AdapterCommand, Command, SystemArg};
 use crate::feedback::{FeedbackMsg, RlSummary};
+use crate::model::ModelMsg;
 use crate::params::{GenerationParams, ParamKey};
 use crate::ports::{ChannelSettings, FeedbackEvent, FeedbackSource, GlobalSettings};
-use crate::prompt::ChatTurn;
-use crate::retrieval::RetrievalMsg;
 use crate::stats::last_24h;
 use crate::sync::RwLockExt;
 use crate::timeouts;
@@ -24,20 +23,22 @@ type Answer = Result<String, ActorProcessingErr>;
 pub(super) struct CommandContext<'a> {
     pub args: &'a ConversationArgs,
     pub settings: &'a mut ChannelSettings,
-    pub history: &'a mut VecDeque<ChatTurn>,
+    pub history: &'a mut VecDeque<Turn>,
     pub inbound: &'a Inbound,
+    /// Set by a command that deleted words the conversation holds: it reloads from the store.
+    pub reload_history: bool,
 }
 
 impl CommandContext<'_> {
-    fn prefix(&self) -> &str {
+    pub(super) fn prefix(&self) -> &str {
         &self.args.defaults.chat.prefix
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         self.args.defaults.clock.now_ms()
     }
 
-    fn global(&self) -> GlobalSettings {
+    pub(super) fn global(&self) -> GlobalSettings {
         self.args.global.read_or_recover().clone()
     }
 
@@ -45,14 +46,14 @@ impl CommandContext<'_> {
         effective_params(&self.args.defaults, &self.global(), self.settings)
     }
 
-    fn save_settings(&mut self, next: ChannelSettings) -> Result<(), ActorProcessingErr> {
+    pub(super) fn save_settings(&mut self, next: ChannelSettings) -> Result<(), ActorProcessingErr> {
         self.args.store.save_channel_settings(&self.args.channel, &next)?;
         *self.settings = next;
         Ok(())
     }
 
     /// Changes the admin settings, durably, then for every channel.
-    fn change_global(&self, change: impl FnOnce(&mut GlobalSettings)) -> Result<(), ActorProcessingErr> {
+    pub(super) fn change_global(&self, change: impl FnOnce(&mut GlobalSettings)) -> Result<(), ActorProcessingErr> {
         let mut global = self.args.global.write_or_recover();
         let mut next = global.clone();
         change(&mut next);
@@ -68,11 +69,11 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
         Command::Help => Ok(help_text(ctx.prefix(), ctx.inbound.access)),
         Command::Chat(_) => unreachable!("chat is handled by the conversation"),
         Command::Clear => clear(ctx),
-        Command::System(arg) => system(ctx, arg),
+        Command::System(arg) => system(ctx, arg).await,
         Command::ConfigShow => Ok(config_show(ctx)),
         Command::ConfigSet { key, value } => config_set(ctx, &key, &value),
         Command::Feedback { rating, comment } => feedback(ctx, rating, comment),
-        Command::BotData => Ok(bot_data(ctx)),
+        Command::BotData => super::privacy::bot_data(ctx),
         Command::RlMetrics => Ok(rl_metrics(ctx).await),
         Command::Adapter(what) => adapter(ctx, what).await,
         Command::Engagement => Ok(engagement(ctx)),
@@ -84,6 +85,9 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
         Command::Deny { channel, purge } => deny(ctx, &channel, purge).await,
         Command::Status => status(ctx).await,
         Command::Restart => restart(ctx),
+        Command::Forget { user, undo } => super::privacy::forget(ctx, user, undo).await,
+        Command::Purge => super::privacy::purge_here(ctx).await,
+        Command::Lock { command, on } => lock(ctx, &command, on),
     }
 }
 
@@ -96,7 +100,28 @@ fn clear(ctx: &mut CommandContext<'_>) -> Answer {
 /// The longest system prompt a channel may set, in characters.
 const MAX_SYSTEM_PROMPT: usize = 2000;
 
-fn system(ctx: &mut CommandContext<'_>, arg: SystemArg) -> Answer {
+/// Room a prompt keeps for the message being answered, besides the system prompt and the reply.
+const ROOM_FOR_A_MESSAGE: usize = 64;
+
+/// Why `prompt` leaves no room for a reply in this channel's context, if it does not.
+async fn system_prompt_too_long(ctx: &CommandContext<'_>, prompt: &str) -> Option<String> {
+    let model = ctx.args.model.get()?;
+    let wait = timeouts::CHILD_STATUS.as_millis() as u64;
+    let stats = ractor::call_t!(model, ModelMsg::Stats, wait).ok()?;
+    let turns = vec![crate::prompt::ChatTurn::new(crate::prompt::Role::System, prompt)];
+    let tokens = ractor::call_t!(model, |port| ModelMsg::Measure(turns, port), wait).ok()?.ok()?;
+    // As the model reads a prompt: the reply gets at most half of the sequence.
+    let room_for_reply = (ctx.params().max_tokens as usize).min(stats.sequence_tokens / 2);
+    let limit = stats.sequence_tokens.saturating_sub(room_for_reply + ROOM_FOR_A_MESSAGE);
+    (tokens > limit).then(|| {
+        format!(
+            "That system prompt is {tokens} tokens; here it can be at most {limit} (each reply has {} tokens of context: {room_for_reply} for the answer and {ROOM_FOR_A_MESSAGE} for the message).",
+            stats.sequence_tokens
+        )
+    })
+}
+
+async fn system(ctx: &mut CommandContext<'_>, arg: SystemArg) -> Answer {
     let mut next = ctx.settings.clone();
     match arg {
         SystemArg::Show => {
@@ -108,7 +133,12 @@ fn system(ctx: &mut CommandContext<'_>, arg: SystemArg) -> Answer {
         SystemArg::Set(prompt) if prompt.chars().count() > MAX_SYSTEM_PROMPT => {
             return Ok(format!("That system prompt is too long (max {MAX_SYSTEM_PROMPT} characters)."));
         }
-        SystemArg::Set(prompt) => next.system_prompt = Some(prompt),
+        SystemArg::Set(prompt) => {
+            if let Some(refusal) = system_prompt_too_long(ctx, &prompt).await {
+                return Ok(refusal);
+            }
+            next.system_prompt = Some(prompt)
+        }
     }
     let answer = if next.system_prompt.is_some() { "System prompt set for this channel." } else { "System prompt reset to the default." };
     ctx.save_settings(next)?;
@@ -127,6 +157,12 @@ fn config_show(ctx: &CommandContext<'_>) -> String {
 }
 
 fn config_set(ctx: &mut CommandContext<'_>, key: &str, value: &str) -> Answer {
+    // The admins' reply length is a ceiling no channel goes above.
+    if let (Some(ParamKey::MaxTokens), Some(ceiling)) = (ParamKey::parse(key), ctx.global().params.max_tokens) {
+        if value.trim().parse::<f64>().is_ok_and(|v| v > f64::from(ceiling)) {
+            return Ok(format!("`max_tokens` can be at most {ceiling} here (the admins' `{}setmaxlen`), got {value}", ctx.prefix()));
+        }
+    }
     match ctx.params().with(key, value) {
         Ok(next) => {
             let key = ParamKey::parse(key).expect("validated by with()");
@@ -141,6 +177,9 @@ fn config_set(ctx: &mut CommandContext<'_>, key: &str, value: &str) -> Answer {
 
 fn feedback(ctx: &mut CommandContext<'_>, rating: u8, comment: String) -> Answer {
     let (store, inbound) = (&ctx.args.store, ctx.inbound);
+    if ctx.global().opted_out(inbound.user_id.as_deref()) {
+        return Ok(format!("You asked me to forget you, so I keep no feedback from you (`{}forgetme undo` to change that).", ctx.prefix()));
+    }
     // Feedback sent as a Discord reply is about the message it answers; otherwise it is
     // about the bot's last reply here.
     let (reply_seq, reply_id) = match &inbound.reply_to {
@@ -167,6 +206,7 @@ fn feedback(ctx: &mut CommandContext<'_>, rating: u8, comment: String) -> Answer
         emoji: None,
         comment,
         user: inbound.author.clone(),
+        user_id: inbound.user_id.clone(),
         at_ms: ctx.now_ms(),
         reward,
     };
@@ -175,20 +215,6 @@ fn feedback(ctx: &mut CommandContext<'_>, rating: u8, comment: String) -> Answer
         let _ = feedback.send_message(FeedbackMsg::Journaled { seq, event });
     }
     Ok(format!("Thanks! Feedback recorded ({rating}/5, reward {reward:+.2})."))
-}
-
-fn bot_data(ctx: &CommandContext<'_>) -> String {
-    let global = ctx.global();
-    let sources = if global.allowlist.is_empty() {
-        "every channel I can read".to_string()
-    } else {
-        global.allowlist.iter().map(|id| format!("<#{id}>")).collect::<Vec<_>>().join(", ")
-    };
-    format!(
-        "I learn from: {sources}. I keep messages there, my replies, and feedback (`{p}feedback`, reactions) to improve. \
-         To take a channel out, ask an admin to run `{p}deny #channel`, or DM the bot's owner.",
-        p = ctx.prefix()
-    )
 }
 
 async fn rl_metrics(ctx: &CommandContext<'_>) -> String {
@@ -252,7 +278,7 @@ fn allow(ctx: &CommandContext<'_>, id: &str) -> Answer {
     Ok(format!("<#{id}> is on the allowlist; I talk only in allowlisted channels now."))
 }
 
-async fn deny(ctx: &CommandContext<'_>, id: &str, purge: bool) -> Answer {
+async fn deny(ctx: &mut CommandContext<'_>, id: &str, purge: bool) -> Answer {
     let mut emptied = false;
     ctx.change_global(|g| {
         g.allowlist.remove(id);
@@ -267,29 +293,22 @@ async fn deny(ctx: &CommandContext<'_>, id: &str, purge: bool) -> Answer {
         let Ok(channel) = id.parse() else { return Ok(format!("{answer} `{id}` is not a channel id, so nothing was purged.")) };
         let channel = ChannelKey::Guild { guild: ctx.args.channel.guild_id(), channel };
         answer.push(' ');
-        answer.push_str(&purge_channel(ctx, channel).await?);
+        answer.push_str(&super::privacy::purge(ctx, channel).await?);
     }
     Ok(answer)
 }
 
-/// Deletes a channel's messages, settings and vectors, and makes its conversation forget.
-async fn purge_channel(ctx: &CommandContext<'_>, channel: ChannelKey) -> Answer {
-    let messages = ctx.args.store.purge_channel(&channel)?;
-    let vectors = match ctx.args.retrieval.get() {
-        Some(r) => match r.call(|reply| RetrievalMsg::Purge { channel, reply }, Some(timeouts::RETRIEVAL_PURGE)).await? {
-            ractor::rpc::CallResult::Success(n) => n,
-            _ => {
-                return Ok(format!(
-                    "Deleted {messages} stored messages; removing its vectors timed out (they go at the next index rebuild)."
-                ))
-            }
-        },
-        None => 0,
-    };
-    if channel != ctx.args.channel {
-        ctx.args.tree.send_message(TreeRequest::Forget(channel))?;
-    }
-    Ok(format!("Deleted {messages} stored messages and {vectors} vectors from it."))
+fn lock(ctx: &CommandContext<'_>, command: &str, on: bool) -> Answer {
+    ctx.change_global(|g| {
+        match on {
+            true => g.locked.insert(command.to_string()),
+            false => g.locked.remove(command),
+        };
+    })?;
+    Ok(match on {
+        true => format!("`{p}{command}` is for admins now.", p = ctx.prefix()),
+        false => format!("Everyone may use `{p}{command}` again.", p = ctx.prefix()),
+    })
 }
 
 async fn status(ctx: &CommandContext<'_>) -> Answer {

@@ -4,6 +4,7 @@
 
 mod chat;
 mod commands;
+mod privacy;
 mod rules;
 
 pub use rules::ChatRules;
@@ -83,6 +84,8 @@ pub struct ConversationArgs {
 #[derive(Debug)]
 pub struct Inbound {
     pub author: String,
+    /// The author's Discord id (none on the console).
+    pub user_id: Option<String>,
     pub text: String,
     pub message_id: Option<String>,
     /// Mentioned, replied to, in a DM, or on the console: always answered.
@@ -102,6 +105,7 @@ impl Inbound {
     pub fn addressed(author: &str, text: &str, access: Access, reply: mpsc::UnboundedSender<ReplyEvent>) -> Self {
         Self {
             author: author.into(),
+            user_id: None,
             text: text.into(),
             message_id: None,
             addressed: true,
@@ -143,11 +147,25 @@ pub enum ChannelMsg {
 
 pub struct ConversationActor;
 
+/// A turn of the conversation, with the people whose words it holds (for the reply journal,
+/// so `!forgetme` finds every prompt that quoted someone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub chat: ChatTurn,
+    pub speakers: Vec<String>,
+}
+
+impl Turn {
+    fn of(message: &StoredMessage, named: bool) -> Turn {
+        Turn { chat: turn_of(message, named), speakers: message.user_id.iter().cloned().collect() }
+    }
+}
+
 /// What the channel holds in memory.
 pub struct ConversationState {
     args: ConversationArgs,
     settings: ChannelSettings,
-    history: VecDeque<ChatTurn>,
+    history: VecDeque<Turn>,
     seeds: rand::rngs::SmallRng,
     busy_notified: bool,
 }
@@ -159,9 +177,7 @@ impl Actor for ConversationActor {
 
     async fn pre_start(&self, _: ActorRef<ChannelMsg>, args: ConversationArgs) -> Result<ConversationState, ActorProcessingErr> {
         let settings = args.store.channel_settings(&args.channel)?;
-        let named = args.channel.names_speakers();
-        let history =
-            args.store.recent_history(&args.channel, args.defaults.chat.history_turns)?.iter().map(|m| turn_of(m, named)).collect();
+        let history = load_history(&args)?;
         // Each channel rolls its own dice, reproducibly when a seed is configured.
         let seed = match args.defaults.seed {
             Some(s) => u64::from(s) ^ fnv1a(args.channel.to_string().as_bytes()),
@@ -185,11 +201,26 @@ impl Actor for ConversationActor {
     }
 }
 
+/// The conversation as the store holds it.
+fn load_history(args: &ConversationArgs) -> Result<VecDeque<Turn>, ActorProcessingErr> {
+    let named = args.channel.names_speakers();
+    Ok(args.store.recent_history(&args.channel, args.defaults.chat.history_turns)?.iter().map(|m| Turn::of(m, named)).collect())
+}
+
 /// A stored message as the model reads it: with its author's name where several people talk.
 fn turn_of(message: &StoredMessage, named: bool) -> ChatTurn {
     match message.role {
         Role::User if named => ChatTurn::new(Role::User, format!("{}: {}", message.author, message.content)),
         _ => message.turn(),
+    }
+}
+
+/// Who may run `command` now that admins may have locked it.
+fn locked_to(global: &GlobalSettings, command: &str) -> Access {
+    if global.locked.contains(command) {
+        Access::Admin
+    } else {
+        Access::Everyone
     }
 }
 
@@ -228,12 +259,26 @@ impl ConversationState {
     async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
         let reply = inbound.reply.clone();
         let prefix = self.args.defaults.chat.prefix.clone();
-        match crate::commands::parse(&prefix, &inbound.text) {
+        let parsed = crate::commands::parse(&prefix, &inbound.text);
+        // The prefix is shared with other bots: commands are answered only where the bot may
+        // talk, and a command it does not know only when it was addressed.
+        let global = self.global();
+        let may_talk = inbound.addressed || global.allows(&self.args.channel);
+        let silent = match &parsed {
+            Ok(None) => false,
+            Err(crate::commands::CommandError::Unknown { .. }) => !inbound.addressed,
+            _ => !may_talk,
+        };
+        if silent {
+            return Ok(());
+        }
+        match parsed {
             Ok(None) => self.chat(inbound).await?,
             Ok(Some(parsed)) => match parsed.command {
                 crate::commands::Command::Chat(text) => self.chat(Inbound { text, addressed: true, ..inbound }).await?,
-                _ if parsed.spec.access > inbound.access => {
-                    let _ = reply.send(ReplyEvent::Notice(crate::commands::refusal(parsed.spec.access).into()));
+                _ if parsed.spec.access.max(locked_to(&global, parsed.spec.name)) > inbound.access => {
+                    let needed = parsed.spec.access.max(locked_to(&global, parsed.spec.name));
+                    let _ = reply.send(ReplyEvent::Notice(crate::commands::refusal(needed).into()));
                 }
                 command => {
                     let answer = self.run_command(command, &inbound).await?;
@@ -247,7 +292,7 @@ impl ConversationState {
         Ok(())
     }
 
-    fn push_history(&mut self, turn: ChatTurn) {
+    fn push_history(&mut self, turn: Turn) {
         self.history.push_back(turn);
         while self.history.len() > self.args.defaults.chat.history_turns {
             self.history.pop_front();

@@ -3,9 +3,12 @@
 //! Every so many steps it saves the adapter and asks the model actor to serve it. What is
 //! served and kept follows the pure rules of [`manifest`].
 
+mod adapters;
+pub mod fairness;
 pub mod manifest;
 mod training;
 
+use crate::channel_key::ChannelKey;
 use crate::clock::Clock;
 use crate::commands::AdapterCommand;
 use crate::handle::ActorHandle;
@@ -18,14 +21,12 @@ use crate::ports::{
 use crate::reward::{RewardLedger, RewardRules};
 use crate::sync::RwLockExt;
 use crate::watchdog::Heartbeats;
-use manifest::Change;
+use fairness::{ShareCap, VoteKey, Votes};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use training::{spawn_trainer, swap, TrainJob};
+use training::{spawn_trainer, TrainJob};
 
 /// How learning runs.
 #[derive(Debug, Clone)]
@@ -44,6 +45,9 @@ pub struct RlRules {
     /// Journaled replies older than this are dropped (feedback on them is rare and they
     /// hold whole prompts).
     pub keep_replies: Duration,
+    /// No user supplies more than the larger of this and 1/n of what is trained in any window
+    /// of 100 (see `fairness.rs`).
+    pub max_user_share: f64,
 }
 
 impl Default for RlRules {
@@ -56,11 +60,14 @@ impl Default for RlRules {
             keep_versions: 5,
             tick: Duration::from_millis(500),
             keep_replies: Duration::from_secs(30 * 86_400),
+            max_user_share: 0.12,
         }
     }
 }
 
 pub struct FeedbackArgs {
+    /// Who opted out (their reactions are not kept).
+    pub global: crate::conversation::SharedGlobal,
     pub journal: Arc<dyn FeedbackJournal>,
     pub replies: Arc<dyn ReplyJournal>,
     pub learning: Option<Arc<dyn Learning>>,
@@ -102,7 +109,9 @@ pub enum FeedbackMsg {
     Tick,
     /// Drop journaled replies past `RlRules::keep_replies` (hourly).
     PruneReplies,
-    Trained(Result<TrainReport, LearnError>, Option<u64>),
+    Trained(Result<TrainReport, LearnError>),
+    /// Training samples to forget: a purged channel's, or a forgotten user's.
+    Drop(Dropped),
     SwapFailed(Option<u64>, String),
     /// Save the adapter now if it learned anything since the last save: at shutdown (served
     /// from the next start) or for a backup (served now).
@@ -113,6 +122,21 @@ pub enum FeedbackMsg {
     /// Fault injection for supervision tests: the handler panics.
     #[cfg(feature = "fault-injection")]
     InjectPanic,
+}
+
+/// What a purge or `!forgetme` takes out of learning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dropped {
+    Channel(ChannelKey),
+    User { user: String, replies: Vec<u64> },
+}
+
+/// A vote waiting to be trained on: the change it still asks for, on the reply it is about.
+struct Queued {
+    seq: u64,
+    key: VoteKey,
+    channel: ChannelKey,
+    sample: TrainSample,
 }
 
 /// A reaction on a Discord message, as the gateway saw it.
@@ -131,23 +155,26 @@ pub struct FeedbackState {
     args: FeedbackArgs,
     ledger: RewardLedger,
     manifest: AdapterManifest,
-    /// Rewarded replies waiting to be trained on, with their journal sequence numbers.
-    queue: VecDeque<(u64, TrainSample)>,
+    /// Every standing vote, and what training took of each.
+    votes: Votes,
+    cap: ShareCap,
+    /// Votes waiting to be trained on, at most one per user per reply, oldest first.
+    queue: VecDeque<Queued>,
     trainer: Option<std::sync::mpsc::Sender<TrainJob>>,
     training: bool,
-    /// The step on the training thread now: its last journal entry and sample count. A save
-    /// queued behind it includes it.
-    in_flight: (Option<u64>, u64),
+    /// The step on the training thread now. A save queued behind it includes it.
+    in_flight: Vec<Queued>,
+    /// The newest journal entry seen.
+    seen_through: Option<u64>,
     steps: u64,
     steps_at_save: u64,
     rewards_seen: u64,
-    trained_through: Option<u64>,
     baseline: f32,
     last_loss: Option<f32>,
     broken: Option<String>,
 }
 
-/// The most rewarded replies kept waiting; older ones are dropped first.
+/// The most votes kept waiting; then the loudest user's oldest goes first (`fairness.rs`).
 const MAX_QUEUE: usize = 1000;
 
 impl Actor for FeedbackActor {
@@ -159,23 +186,22 @@ impl Actor for FeedbackActor {
         let mut state = FeedbackState {
             ledger: RewardLedger::default(),
             manifest: AdapterManifest::default(),
+            votes: Votes::default(),
+            cap: ShareCap::new(args.rules.max_user_share),
             queue: VecDeque::new(),
             trainer: None,
             training: false,
-            in_flight: (None, 0),
+            in_flight: Vec::new(),
+            seen_through: None,
             steps: 0,
             steps_at_save: 0,
             rewards_seen: 0,
-            trained_through: None,
             baseline: 0.0,
             last_loss: None,
             broken: None,
             args,
         };
-        let events = state.args.journal.feedback_since(0)?;
-        for (_, event) in &events {
-            state.ledger.record(event);
-        }
+        let mut trained_through = None;
         if let Some(learning) = state.args.learning.clone() {
             let saved = learning.read_manifest().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model");
@@ -187,13 +213,10 @@ impl Actor for FeedbackActor {
                 tracing::warn!("the saved adapters were trained for another model file; learning starts afresh");
             }
             state.manifest = manifest;
-            state.restart_trainer_from(state.manifest.train_from);
-            // Feedback that arrived after the last saved adapter is learned again.
-            let from = state.trained_through.map_or(0, |s| s + 1);
-            for (seq, event) in events.into_iter().filter(|(seq, _)| *seq >= from) {
-                state.enqueue(seq, &event);
-            }
+            trained_through = state.restart_trainer_from(state.manifest.train_from);
         }
+        // Feedback that arrived after the last saved adapter is learned again.
+        state.replay(trained_through, true)?;
         state.publish();
         myself.send_interval(state.args.rules.tick, || FeedbackMsg::Tick);
         let _ = myself.send_message(FeedbackMsg::PruneReplies);
@@ -219,10 +242,11 @@ impl Actor for FeedbackActor {
             }
             FeedbackMsg::Tick => state.maybe_train(&myself),
             FeedbackMsg::PruneReplies => state.prune_replies(),
-            FeedbackMsg::Trained(result, through) => {
+            FeedbackMsg::Trained(result) => {
                 state.training = false;
-                state.on_trained(result, through, &myself).await;
+                state.on_trained(result, &myself).await;
             }
+            FeedbackMsg::Drop(dropped) => state.drop_samples(dropped)?,
             FeedbackMsg::SwapFailed(version, why) => {
                 tracing::error!(?version, %why, "the model could not load the adapter; serving the previous one");
                 m::count_error("adapter_swap");
@@ -253,34 +277,91 @@ impl FeedbackState {
         self.args.clock.now_ms()
     }
 
-    /// A new journal entry: count it, and queue its reply for training.
+    /// A new journal entry: count it, and queue what it changed for training.
     fn learn_from(&mut self, seq: u64, event: &FeedbackEvent) {
         self.ledger.record(event);
         metrics::counter!(m::FEEDBACK_EVENTS, "source" => event.source.label()).increment(1);
-        self.enqueue(seq, event);
+        self.seen_through = self.seen_through.max(Some(seq));
+        self.consider(seq, event);
         self.publish();
     }
 
-    fn enqueue(&mut self, seq: u64, event: &FeedbackEvent) {
-        if self.args.learning.is_none() || !self.args.rules.train || event.reward == 0.0 {
+    /// Applies an event to its voter's standing vote; what is left to train of the vote
+    /// (replacing what was waiting for it) goes in the queue.
+    fn consider(&mut self, seq: u64, event: &FeedbackEvent) {
+        let Some((key, left)) = self.votes.record(event) else { return };
+        self.queue.retain(|q| q.key != key);
+        // A sample of this vote on the training thread now is already on its way.
+        let left = left - self.in_flight.iter().filter(|q| q.key == key).map(|q| q.sample.reward).sum::<f32>();
+        if left.abs() < 1e-6 || self.args.learning.is_none() || !self.args.rules.train {
             return;
         }
-        let Some(id) = event.reply_id else { return };
-        match self.args.replies.reply(id) {
-            Ok(Some(reply)) if !reply.reply_tokens.is_empty() => {
-                if self.queue.len() == MAX_QUEUE {
-                    self.queue.pop_front();
-                }
-                self.queue.push_back((seq, TrainSample { prompt: reply.prompt_tokens, reply: reply.reply_tokens, reward: event.reward }));
-            }
-            Ok(_) => tracing::debug!(reply = id, "feedback on a reply with nothing to train on"),
-            Err(e) => tracing::warn!(reply = id, error = %e, "reply journal unreadable"),
+        let reply = match self.args.replies.reply(key.0) {
+            Ok(Some(reply)) if !reply.reply_tokens.is_empty() => reply,
+            Ok(_) => return tracing::debug!(reply = key.0, "feedback on a reply with nothing to train on"),
+            Err(e) => return tracing::warn!(reply = key.0, error = %e, "reply journal unreadable"),
+        };
+        if self.queue.len() >= MAX_QUEUE {
+            let voters: Vec<&str> = self.queue.iter().map(|q| q.key.1.as_str()).collect();
+            let gone = self.cap.evict(&voters, &key.1);
+            self.queue.remove(gone);
         }
+        let sample = TrainSample { prompt: reply.prompt_tokens, reply: reply.reply_tokens, reward: left };
+        self.queue.push_back(Queued { seq, key, channel: reply.channel, sample });
+    }
+
+    /// Rebuilds the figures, the votes and (with `queue`) the training queue from the journal:
+    /// entries up to `trained_through` count as trained, later ones wait to be.
+    fn replay(&mut self, trained_through: Option<u64>, queue: bool) -> Result<(), ActorProcessingErr> {
+        self.ledger = RewardLedger::default();
+        self.votes = Votes::default();
+        if queue {
+            self.queue.clear();
+        }
+        for (seq, event) in self.args.journal.feedback_since(0)? {
+            self.ledger.record(&event);
+            self.seen_through = self.seen_through.max(Some(seq));
+            if Some(seq) <= trained_through {
+                if let Some((key, left)) = self.votes.record(&event) {
+                    self.votes.trained(&key, left);
+                }
+            } else if queue {
+                self.consider(seq, &event);
+            } else {
+                self.votes.record(&event);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every journal entry up to this one has been trained on (or dropped): what a saved
+    /// adapter records, so the next start learns what came after it.
+    fn watermark(&self) -> Option<u64> {
+        match self.queue.iter().map(|q| q.seq).min() {
+            Some(oldest) => oldest.checked_sub(1),
+            None => self.seen_through,
+        }
+    }
+
+    /// A purge or `!forgetme`: their samples leave the queue, and the figures are rebuilt
+    /// from what is left of the journal.
+    fn drop_samples(&mut self, dropped: Dropped) -> Result<(), ActorProcessingErr> {
+        let through = self.watermark();
+        match &dropped {
+            Dropped::Channel(channel) => self.queue.retain(|q| q.channel != *channel),
+            Dropped::User { user, replies } => self.queue.retain(|q| q.key.1 != *user && !replies.contains(&q.key.0)),
+        }
+        self.replay(through, false)?;
+        self.publish();
+        Ok(())
     }
 
     /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
     /// ignored).
     fn reaction(&mut self, r: Reaction) -> Result<(), ActorProcessingErr> {
+        if self.args.global.read_or_recover().opted_out(Some(&r.user)) {
+            return Ok(()); // they asked to be forgotten: nothing of theirs is kept
+        }
         let Some(reply_id) = self.args.replies.reply_for_message(&r.message_id)? else { return Ok(()) };
         let reward = if r.added {
             match self.args.rules.rewards.reaction(&r.emoji) {
@@ -303,7 +384,8 @@ impl FeedbackState {
             rating: None,
             emoji: Some(r.emoji),
             comment: String::new(),
-            user: r.user,
+            user: r.user.clone(),
+            user_id: Some(r.user),
             at_ms: self.now_ms(),
             reward,
         };
@@ -321,34 +403,44 @@ impl FeedbackState {
         }
     }
 
-    /// Starts a step on the training thread when there is work and the model is idle.
+    /// Starts a step on the training thread when there is work the share cap allows and the
+    /// model is idle.
     fn maybe_train(&mut self, myself: &ActorRef<FeedbackMsg>) {
         if self.training || self.queue.is_empty() || self.broken.is_some() || self.args.heartbeats.is_busy("model") {
             return;
         }
         let Some(learning) = self.args.learning.clone() else { return };
+        let mut cap = self.cap.clone();
+        let mut batch = Vec::new();
+        while batch.len() < self.args.rules.batch.max(1) {
+            let Some(next) = cap.next(self.queue.iter().map(|q| q.key.1.as_str())) else { break };
+            let queued = self.queue.remove(next).expect("an index of the queue");
+            cap.record(&queued.key.1);
+            batch.push(queued);
+        }
+        if batch.is_empty() {
+            return; // what waits is over its voters' share until others give feedback
+        }
         if self.trainer.is_none() {
             self.trainer = Some(spawn_trainer(learning, self.manifest.resume_point().cloned(), myself.clone()));
         }
-        let take = self.args.rules.batch.max(1).min(self.queue.len());
-        let (seqs, batch): (Vec<u64>, Vec<TrainSample>) = self.queue.drain(..take).unzip();
-        let through = seqs.into_iter().max();
-        if let Some(trainer) = &self.trainer {
-            self.training = trainer.send(TrainJob::Step(batch.clone(), through)).is_ok();
-            self.in_flight = (through, batch.len() as u64);
-        }
+        let samples: Vec<TrainSample> = batch.iter().map(|q| q.sample.clone()).collect();
+        self.training = self.trainer.as_ref().is_some_and(|t| t.send(TrainJob::Step(samples)).is_ok());
         if !self.training {
             // The thread is gone: keep the work and say why learning stopped.
-            for sample in batch.into_iter().rev() {
-                self.queue.push_front((through.unwrap_or(0), sample));
+            for queued in batch.into_iter().rev() {
+                self.queue.push_front(queued);
             }
             self.trainer = None;
             self.broken = Some("the training thread stopped (see the log)".into());
             m::count_error("training");
+            return;
         }
+        self.in_flight = batch;
     }
 
-    async fn on_trained(&mut self, result: Result<TrainReport, LearnError>, through: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
+    async fn on_trained(&mut self, result: Result<TrainReport, LearnError>, myself: &ActorRef<FeedbackMsg>) {
+        let batch = std::mem::take(&mut self.in_flight);
         let report = match result {
             Ok(report) => report,
             Err(LearnError::Load(why)) => {
@@ -365,10 +457,13 @@ impl FeedbackState {
                 return;
             }
         };
+        for queued in &batch {
+            self.votes.trained(&queued.key, queued.sample.reward);
+            self.cap.record(&queued.key.1);
+        }
         self.steps += 1;
         self.rewards_seen += report.samples as u64;
         metrics::counter!(m::TRAINING_STEPS).increment(1);
-        self.trained_through = through.max(self.trained_through);
         self.baseline = report.baseline;
         self.last_loss = Some(report.loss);
         metrics::histogram!(m::TRAIN_STEP_SECONDS).record(report.seconds);
@@ -379,179 +474,19 @@ impl FeedbackState {
         self.publish();
     }
 
-    /// Saves a new version and serves it at once, unless an admin turned serving off.
-    async fn save_and_publish(&mut self, myself: &ActorRef<FeedbackMsg>) {
-        if let Some(version) = self.save().await {
-            if self.manifest.follows_training() {
-                self.activate(Some(version), myself);
-            }
-        }
-    }
-
-    /// At shutdown: what was learned since the last save is saved, and served at the next
-    /// start when serving follows training.
-    async fn save_if_changed(&mut self) {
-        if self.steps > self.steps_at_save {
-            if let Some(version) = self.save().await {
-                if self.manifest.follows_training() {
-                    self.manifest.serve(Some(version));
-                    self.write_manifest();
-                }
-            }
-        }
-    }
-
-    /// Saves the adapter as a new version; returns its number.
-    async fn save(&mut self) -> Option<u64> {
-        let learning = self.args.learning.clone()?;
-        let trainer = self.trainer.as_ref()?;
-        let version = self.manifest.next_number();
-        let file = format!("adapter-v{version}.gguf");
-        let (done, saved) = oneshot::channel();
-        trainer.send(TrainJob::Save(learning.adapters_dir().join(&file), done)).ok()?;
-        match saved.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not save the adapter");
-                m::count_error("adapter_save");
-                return None;
-            }
-            Err(_) => return None,
-        }
-        let now = self.now_ms();
-        // The save ran after any step already on the training thread, so the file holds it.
-        let (step, rewards_seen, trained_through) = match self.training {
-            true => (self.steps + 1, self.rewards_seen + self.in_flight.1, self.in_flight.0.max(self.trained_through)),
-            false => (self.steps, self.rewards_seen, self.trained_through),
-        };
-        let saved = AdapterVersion { version, file, step, rewards_seen, trained_through, baseline: self.baseline, saved_at_ms: now };
-        for old in self.manifest.record_save(saved, self.args.rules.keep_versions) {
-            if let Err(e) = learning.remove_adapter(&old) {
-                tracing::warn!(file = %old, error = %e, "could not delete an old adapter");
-            }
-        }
-        self.write_manifest();
-        self.steps_at_save = step;
-        metrics::gauge!(m::LAST_ADAPTER_SAVE).set(now as f64 / 1000.0);
-        tracing::info!(version, step = self.steps, "adapter saved");
-        Some(version)
-    }
-
-    fn write_manifest(&self) {
-        if let Some(learning) = &self.args.learning {
-            if let Err(e) = learning.write_manifest(&self.manifest) {
-                tracing::error!(error = %e, "could not write the adapter manifest");
-                m::count_error("adapter_save");
-            }
-        }
-    }
-
-    fn path_of(&self, version: Option<u64>) -> Option<PathBuf> {
-        let dir = self.args.learning.as_ref()?.adapters_dir();
-        Some(dir.join(&self.manifest.version(version?)?.file))
-    }
-
-    /// Serves `version` (`None`: the base model) from now on, without waiting for the swap.
-    fn activate(&mut self, version: Option<u64>, myself: &ActorRef<FeedbackMsg>) {
-        self.manifest.serve(version);
-        self.write_manifest();
-        let myself = myself.clone();
-        let Some(model) = self.args.model.get() else {
-            let _ = myself.send_message(FeedbackMsg::SwapFailed(version, "the model is restarting".into()));
-            return;
-        };
-        let path = self.path_of(version);
-        tokio::spawn(async move {
-            if let Err(why) = swap(model, path).await {
-                let _ = myself.send_message(FeedbackMsg::SwapFailed(version, why));
-            }
-        });
-        self.publish();
-    }
-
-    /// Makes an admin's change: the model serves it first, then the manifest records it.
-    async fn apply(&mut self, change: Change) -> Result<(), String> {
-        let Some(model) = self.args.model.get() else { return Err("the model is restarting".into()) };
-        let path = change.serve.and_then(|v| Some(self.args.learning.as_ref()?.adapters_dir().join(&change.next.version(v)?.file)));
-        swap(model, path).await?;
-        self.manifest = change.next;
-        self.write_manifest();
-        self.publish();
-        Ok(())
-    }
-
-    async fn adapter_command(&mut self, command: AdapterCommand) -> String {
-        if self.args.learning.is_none() {
-            return "Learning is off in this bot's configuration (rl.enabled = false).".into();
-        }
-        let was = self.manifest.active;
-        let change = match command {
-            AdapterCommand::Show => return self.show_adapter(),
-            AdapterCommand::Rollback => self.manifest.rollback(),
-            AdapterCommand::Off => self.manifest.off(),
-            AdapterCommand::On => {
-                self.broken = None; // an admin asking is a good moment to try the trainer again
-                self.manifest.on()
-            }
-        };
-        let change = match change {
-            Ok(change) => change,
-            Err(refusal) => return refusal.to_string(),
-        };
-        let target = change.serve;
-        if let Err(why) = self.apply(change).await {
-            return match command {
-                AdapterCommand::Rollback => format!("Could not roll back: {why}."),
-                AdapterCommand::Off => format!("Could not turn the adapter off: {why}."),
-                _ => format!("Could not load adapter v{}: {why}.", target.unwrap_or_default()),
-            };
-        }
-        if command == AdapterCommand::Rollback {
-            // Training goes on from what is served now, not from what was rolled back.
-            self.restart_trainer_from(self.manifest.train_from);
-        }
-        let was = was.unwrap_or_default();
-        match (command, target) {
-            (AdapterCommand::Rollback, Some(v)) => format!("Rolled back from adapter v{was} to v{v}."),
-            (AdapterCommand::Rollback, None) => format!("Rolled back from adapter v{was} to the base model."),
-            (AdapterCommand::Off, _) => {
-                format!("Adapter v{was} off: serving the base model. Training goes on; `!adapter on` serves the newest again.")
-            }
-            (_, target) => format!("Serving adapter v{}.", target.unwrap_or_default()),
-        }
-    }
-
-    fn show_adapter(&self) -> String {
-        match self.manifest.served() {
-            Some(v) => {
-                let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));
-                format!(
-                    "Serving adapter v{} ({}): {} training steps, {} rewards, saved {ago} ago. {} saved version(s).",
-                    v.version,
-                    v.file,
-                    v.step,
-                    v.rewards_seen,
-                    self.manifest.versions.len()
-                )
-            }
-            None if self.manifest.versions.is_empty() => "Serving the base model: no adapter has been trained yet.".into(),
-            None => format!(
-                "Serving the base model (adapter off). {} saved version(s); `!adapter on` serves the newest.",
-                self.manifest.versions.len()
-            ),
-        }
-    }
-
-    /// Training continues from `version` (`None`: a fresh adapter) with its figures.
-    fn restart_trainer_from(&mut self, version: Option<u64>) {
+    /// Training continues from `version` (`None`: a fresh adapter) with its figures; returns
+    /// the last journal entry that version learned from.
+    fn restart_trainer_from(&mut self, version: Option<u64>) -> Option<u64> {
         self.trainer = None; // the thread ends after its current job
         self.broken = None;
         let point = version.and_then(|v| self.manifest.version(v)).cloned();
-        (self.steps, self.rewards_seen, self.trained_through, self.baseline) = match &point {
+        let trained_through;
+        (self.steps, self.rewards_seen, trained_through, self.baseline) = match &point {
             Some(v) => (v.step, v.rewards_seen, v.trained_through, v.baseline),
             None => (0, 0, None, 0.0),
         };
         self.steps_at_save = self.steps;
+        trained_through
     }
 
     fn summary(&self) -> RlSummary {

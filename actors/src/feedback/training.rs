@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub(super) enum TrainJob {
-    Step(Vec<TrainSample>, Option<u64>),
+    Step(Vec<TrainSample>),
     Save(PathBuf, oneshot::Sender<Result<(), LearnError>>),
 }
 
@@ -31,11 +31,11 @@ pub(super) fn spawn_trainer(
                 None => learning.open_trainer(resume.as_ref()).map(|t| trainer.insert(t)),
             };
             match job {
-                TrainJob::Step(batch, through) => {
+                TrainJob::Step(batch) => {
                     // A panic in the trainer must still answer, or the actor would wait forever.
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
                         .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
-                    if actor.send_message(FeedbackMsg::Trained(result, through)).is_err() {
+                    if actor.send_message(FeedbackMsg::Trained(result)).is_err() {
                         return;
                     }
                 }

@@ -12,6 +12,6 @@ pub use learning::{LearnError, Learning, PolicyTrainer, TrainReport, TrainSample
 pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 pub use retrieval::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 pub use store::{
-    ChannelSettings, FeedbackEvent, FeedbackJournal, FeedbackSource, GlobalSettings, MessageLog, ParamOverrides, ReplyJournal, ReplyRecord,
-    SettingsStore, StatsStore, Store, StoreError, StoredMessage,
+    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, FeedbackSource, Forgotten, GlobalSettings, MessageLog, ParamOverrides,
+    ReplyJournal, ReplyRecord, SettingsStore, StatsStore, Store, StoreError, StoredMessage,
 };

@@ -99,6 +99,8 @@ pub struct EngineStats {
     /// The most sequences that advanced together in one decode.
     pub peak_sequences_per_batch: usize,
     pub decode_steps: u64,
+    /// KV cells each reply gets (prompt and answer together).
+    pub sequence_tokens: usize,
 }
 
 /// A loaded language model serving many sequences at once.
@@ -107,6 +109,8 @@ pub trait LanguageModel: Send + Sync + 'static {
     fn submit(&self, job: GenerationJob) -> Result<(), ModelError>;
     fn info(&self) -> ModelInfo;
     fn stats(&self) -> EngineStats;
+    /// How many tokens `turns` take once the chat template is applied.
+    fn measure(&self, turns: Vec<ChatTurn>, done: tokio::sync::oneshot::Sender<Result<usize, ModelError>>);
     /// Serves `adapter` (a LoRA GGUF; `None`: the base model) from the next free moment on:
     /// replies in flight finish on the old weights, new ones wait for the swap. `done` hears
     /// when it happened.

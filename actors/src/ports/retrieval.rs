@@ -1,6 +1,7 @@
 //! The retrieval port: embeddings plus a vector index over the server's messages.
 
 use crate::channel_key::ChannelKey;
+use crate::governance::Scope;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ pub struct IndexItem {
     pub channel: ChannelKey,
     pub guild: Option<String>,
     pub author: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
     pub text: String,
     pub at_ms: u64,
 }
@@ -37,10 +40,12 @@ pub struct RetrievalStats {
 /// ONNX); the retrieval actor keeps them off the async runtime.
 pub trait Retriever: Send + Sync + 'static {
     fn index(&self, items: &[IndexItem]) -> Result<(), RetrievalError>;
-    /// The `k` indexed messages most similar to `text` said in `guild`.
-    fn query(&self, text: &str, guild: Option<&str>, k: usize) -> Result<Vec<crate::context::Hit>, RetrievalError>;
+    /// The `k` indexed messages most similar to `text` that `scope` admits.
+    fn query(&self, text: &str, scope: &Scope, k: usize) -> Result<Vec<crate::context::Hit>, RetrievalError>;
     /// Removes a channel's vectors; returns how many.
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, RetrievalError>;
+    /// Removes the vectors of what `user_id` wrote; returns how many.
+    fn purge_user(&self, user_id: &str) -> Result<usize, RetrievalError>;
     fn save(&self) -> Result<(), RetrievalError>;
     fn stats(&self) -> RetrievalStats;
 }

@@ -21,6 +21,9 @@ pub struct StoredMessage {
     /// The Discord server it was said in (none for DMs and the console).
     #[serde(default)]
     pub guild: Option<String>,
+    /// Its author's Discord id (none for the bot and the console; absent in old records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 impl StoredMessage {
@@ -87,11 +90,23 @@ pub struct GlobalSettings {
     pub allowlist: BTreeSet<String>,
     /// `!settemp` and `!setmaxlen`.
     pub params: ParamOverrides,
+    /// Discord user ids that asked to be forgotten (`!forgetme`): never stored, shown or
+    /// learned from.
+    pub opted_out: BTreeSet<String>,
+    /// Commands admins restricted to admins (`!lock system on`).
+    pub locked: BTreeSet<String>,
 }
 
 impl Default for GlobalSettings {
     fn default() -> Self {
-        Self { reply_rate: 0.05, mentions_only: false, allowlist: BTreeSet::new(), params: ParamOverrides::default() }
+        Self {
+            reply_rate: 0.05,
+            mentions_only: false,
+            allowlist: BTreeSet::new(),
+            params: ParamOverrides::default(),
+            opted_out: BTreeSet::new(),
+            locked: BTreeSet::new(),
+        }
     }
 }
 
@@ -140,7 +155,11 @@ pub struct FeedbackEvent {
     pub rating: Option<u8>,
     pub emoji: Option<String>,
     pub comment: String,
+    /// Who gave it, as shown then (display names change; see `user_id`).
     pub user: String,
+    /// Their Discord id (absent in old records and on the console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub at_ms: u64,
     /// The reward in [-1, 1] this event gives its reply (see `reward.rs`); a removed
     /// reaction carries the negation of the reaction it undoes.
@@ -163,6 +182,28 @@ pub struct ReplyRecord {
     /// The adapter that served it (`None`: the base model).
     pub adapter: Option<String>,
     pub at_ms: u64,
+    /// Discord ids of the people whose words are in the prompt (history and background), so
+    /// `!forgetme` finds it; empty in old records, which are matched by their text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speakers: Vec<String>,
+}
+
+/// What `!forgetme` deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    pub messages: usize,
+    /// Journaled replies whose prompts quoted them (dropped from training).
+    pub replies: Vec<u64>,
+    pub feedback: usize,
+}
+
+/// How much the bot keeps from one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub channel: ChannelKey,
+    pub messages: usize,
+    /// When the oldest one kept was said.
+    pub since_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +225,13 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Deletes everything kept about a channel (messages, settings, its journaled replies and
     /// the feedback given there); returns how many messages.
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError>;
+    /// Deletes everything kept from user `user_id`: their messages, the journaled replies whose
+    /// prompts quote them, and their feedback.
+    fn forget_user(&self, user_id: &str) -> Result<Forgotten, StoreError>;
+    /// Every channel with messages kept, with how many and since when.
+    fn channel_summaries(&self) -> Result<Vec<ChannelSummary>, StoreError>;
+    /// How many kept messages `user_id` wrote.
+    fn user_message_count(&self, user_id: &str) -> Result<usize, StoreError>;
 }
 
 /// Per-channel settings and the admins' settings for the whole bot.

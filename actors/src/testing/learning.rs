@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Default, Debug, Clone)]
 pub struct LearningLog {
     pub steps: usize,
+    /// The reward of every sample trained on, in order.
+    pub rewards: Vec<f32>,
     pub saved: Vec<String>,
     pub removed: Vec<String>,
     /// The version each trainer was opened from (`None`: a fresh adapter).
@@ -55,7 +57,9 @@ struct FakeTrainer(Arc<Mutex<LearningLog>>);
 
 impl PolicyTrainer for FakeTrainer {
     fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
-        self.0.lock_or_recover().steps += 1;
+        let mut log = self.0.lock_or_recover();
+        log.steps += 1;
+        log.rewards.extend(batch.iter().map(|s| s.reward));
         Ok(TrainReport { loss: 1.0, seconds: 0.0, tokens: 1, baseline: 0.0, samples: batch.len() })
     }
     fn save(&mut self, path: &Path) -> Result<(), LearnError> {

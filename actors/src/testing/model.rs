@@ -127,7 +127,12 @@ impl LanguageModel for ScriptedModel {
     }
 
     fn stats(&self) -> EngineStats {
-        EngineStats { in_flight: self.held(), ..Default::default() }
+        EngineStats { in_flight: self.held(), sequence_tokens: 512, ..Default::default() }
+    }
+
+    /// A word a token, and two for each turn's markup.
+    fn measure(&self, turns: Vec<ChatTurn>, done: tokio::sync::oneshot::Sender<Result<usize, ModelError>>) {
+        let _ = done.send(Ok(turns.iter().map(|t| t.content.split_whitespace().count() + 2).sum()));
     }
 
     fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {

@@ -2,6 +2,7 @@
 
 use crate::channel_key::ChannelKey;
 use crate::context::Hit;
+use crate::governance::{Place, Scope};
 use crate::ports::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 use crate::sync::LockExt;
 use std::collections::HashSet;
@@ -19,6 +20,10 @@ impl FakeRetriever {
     }
 }
 
+fn place(item: &IndexItem) -> Place {
+    Place::new(item.channel, item.guild.as_deref().and_then(|g| g.parse().ok()))
+}
+
 fn words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
@@ -29,13 +34,13 @@ impl Retriever for FakeRetriever {
         Ok(())
     }
 
-    fn query(&self, text: &str, guild: Option<&str>, k: usize) -> Result<Vec<Hit>, RetrievalError> {
+    fn query(&self, text: &str, scope: &Scope, k: usize) -> Result<Vec<Hit>, RetrievalError> {
         let asked = words(text);
         let items = self.items.lock_or_recover();
         let mut hits: Vec<Hit> = items
             .iter()
             .enumerate()
-            .filter(|(_, item)| item.guild.as_deref() == guild)
+            .filter(|(_, item)| scope.admits(&place(item)))
             .map(|(key, item)| {
                 let found = words(&item.text);
                 let shared = asked.intersection(&found).count() as f32;
@@ -43,8 +48,9 @@ impl Retriever for FakeRetriever {
                 Hit {
                     key: key as u64,
                     similarity,
-                    channel: item.channel.to_string(),
+                    place: place(item),
                     author: item.author.clone(),
+                    user_id: item.user_id.clone(),
                     text: item.text.clone(),
                     from_bot: false,
                 }
@@ -60,6 +66,13 @@ impl Retriever for FakeRetriever {
         let mut items = self.items.lock_or_recover();
         let before = items.len();
         items.retain(|i| i.channel != *channel);
+        Ok(before - items.len())
+    }
+
+    fn purge_user(&self, user_id: &str) -> Result<usize, RetrievalError> {
+        let mut items = self.items.lock_or_recover();
+        let before = items.len();
+        items.retain(|i| i.user_id.as_deref() != Some(user_id));
         Ok(before - items.len())
     }
 

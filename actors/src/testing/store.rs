@@ -2,8 +2,8 @@
 
 use crate::channel_key::ChannelKey;
 use crate::ports::{
-    ChannelSettings, FeedbackEvent, FeedbackJournal, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord, SettingsStore, StatsStore,
-    StoreError, StoredMessage,
+    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord,
+    SettingsStore, StatsStore, StoreError, StoredMessage,
 };
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +58,37 @@ impl MessageLog for MemoryStore {
         let end = inner.messages.get(channel).map_or(0, Vec::len);
         inner.cursors.insert(*channel, end);
         Ok(())
+    }
+
+    fn forget_user(&self, user_id: &str) -> Result<Forgotten, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let mut forgotten = Forgotten::default();
+        for log in inner.messages.values_mut() {
+            let before = log.len();
+            log.retain(|m| m.user_id.as_deref() != Some(user_id));
+            forgotten.messages += before - log.len();
+        }
+        forgotten.replies = inner.replies.iter().filter(|(_, r)| r.speakers.iter().any(|s| s == user_id)).map(|(id, _)| *id).collect();
+        inner.replies.retain(|_, r| !r.speakers.iter().any(|s| s == user_id));
+        let before = inner.feedback.len();
+        inner.feedback.retain(|_, e| e.user_id.as_deref() != Some(user_id));
+        forgotten.feedback = before - inner.feedback.len();
+        Ok(forgotten)
+    }
+
+    fn channel_summaries(&self) -> Result<Vec<ChannelSummary>, StoreError> {
+        let inner = self.0.lock_or_recover();
+        Ok(inner
+            .messages
+            .iter()
+            .filter(|(_, log)| !log.is_empty())
+            .map(|(channel, log)| ChannelSummary { channel: *channel, messages: log.len(), since_ms: log[0].at_ms })
+            .collect())
+    }
+
+    fn user_message_count(&self, user_id: &str) -> Result<usize, StoreError> {
+        let inner = self.0.lock_or_recover();
+        Ok(inner.messages.values().flatten().filter(|m| m.user_id.as_deref() == Some(user_id)).count())
     }
 
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {

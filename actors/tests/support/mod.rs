@@ -139,6 +139,8 @@ impl Pending {
 
 pub struct Message<'a> {
     pub author: &'a str,
+    /// The author's Discord id.
+    pub user_id: Option<&'a str>,
     pub text: &'a str,
     pub addressed: bool,
     pub access: Access,
@@ -146,13 +148,17 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     pub fn addressed(text: &'a str) -> Self {
-        Message { author: "ann", text, addressed: true, access: Access::Everyone }
+        Message { author: "ann", user_id: Some("100"), text, addressed: true, access: Access::Everyone }
     }
     pub fn chatter(text: &'a str) -> Self {
         Message { addressed: false, ..Message::addressed(text) }
     }
     pub fn from_admin(text: &'a str) -> Self {
-        Message { access: Access::Admin, ..Message::addressed(text) }
+        Message { access: Access::Admin, author: "boss", user_id: Some("999"), ..Message::addressed(text) }
+    }
+    /// The same message from someone else.
+    pub fn by(self, author: &'a str, user_id: &'a str) -> Self {
+        Message { author, user_id: Some(user_id), ..self }
     }
 }
 
@@ -162,6 +168,7 @@ impl Tree {
         let (reply, events) = mpsc::unbounded_channel();
         let inbound = Inbound {
             author: message.author.into(),
+            user_id: message.user_id.map(String::from),
             text: message.text.into(),
             message_id: None,
             addressed: message.addressed,
