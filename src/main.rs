@@ -157,7 +157,8 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         Err(e) => {
             control.stop();
             daemon.shutdown().await?;
-            return Err(e.into());
+            eprintln!("sidekick: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
         }
     };
     eprintln!("sidekick: running on Discord; SIGTERM or Ctrl-C stops it");

@@ -53,11 +53,34 @@ pub enum RetrievalMsg {
 
 pub struct RetrievalActor;
 
+/// What a purge removes.
+pub enum Purge {
+    Channel(crate::channel_key::ChannelKey, RpcReplyPort<usize>),
+    User(String, RpcReplyPort<usize>),
+}
+
+impl Purge {
+    fn run(self, retriever: &Arc<dyn Retriever>) -> Result<(), ActorProcessingErr> {
+        match self {
+            Purge::Channel(channel, reply) => {
+                let _ = reply.send(retriever.purge_channel(&channel)?);
+            }
+            Purge::User(user, reply) => {
+                let _ = reply.send(retriever.purge_user(&user)?);
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct RetrievalState {
     retriever: Result<Arc<dyn Retriever>, String>,
     pending: Vec<IndexItem>,
     /// A batch is being embedded; the next waits for it so batches stay in order.
     embedding: bool,
+    /// Purges asked for while a batch was being embedded: they run once it is in, so it cannot
+    /// bring back what they delete.
+    deferred: Vec<Purge>,
     /// Tells whether the model is generating.
     heartbeats: Heartbeats,
 }
@@ -86,7 +109,7 @@ impl Actor for RetrievalActor {
         };
         myself.send_interval(FLUSH_EVERY, || RetrievalMsg::Flush);
         myself.send_interval(SAVE_EVERY, || RetrievalMsg::Save(None));
-        Ok(RetrievalState { retriever, pending: Vec::new(), embedding: false, heartbeats })
+        Ok(RetrievalState { retriever, pending: Vec::new(), embedding: false, deferred: Vec::new(), heartbeats })
     }
 
     async fn post_stop(&self, _: ActorRef<RetrievalMsg>, state: &mut RetrievalState) -> Result<(), ActorProcessingErr> {
@@ -126,6 +149,10 @@ impl Actor for RetrievalActor {
             RetrievalMsg::Flush => state.start_batch(&myself, &retriever),
             RetrievalMsg::Indexed { items, seconds } => {
                 state.embedding = false;
+                for purge in std::mem::take(&mut state.deferred) {
+                    let retriever = retriever.clone();
+                    tokio::task::spawn_blocking(move || purge.run(&retriever)).await??;
+                }
                 metrics::histogram!(m::EMBED_SECONDS).record(seconds);
                 metrics::histogram!(m::EMBED_BATCH_SIZE).record(items as f64);
                 metrics::gauge!(m::INDEX_SIZE).set(retriever.stats().vectors as f64);
@@ -148,13 +175,11 @@ impl Actor for RetrievalActor {
             }
             RetrievalMsg::Purge { channel, reply } => {
                 state.pending.retain(|i| i.channel != channel);
-                let removed = tokio::task::spawn_blocking(move || retriever.purge_channel(&channel)).await??;
-                let _ = reply.send(removed);
+                state.purge(Purge::Channel(channel, reply), &retriever).await?;
             }
             RetrievalMsg::PurgeUser { user, reply } => {
                 state.pending.retain(|i| i.user_id.as_deref() != Some(user.as_str()));
-                let removed = tokio::task::spawn_blocking(move || retriever.purge_user(&user)).await??;
-                let _ = reply.send(removed);
+                state.purge(Purge::User(user, reply), &retriever).await?;
             }
             RetrievalMsg::Save(reply) => {
                 let items = std::mem::take(&mut state.pending);
@@ -180,6 +205,16 @@ impl Actor for RetrievalActor {
 }
 
 impl RetrievalState {
+    /// Purges now, or once the batch being embedded is in.
+    async fn purge(&mut self, purge: Purge, retriever: &Arc<dyn Retriever>) -> Result<(), ActorProcessingErr> {
+        if self.embedding {
+            self.deferred.push(purge);
+            return Ok(());
+        }
+        let retriever = retriever.clone();
+        tokio::task::spawn_blocking(move || purge.run(&retriever)).await?
+    }
+
     fn start_batch(&mut self, myself: &ActorRef<RetrievalMsg>, retriever: &Arc<dyn Retriever>) {
         if self.embedding || self.pending.is_empty() {
             return;

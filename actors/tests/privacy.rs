@@ -129,21 +129,24 @@ async fn purged_from_inside_the_channel_it_starts_from_the_defaults() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_purge_cuts_a_reply_in_flight_there_and_nothing_is_written_back() {
+async fn a_purge_waits_for_a_reply_in_flight_there_and_nothing_is_written_back() {
     let tree = Setup::default().start().await;
     let (here, there) = (channel(1), channel(2));
     assert!(tree.say(there, Message::addressed("first")).await.replied());
-    tree.loader.model.script(Script::hold(&["too ", "late"]));
+    tree.loader.model.script(Script::hold(&["just ", "in time"]));
     let in_flight = tree.send(there, Message::addressed("second"));
     tree.until("the reply there is being written", || tree.loader.model.held() == 1).await;
-    let purged = tree.say(here, Message::from_admin("!deny <#2> purge")).await.answer().unwrap().to_string();
-    assert!(purged.ends_with("Deleted 3 stored messages and 0 vectors from it."), "{purged}");
+    let purge = tree.send(here, Message::from_admin("!deny <#2> purge"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let turned_away = tree.say(there, Message::addressed("third")).await;
+    assert_eq!(turned_away.answer(), Some("I'm deleting what I kept from this channel; say it again in a moment."));
     tree.loader.model.release();
-    let heard = in_flight.heard(Duration::from_secs(5)).await;
-    assert!(!heard.replied(), "the reply in flight was cut: {heard:?}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(in_flight.heard(Duration::from_secs(5)).await.replied(), "asked before the purge, it is answered");
+    let purged = purge.heard(Duration::from_secs(120)).await.answer().unwrap().to_string();
+    assert!(purged.ends_with("Deleted 4 stored messages and 0 vectors from it."), "{purged}");
     assert!(tree.store.messages(&there).is_empty(), "nothing came back: {:?}", tree.store.messages(&there));
     assert_eq!(tree.store.replies().iter().filter(|r| r.channel == there).count(), 0);
+    assert!(tree.say(there, Message::addressed("fourth")).await.replied(), "after the purge the channel talks again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,4 +157,31 @@ async fn commands_stay_quiet_where_the_bot_may_not_talk() {
     assert_eq!(tree.say(channel(2), Message::addressed("!ping")).await.answer(), Some("Pong!"), "addressed, it answers");
     assert!(tree.say(channel(1), Message::chatter("!play despacito")).await.events.is_empty(), "another bot's command");
     assert_eq!(tree.say(channel(1), Message::addressed("!play")).await.answer(), Some("I don't know `!play`. Try `!help`."));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_purged_channel_leaves_the_background_other_conversations_were_shown() {
+    let tree = with_retrieval().start().await;
+    assert!(tree.say(channel(1), Message::addressed("the meeting is in room 404").by("alice", "1")).await.replied());
+    settle().await;
+    assert!(tree.say(channel(2), Message::addressed("where is the meeting room?").by("bob", "2")).await.replied());
+    assert!(last_prompt(&tree).contains("room 404"), "shown as background first: {}", last_prompt(&tree));
+    let purged = tree.say(channel(3), Message::from_admin("!deny <#1> purge")).await.answer().unwrap().to_string();
+    assert!(purged.ends_with("Deleted 2 stored messages and 1 vectors from it."), "{purged}");
+    assert!(tree.store.replies().iter().all(|r| !r.prompt.contains("room 404")), "replies that quoted it are gone too");
+    assert!(tree.say(channel(2), Message::addressed("and when is it?").by("bob", "2")).await.replied());
+    assert!(!last_prompt(&tree).contains("room 404"), "nor in the conversation that was shown it: {}", last_prompt(&tree));
+}
+
+#[tokio::test(start_paused = true)]
+async fn threads_follow_their_parent_channel() {
+    let tree = Setup::default().start().await;
+    let thread = |parent| ChannelKey::Thread { guild: Some(support::GUILD), parent: Some(parent), thread: 500 + parent };
+    tree.say(channel(1), Message::from_admin("!allow <#1>")).await;
+    assert!(tree.say(thread(1), Message::addressed("in a thread of an allowed channel")).await.replied());
+    assert!(!tree.say(thread(2), Message::addressed("in a thread of another")).await.replied());
+    assert!(tree.store.messages(&thread(2)).is_empty());
+    let purged = tree.say(channel(3), Message::from_admin("!deny <#1> purge")).await.answer().unwrap().to_string();
+    assert!(purged.ends_with("Deleted 2 stored messages and 0 vectors from it."), "the thread's two went with it: {purged}");
+    assert!(tree.store.messages(&thread(1)).is_empty());
 }

@@ -33,7 +33,12 @@ pub struct Router {
     pub admins: Vec<UserId>,
     /// Recently seen messages: a resumed gateway may deliver one again.
     pub seen: Mutex<VecDeque<MessageId>>,
+    /// Which server channels are threads, and of which channel (`None`: not a thread).
+    pub threads: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
 }
+
+/// Channels whose kind is remembered; beyond this the memory starts over (a lookup is cheap).
+const REMEMBERED_CHANNELS: usize = 10_000;
 
 /// An event the collector passed on.
 enum Incoming {
@@ -89,8 +94,8 @@ impl Handler {
         tokio::spawn(async move {
             while let Some((event, http)) = events.recv().await {
                 match event {
-                    Incoming::Message(msg) => in_order.message(&http, *msg),
-                    Incoming::Reaction(reaction, added) => in_order.reaction(*reaction, added),
+                    Incoming::Message(msg) => in_order.message(&http, *msg).await,
+                    Incoming::Reaction(reaction, added) => in_order.reaction(&http, *reaction, added).await,
                 }
             }
         });
@@ -152,7 +157,41 @@ impl Router {
         msg.content.replace(&format!("<@{id}>"), "").replace(&format!("<@!{id}>"), "").trim().to_string()
     }
 
-    fn message(&self, http: &Arc<Http>, msg: Message) {
+    /// The conversation a Discord channel is: a thread knows its parent (asked of Discord
+    /// once, or told by THREAD_CREATE), so it follows the parent's allowlist and purge.
+    async fn key(&self, http: &Http, guild: Option<GuildId>, channel: ChannelId, user: UserId) -> ChannelKey {
+        let Some(guild) = guild else { return ChannelKey::Dm { user: Some(user.get()), channel: channel.get() } };
+        let known = self.threads.lock_or_recover().get(&channel).copied();
+        let parent = match known {
+            Some(parent) => parent,
+            None => {
+                let parent = match http.get_channel(channel).await {
+                    Ok(serenity::all::Channel::Guild(c)) if c.thread_metadata.is_some() => c.parent_id,
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::debug!(%channel, error = %e, "could not tell whether a channel is a thread");
+                        return ChannelKey::guild(guild.get(), channel.get());
+                    }
+                };
+                self.remember_channel(channel, parent);
+                parent
+            }
+        };
+        match parent {
+            Some(parent) => ChannelKey::Thread { guild: Some(guild.get()), parent: Some(parent.get()), thread: channel.get() },
+            None => ChannelKey::guild(guild.get(), channel.get()),
+        }
+    }
+
+    pub fn remember_channel(&self, channel: ChannelId, parent: Option<ChannelId>) {
+        let mut threads = self.threads.lock_or_recover();
+        if threads.len() >= REMEMBERED_CHANNELS {
+            threads.clear();
+        }
+        threads.insert(channel, parent);
+    }
+
+    async fn message(&self, http: &Arc<Http>, msg: Message) {
         if msg.author.id == self.bot_id || msg.author.bot {
             return; // our own messages and other bots' are not conversation
         }
@@ -175,7 +214,7 @@ impl Router {
             queued_ahead: 0,
             reply,
         };
-        let route = RootMsg::Route { channel: channel_key(msg.guild_id, msg.channel_id, msg.author.id), inbound };
+        let route = RootMsg::Route { channel: self.key(http, msg.guild_id, msg.channel_id, msg.author.id).await, inbound };
         if self.root.send_message(route).is_err() {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
@@ -184,24 +223,16 @@ impl Router {
     }
 
     /// A reaction on any message goes to the feedback actor, which knows which are replies.
-    fn reaction(&self, reaction: Reaction, added: bool) {
+    async fn reaction(&self, http: &Http, reaction: Reaction, added: bool) {
         let Some(user) = reaction.user_id.filter(|u| *u != self.bot_id) else { return };
         let emoji = match &reaction.emoji {
             ReactionType::Unicode(e) => e.clone(),
             ReactionType::Custom { name, id, .. } => name.clone().unwrap_or_else(|| id.to_string()),
             _ => return,
         };
-        let channel = channel_key(reaction.guild_id, reaction.channel_id, user);
+        let channel = self.key(http, reaction.guild_id, reaction.channel_id, user).await;
         let reaction = feedback::Reaction { channel, message_id: reaction.message_id.to_string(), emoji, user: user.to_string(), added };
         let _ = self.root.send_message(RootMsg::Feedback(FeedbackMsg::Reaction(reaction)));
-    }
-}
-
-/// Which conversation a Discord channel belongs to: a server channel, or a DM with `user`.
-pub fn channel_key(guild: Option<GuildId>, channel: ChannelId, user: UserId) -> ChannelKey {
-    match guild {
-        Some(guild) => ChannelKey::guild(guild.get(), channel.get()),
-        None => ChannelKey::Dm { user: Some(user.get()), channel: channel.get() },
     }
 }
 
@@ -214,20 +245,24 @@ impl EventHandler for Handler {
 
     async fn message(&self, ctx: Context, msg: Message) {
         if !self.taken.was_taken(&message_key(msg.id)) {
-            self.router.message(&ctx.http, msg);
+            self.router.message(&ctx.http, msg).await;
         }
     }
 
-    async fn reaction_add(&self, _: Context, reaction: Reaction) {
+    async fn reaction_add(&self, ctx: Context, reaction: Reaction) {
         if !self.taken.was_taken(&reaction_key(&reaction, true)) {
-            self.router.reaction(reaction, true);
+            self.router.reaction(&ctx.http, reaction, true).await;
         }
     }
 
-    async fn reaction_remove(&self, _: Context, reaction: Reaction) {
+    async fn reaction_remove(&self, ctx: Context, reaction: Reaction) {
         if !self.taken.was_taken(&reaction_key(&reaction, false)) {
-            self.router.reaction(reaction, false);
+            self.router.reaction(&ctx.http, reaction, false).await;
         }
+    }
+
+    async fn thread_create(&self, _: Context, thread: serenity::all::GuildChannel) {
+        self.router.remember_channel(thread.id, thread.parent_id);
     }
 }
 

@@ -34,6 +34,8 @@ pub enum GatewayError {
     NoToken,
     #[error("cannot reach Discord at {base}: {source} (check discord.api_base / DISCORD_API_BASE and the token)")]
     Unreachable { base: String, source: serenity::Error },
+    #[error("Discord refused the token (401 Unauthorized). Reset it in the developer portal (Bot → Reset Token) and put the new one in DISCORD_TOKEN in .env")]
+    TokenRefused,
     #[error("Discord client failed to start: {0}")]
     Client(#[from] serenity::Error),
 }
@@ -66,8 +68,14 @@ pub async fn connect(
     let http = builder.build();
     // serenity quietly falls back to Discord's own gateway when this lookup fails; with a
     // proxy that would leave it talking to the wrong place, so a failure here is an error.
-    http.get_gateway().await.map_err(|source| GatewayError::Unreachable { base: base.clone(), source })?;
-    let me = http.get_current_user().await.map_err(|source| GatewayError::Unreachable { base: base.clone(), source })?;
+    let unreachable = |source: serenity::Error| match &source {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 401 => {
+            GatewayError::TokenRefused
+        }
+        _ => GatewayError::Unreachable { base: base.clone(), source },
+    };
+    http.get_gateway().await.map_err(unreachable)?;
+    let me = http.get_current_user().await.map_err(unreachable)?;
     let owner_id = match config.secrets.owner_id {
         Some(id) => Some(UserId::new(id)),
         None => http.get_current_application_info().await.ok().and_then(|app| app.owner).map(|u| u.id),
@@ -78,6 +86,7 @@ pub async fn connect(
         owner_id,
         admins: config.secrets.admin_users.iter().map(|id| UserId::new(*id)).collect(),
         seen: Default::default(),
+        threads: Default::default(),
     });
     let mut client = ClientBuilder::new_with_http(http, intents()).event_handler(handler).await?;
     let shards = client.shard_manager.clone();
@@ -123,6 +132,16 @@ pub fn exit_for(error: Option<&serenity::Error>) -> ExitRequest {
         }
         Some(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection ended: {e}") },
         None => ExitRequest { code: EXIT_FAILED, why: "the Discord connection ended".into() },
+    }
+}
+
+impl GatewayError {
+    /// A refused token is the operator's to fix (exit 2, not restarted); the rest may pass.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GatewayError::NoToken | GatewayError::TokenRefused => EXIT_CONFIG,
+            _ => EXIT_FAILED,
+        }
     }
 }
 

@@ -28,6 +28,10 @@ pub struct FjallStore {
     reply_links: Keyspace,
     vectors: Keyspace,
     stats: Keyspace,
+    /// What is known about channels beyond their store key: a thread's parent and server.
+    channels: Keyspace,
+    /// Threads already recorded in `channels` since the store was opened.
+    known_threads: Mutex<std::collections::HashSet<ChannelKey>>,
     /// Next message sequence number per channel, found on first use.
     next_seq: Mutex<HashMap<String, u64>>,
     stats_lock: Mutex<()>,
@@ -83,7 +87,9 @@ impl FjallStore {
             reply_links: open("reply_links")?,
             vectors: open("vectors")?,
             stats: open("stats")?,
+            channels: open("channels")?,
             db,
+            known_threads: Mutex::default(),
             next_seq: Mutex::default(),
             stats_lock: Mutex::default(),
         })
@@ -122,17 +128,41 @@ impl FjallStore {
             *seq += 1;
             return Ok(*seq - 1);
         }
-        let seq = last()?.map_or(0, |s| s + 1);
+        // Deleting the newest entries (a purge, `!forgetme`) must not hand their ids out again:
+        // the journals refer to each other by id, and adapters record how far they learned.
+        let seq = last()?.max(self.high_water(counter)?).map_or(0, |s| s + 1);
         next.insert(counter.to_string(), seq + 1);
         Ok(seq)
+    }
+
+    fn high_water(&self, counter: &str) -> Result<Option<u64>, StoreError> {
+        match self.stats.get(format!("@high-water {counter}")).map_err(backend)? {
+            Some(v) => u64_of(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records, in `batch`, the newest id `keyspace` has handed out as `counter`, before some of
+    /// its entries are deleted.
+    fn keep_high_water(&self, batch: &mut fjall::OwnedWriteBatch, counter: &str, keyspace: &Keyspace) -> Result<(), StoreError> {
+        if let Some(last) = last_seq(keyspace)?.max(self.high_water(counter)?) {
+            batch.insert(&self.stats, format!("@high-water {counter}"), last.to_be_bytes());
+        }
+        Ok(())
     }
 
     /// Every user message of every channel, oldest first within a channel: what the vector
     /// index is rebuilt from.
     pub fn user_messages(&self) -> impl Iterator<Item = (ChannelKey, StoredMessage)> + '_ {
-        self.messages.iter().filter_map(|guard| {
+        // Messages come in channel order: look each channel up once (a thread's parent).
+        let mut last: Option<ChannelKey> = None;
+        self.messages.iter().filter_map(move |guard| {
             let (key, value) = guard.into_inner().ok()?;
             let channel = privacy::channel_of(&key)?;
+            let channel = match last {
+                Some(known) if known == channel => known,
+                _ => *last.insert(self.known(channel)),
+            };
             let message: StoredMessage = serde_json::from_slice(&value).ok()?;
             (message.role == sidekick_actors::prompt::Role::User).then_some((channel, message))
         })
@@ -163,8 +193,9 @@ impl FjallStore {
         Ok(records)
     }
 
-    fn keyspaces(&self) -> [(&'static str, &Keyspace); 8] {
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 9] {
         [
+            ("channels", &self.channels),
             ("settings", &self.settings),
             ("messages", &self.messages),
             ("cursors", &self.cursors),
@@ -217,6 +248,7 @@ impl SettingsStore for FjallStore {
 
 impl MessageLog for FjallStore {
     fn append_message(&self, channel: &ChannelKey, message: &StoredMessage) -> Result<u64, StoreError> {
+        self.remember_thread(channel)?;
         let seq = self.take_seq(channel)?;
         let json = serde_json::to_vec(message).map_err(backend)?;
         self.messages.insert(message_key(channel, seq), json).map_err(backend)?;
@@ -263,41 +295,12 @@ impl MessageLog for FjallStore {
         self.count_by(user_id)
     }
 
+    fn threads_of(&self, parent: &ChannelKey) -> Result<Vec<ChannelKey>, StoreError> {
+        self.threads(parent)
+    }
+
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {
-        let name = channel.to_string();
-        let keys: Vec<_> = self.messages.prefix(message_prefix(channel)).filter_map(|g| g.key().ok()).collect();
-        let mut batch = self.db.batch();
-        for key in &keys {
-            batch.remove(&self.messages, key.clone());
-        }
-        batch.remove(&self.settings, name.as_str());
-        batch.remove(&self.cursors, name.as_str());
-        // The channel's replies in the reply journal (their prompts quote it), the links to
-        // them, and the feedback given there. A scan: purging is rare.
-        let of_channel = |value: &[u8]| serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["channel"] == name.as_str());
-        let mut replies = std::collections::HashSet::new();
-        for guard in self.replies.iter() {
-            let (key, value) = guard.into_inner().map_err(backend)?;
-            if of_channel(&value) {
-                replies.insert(seq_of(&key));
-                batch.remove(&self.replies, key);
-            }
-        }
-        for guard in self.reply_links.iter() {
-            let (key, value) = guard.into_inner().map_err(backend)?;
-            if u64_of(&value).is_ok_and(|id| replies.contains(&id)) {
-                batch.remove(&self.reply_links, key);
-            }
-        }
-        for guard in self.feedback.iter() {
-            let (key, value) = guard.into_inner().map_err(backend)?;
-            if of_channel(&value) {
-                batch.remove(&self.feedback, key);
-            }
-        }
-        batch.commit().map_err(backend)?;
-        self.sync()?;
-        Ok(keys.len())
+        self.purge(channel)
     }
 }
 
@@ -353,6 +356,7 @@ impl ReplyJournal for FjallStore {
         // Ids grow with time, so the old ones are a prefix of the keyspace.
         let mut gone = std::collections::HashSet::new();
         let mut batch = self.db.batch();
+        self.keep_high_water(&mut batch, "@replies", &self.replies)?;
         for guard in self.replies.iter() {
             let (key, value) = guard.into_inner().map_err(backend)?;
             let at_ms = serde_json::from_slice::<serde_json::Value>(&value).ok().and_then(|v| v["at_ms"].as_u64()).unwrap_or(0);

@@ -63,6 +63,7 @@ impl FjallStore {
 
     pub fn remove_vector_meta(&self, keys: &[u64]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
+        self.keep_high_water(&mut batch, "@vectors", &self.vectors)?;
         for key in keys {
             batch.remove(&self.vectors, key.to_be_bytes());
         }

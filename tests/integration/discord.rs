@@ -157,9 +157,14 @@ async fn every_command_answers_and_refuses_by_role() {
     assert_eq!(ask(&fake, CH1, &a, "!system Talk like a pirate.").await, "System prompt set for this channel.");
     assert_eq!(ask(&fake, CH1, &a, "!system").await, "System prompt (custom):\nTalk like a pirate.");
     assert_eq!(ask(&fake, CH1, &a, "!system reset").await, "System prompt reset to the default.");
-    assert!(ask(&fake, CH1, &a, "!botdata").await.starts_with("I learn from: every channel I can read."));
+    assert!(ask(&fake, CH1, &a, "!botdata").await.starts_with("I read and keep messages in every channel I can see"));
     assert!(ask(&fake, CH1, &a, "!clear").await.starts_with("Conversation cleared"));
-    assert_eq!(ask(&fake, CH1, &a, "!dance").await, "I don't know `!dance`. Try `!help`.");
+    // Another bot's command is left alone; a command we do not know, said to us, is explained.
+    let other_bots = fake.user_says(CH1, &a, "!play despacito", false, None).await;
+    assert_eq!(ask(&fake, CH1, &a, "!ping").await, "Pong!");
+    assert!(fake.sent().iter().all(|m| m.reference() != Some(other_bots)), "no answer to another bot's command");
+    let id = mention(&fake, CH1, &a, "!dance").await;
+    assert_eq!(reply_to(&fake, id).await.content(), "I don't know `!dance`. Try `!help`.");
 
     // Admin commands.
     assert!(ask(&fake, CH1, &ad, "!setrate 0.5").await.contains("about 50%"));
@@ -170,7 +175,8 @@ async fn every_command_answers_and_refuses_by_role() {
     assert_eq!(ask(&fake, CH1, &ad, "!mentions_only on").await, "OK: I'll only answer when mentioned.");
     assert_eq!(ask(&fake, CH1, &ad, "!mentions_only off").await, "OK: I may join conversations again.");
     assert!(ask(&fake, CH1, &ad, &format!("!allow <#{CH1}>")).await.contains("is on the allowlist"));
-    assert_eq!(ask(&fake, CH1, &a, "!botdata").await.split('.').next().unwrap(), format!("I learn from: <#{CH1}>"));
+    let botdata = ask(&fake, CH1, &a, "!botdata").await;
+    assert!(botdata.contains("only in the allowlisted channels") && botdata.contains(&format!("<#{CH1}>: ")), "{botdata}");
     assert!(ask(&fake, CH1, &ad, &format!("!deny <#{CH1}>")).await.contains("talk in every channel again"));
     let status = ask(&fake, CH1, &ad, "!status").await;
     assert!(status.starts_with("Up ") && status.contains("SmolLM2-135M-Instruct.Q4_1.gguf") && status.contains("1 replies"), "{status}");
@@ -204,16 +210,19 @@ async fn a_mention_gets_a_reply_and_a_channel_off_the_allowlist_gets_none() {
 
     ask(&fake, CH1, &admin(), &format!("!allow <#{CH1}>")).await;
     let ignored = mention(&fake, CH2, &alice(), "hello?").await;
-    assert!(!answered(&fake, &bot, CH2, ignored, "hello?").await, "CH2 is not on the allowlist");
+    // A channel handles its messages in order: once a later command there is answered (commands
+    // that mention the bot are), "hello?" has been handled.
+    let ping = mention(&fake, CH2, &alice(), "!ping").await;
+    assert_eq!(reply_to(&fake, ping).await.content(), "Pong!");
+    assert!(fake.sent().iter().all(|m| m.reference() != Some(ignored)), "CH2 is not on the allowlist");
     let id = mention(&fake, CH1, &alice(), "and here?").await;
     assert!(!reply_to(&fake, id).await.content().is_empty());
 
-    // Messages are kept even where the bot stays quiet.
+    // Nothing is kept from a channel off the allowlist.
     let store_dir = config.storage.path.clone();
     bot.stop().await;
     let store = FjallStore::open(&store_dir).unwrap();
-    let quiet = store.recent_history(&ChannelKey::guild(GUILD, CH2), 10).unwrap();
-    assert_eq!(quiet.first().map(|m| m.content.as_str()), Some("hello?"));
+    assert!(store.recent_history(&ChannelKey::guild(GUILD, CH2), 10).unwrap().is_empty());
 }
 
 /// The answered/unanswered pattern of twelve unaddressed messages a minute apart.

@@ -89,3 +89,15 @@ async fn systemd_hears_ready_once_connected_then_watchdog_pings() {
     assert!(fake.connections() >= 1, "READY=1 came with a Discord connection");
     assert!(heard[ready..].iter().any(|h| h.contains("WATCHDOG=1")), "{heard:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_at_startup_exits_2_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    fake.refuse_token();
+    let mut daemon = spawn_daemon(dir.path(), &fake, &[]);
+    let code = exit_code(&mut daemon, Duration::from_secs(60)).await;
+    let stderr = daemon_stderr(dir.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("sidekick: Discord refused the token (401 Unauthorized)"), "{stderr}");
+}

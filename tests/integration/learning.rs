@@ -185,10 +185,13 @@ async fn scripted_feedback_trains_an_adapter_the_running_model_serves() {
     let record_b = daemon.store.reply(b.reply_id.unwrap()).unwrap().unwrap();
     assert_eq!(record_a.prompt_tokens, record_b.prompt_tokens, "both answer the same prompt");
 
-    // Reward one, punish the other: six steps, then the adapter is saved and swapped in.
-    for _ in 0..3 {
-        assert!(say(&daemon, "console-a", "!feedback 5").await.notice.unwrap().starts_with("Thanks!"));
-        assert!(say(&daemon, "console-b", "!feedback 1").await.notice.unwrap().starts_with("Thanks!"));
+    // Three people reward one and punish the other (one standing vote each per reply): six
+    // steps, then the adapter is saved and swapped in.
+    for rater in ["301", "302", "303"] {
+        for (channel, rating) in [("console-a", "!feedback 5"), ("console-b", "!feedback 1")] {
+            let answer = daemon.ask_as(crate::support::ch(channel), rater, Some(rater), rating).await.unwrap();
+            assert!(answer.notice.unwrap().starts_with("Thanks!"));
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {

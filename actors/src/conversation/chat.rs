@@ -3,6 +3,7 @@
 
 use super::commands::{self, CommandContext};
 use super::{ConversationState, Inbound, ReplyEvent, Turn};
+use crate::channel_key::ChannelKey;
 use crate::commands::Command;
 use crate::context;
 use crate::governance;
@@ -40,13 +41,8 @@ struct Asked<'a> {
 
 impl ConversationState {
     pub(super) async fn run_command(&mut self, command: Command, inbound: &Inbound) -> Result<String, ActorProcessingErr> {
-        let mut ctx =
-            CommandContext { args: &self.args, settings: &mut self.settings, history: &mut self.history, inbound, reload_history: false };
-        let answer = commands::run(&mut ctx, command).await?;
-        if ctx.reload_history {
-            self.history = super::load_history(&self.args)?;
-        }
-        Ok(answer)
+        let mut ctx = CommandContext { args: &self.args, settings: &mut self.settings, history: &mut self.history, inbound };
+        commands::run(&mut ctx, command).await
     }
 
     pub(super) async fn chat(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
@@ -153,7 +149,9 @@ impl ConversationState {
         }
         if let Some(background) = context::background_turn(&hits) {
             let speakers = hits.iter().filter_map(|h| h.user_id.clone()).collect();
-            let background = Turn { chat: background, speakers };
+            let mut sources: Vec<_> = hits.iter().map(|h| h.place.channel).collect();
+            sources.dedup();
+            let background = Turn { chat: background, speakers, sources };
             // It stays in the history where it was shown, so the next turn's prompt starts
             // with this one's and the decoded prefix is reused.
             let at = history.len().saturating_sub(1);
@@ -167,6 +165,9 @@ impl ConversationState {
         let mut speakers: Vec<String> = history.iter().flat_map(|t| t.speakers.iter().cloned()).collect();
         speakers.sort_unstable();
         speakers.dedup();
+        let mut sources: Vec<_> = history.iter().flat_map(|t| t.sources.iter().copied()).collect();
+        sources.sort_by_key(|c| c.to_string());
+        sources.dedup();
         let turns = build_turns(self.system_prompt(), &chat);
         let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -195,7 +196,7 @@ impl ConversationState {
         let tokens = streamed.tokens;
         let text = streamed.text.trim().to_string();
         let stored = match asked.keep {
-            true => Some(self.keep_reply(streamed, speakers)?),
+            true => Some(self.keep_reply(streamed, speakers, sources)?),
             false => None,
         };
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
@@ -259,7 +260,7 @@ impl ConversationState {
 
     /// Stores the finished reply and journals it with the people its prompt quoted: synced
     /// before anyone sees it, so feedback on it always finds what to learn from.
-    fn keep_reply(&mut self, streamed: Streamed, speakers: Vec<String>) -> Result<Stored, ActorProcessingErr> {
+    fn keep_reply(&mut self, streamed: Streamed, speakers: Vec<String>, sources: Vec<ChannelKey>) -> Result<Stored, ActorProcessingErr> {
         let answer = streamed.text.trim().to_string();
         let now = self.now_ms();
         let stored = StoredMessage {
@@ -282,6 +283,7 @@ impl ConversationState {
             adapter: streamed.adapter,
             at_ms: now,
             speakers,
+            sources,
         };
         let reply_id = match self.args.store.append_reply(&record) {
             Ok(id) => {
@@ -293,7 +295,7 @@ impl ConversationState {
                 None
             }
         };
-        self.push_history(Turn { chat: ChatTurn::new(Role::Assistant, answer), speakers: Vec::new() });
+        self.push_history(Turn { chat: ChatTurn::new(Role::Assistant, answer), speakers: Vec::new(), sources: Vec::new() });
         Ok(Stored { seq, reply_id })
     }
 

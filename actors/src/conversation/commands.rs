@@ -25,8 +25,6 @@ pub(super) struct CommandContext<'a> {
     pub settings: &'a mut ChannelSettings,
     pub history: &'a mut VecDeque<Turn>,
     pub inbound: &'a Inbound,
-    /// Set by a command that deleted words the conversation holds: it reloads from the store.
-    pub reload_history: bool,
 }
 
 impl CommandContext<'_> {
@@ -177,6 +175,9 @@ fn config_set(ctx: &mut CommandContext<'_>, key: &str, value: &str) -> Answer {
 
 fn feedback(ctx: &mut CommandContext<'_>, rating: u8, comment: String) -> Answer {
     let (store, inbound) = (&ctx.args.store, ctx.inbound);
+    if !ctx.global().allows(&ctx.args.channel) {
+        return Ok("I don't learn from this channel (it is not on the allowlist).".into());
+    }
     if ctx.global().opted_out(inbound.user_id.as_deref()) {
         return Ok(format!("You asked me to forget you, so I keep no feedback from you (`{}forgetme undo` to change that).", ctx.prefix()));
     }

@@ -13,7 +13,7 @@ use crate::channel_key::ChannelKey;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::Access;
 use crate::context::ContextRules;
-use crate::feedback::FeedbackMsg;
+use crate::feedback::{Dropped, FeedbackMsg};
 use crate::handle::ActorHandle;
 use crate::model::ModelMsg;
 use crate::params::GenerationParams;
@@ -140,6 +140,12 @@ pub enum ReplyEvent {
 
 pub enum ChannelMsg {
     Inbound(Inbound),
+    /// A purge or `!forgetme` elsewhere: the turns holding those words leave the history. In
+    /// order with the messages, so a reply in flight finishes first; answered when done.
+    Drop(Dropped, ractor::RpcReplyPort<()>),
+    /// This channel is being purged: forget everything held in memory (before the store's
+    /// copy goes, so nothing is written back); answered when done.
+    Purged(ractor::RpcReplyPort<()>),
     /// Fault injection for supervision tests: the handler panics.
     #[cfg(feature = "fault-injection")]
     InjectPanic,
@@ -153,11 +159,21 @@ pub struct ConversationActor;
 pub struct Turn {
     pub chat: ChatTurn,
     pub speakers: Vec<String>,
+    /// Other channels whose words it holds (a background turn), so a purge finds it.
+    pub sources: Vec<ChannelKey>,
 }
 
 impl Turn {
     fn of(message: &StoredMessage, named: bool) -> Turn {
-        Turn { chat: turn_of(message, named), speakers: message.user_id.iter().cloned().collect() }
+        Turn { chat: turn_of(message, named), speakers: message.user_id.iter().cloned().collect(), sources: Vec::new() }
+    }
+
+    /// Whether it holds words a purge or `!forgetme` takes away.
+    pub(super) fn holds(&self, dropped: &Dropped) -> bool {
+        match dropped {
+            Dropped::Channel(channel) => self.sources.contains(channel),
+            Dropped::User { user, .. } => self.speakers.contains(user),
+        }
     }
 }
 
@@ -193,6 +209,16 @@ impl Actor for ConversationActor {
                 let result = state.on_inbound(inbound).await;
                 state.args.pending.fetch_sub(1, Ordering::AcqRel);
                 result?;
+            }
+            ChannelMsg::Drop(dropped, done) => {
+                state.history.retain(|t| !t.holds(&dropped));
+                let _ = done.send(());
+            }
+            ChannelMsg::Purged(done) => {
+                state.settings = ChannelSettings::default();
+                state.history.clear();
+                state.busy_notified = false;
+                let _ = done.send(());
             }
             #[cfg(feature = "fault-injection")]
             ChannelMsg::InjectPanic => panic!("injected panic in conversation {}", state.args.channel),

@@ -18,15 +18,15 @@ fn vectors(n: Option<usize>) -> String {
 /// `!deny #channel purge` and `!purge`: everything kept from `channel`.
 pub(super) async fn purge(ctx: &mut CommandContext<'_>, channel: ChannelKey) -> Answer {
     let requester = ctx.args.channel;
+    if channel == requester {
+        // What this conversation holds in memory goes first, so nothing writes it back.
+        *ctx.settings = Default::default();
+        ctx.history.clear();
+    }
     let report = match tree::ask(&ctx.args.tree, timeouts::PURGE, |reply| TreeRequest::Purge { channel, requester, reply }).await {
         Ok(report) => report,
         Err(e) => return Ok(format!("The purge did not answer in time ({e}); it goes on in the background.")),
     };
-    if channel == requester {
-        // What this conversation holds in memory goes too, so nothing writes it back.
-        *ctx.settings = Default::default();
-        ctx.history.clear();
-    }
     Ok(format!("Deleted {} stored messages and {} from it.", report.messages, vectors(report.vectors)))
 }
 
@@ -58,6 +58,8 @@ pub(super) async fn forget(ctx: &mut CommandContext<'_>, user: Option<String>, u
         g.opted_out.insert(user.clone());
     })?;
     let requester = ctx.args.channel;
+    let dropped = crate::feedback::Dropped::User { user: user.clone(), replies: Vec::new() };
+    ctx.history.retain(|t| !t.holds(&dropped));
     let asked = tree::ask(&ctx.args.tree, timeouts::PURGE, |reply| TreeRequest::ForgetUser { user: user.clone(), requester, reply }).await;
     let report = match asked {
         Ok(report) => report,
@@ -65,7 +67,6 @@ pub(super) async fn forget(ctx: &mut CommandContext<'_>, user: Option<String>, u
             return Ok(format!("{you} are opted out; deleting what was kept did not answer in time ({e}) and goes on in the background."))
         }
     };
-    ctx.reload_history = true;
     Ok(format!(
         "Done: I deleted {} of {your} messages, {} of my replies whose prompts quoted {you}, {} of {your} ratings and reactions, and {}. \
          I keep nothing {you} write from now on, and {you} are left out of what I show and learn from (`{prefix}forgetme undo` to change that). \
@@ -87,9 +88,17 @@ pub(super) fn bot_data(ctx: &CommandContext<'_>) -> Answer {
         "I read and keep messages only in the allowlisted channels; nothing from other channels is stored."
     });
     let summaries = ctx.args.store.channel_summaries()?;
+    // Only what this conversation may see: its server's channels, or a DM itself (the console
+    // is the owner's and sees everything).
+    let here = ctx.args.channel;
+    let visible = |s: &&crate::ports::ChannelSummary| match here {
+        ChannelKey::Console => true,
+        ChannelKey::Dm { .. } => s.channel == here,
+        _ => s.channel == here || (!s.channel.is_dm() && s.guild.is_some() && s.guild == here.guild_id()),
+    };
     let kept: Vec<String> = summaries
         .iter()
-        .filter(|s| !s.channel.is_dm() || s.channel == ctx.args.channel)
+        .filter(visible)
         .map(|s| {
             let place = match s.channel {
                 ChannelKey::Console => "the console".to_string(),
@@ -102,8 +111,8 @@ pub(super) fn bot_data(ctx: &CommandContext<'_>) -> Answer {
     if !kept.is_empty() {
         out.push_str(&format!("\nKept: {}.", kept.join("; ")));
     }
-    let dms = summaries.iter().filter(|s| s.channel.is_dm()).count();
-    if dms > 0 {
+    let dms = summaries.iter().filter(|s| s.channel.is_dm() && s.channel != here).count();
+    if dms > 0 && here.is_console() {
         out.push_str(&format!(" Plus {dms} private conversation(s), each shown back only to itself."));
     }
     if let Some(user) = &ctx.inbound.user_id {

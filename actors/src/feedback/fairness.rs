@@ -65,6 +65,11 @@ impl Votes {
         Some((key, if left.abs() < 1e-6 { 0.0 } else { left }))
     }
 
+    /// What is left to train of a vote: its standing value less what was trained.
+    pub fn left(&self, key: &VoteKey) -> f32 {
+        self.votes.get(key).map_or(0.0, Vote::value) - self.trained.get(key).copied().unwrap_or(0.0)
+    }
+
     /// Training took `reward` of this vote.
     pub fn trained(&mut self, key: &VoteKey, reward: f32) {
         *self.trained.entry(key.clone()).or_default() += reward;

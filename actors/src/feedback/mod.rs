@@ -109,7 +109,8 @@ pub enum FeedbackMsg {
     Tick,
     /// Drop journaled replies past `RlRules::keep_replies` (hourly).
     PruneReplies,
-    Trained(Result<TrainReport, LearnError>),
+    /// A step's result, from the trainer of that generation (a rollback starts a new one).
+    Trained(Result<TrainReport, LearnError>, u64),
     /// Training samples to forget: a purged channel's, or a forgotten user's.
     Drop(Dropped),
     SwapFailed(Option<u64>, String),
@@ -164,8 +165,13 @@ pub struct FeedbackState {
     training: bool,
     /// The step on the training thread now. A save queued behind it includes it.
     in_flight: Vec<Queued>,
-    /// The newest journal entry seen.
-    seen_through: Option<u64>,
+    /// The newest journal entry trained on: a saved adapter records it, and the next start
+    /// learns what came after (a vote the share cap still held back when the adapter was saved
+    /// counts as done, so no vote is learned twice).
+    trained_max: Option<u64>,
+    /// Bumped when training restarts from another version; results of older trainers are
+    /// ignored.
+    generation: u64,
     steps: u64,
     steps_at_save: u64,
     rewards_seen: u64,
@@ -192,7 +198,8 @@ impl Actor for FeedbackActor {
             trainer: None,
             training: false,
             in_flight: Vec::new(),
-            seen_through: None,
+            trained_max: None,
+            generation: 0,
             steps: 0,
             steps_at_save: 0,
             rewards_seen: 0,
@@ -242,9 +249,11 @@ impl Actor for FeedbackActor {
             }
             FeedbackMsg::Tick => state.maybe_train(&myself),
             FeedbackMsg::PruneReplies => state.prune_replies(),
-            FeedbackMsg::Trained(result) => {
+            FeedbackMsg::Trained(result, generation) => {
                 state.training = false;
-                state.on_trained(result, &myself).await;
+                if generation == state.generation {
+                    state.on_trained(result, &myself).await;
+                }
             }
             FeedbackMsg::Drop(dropped) => state.drop_samples(dropped)?,
             FeedbackMsg::SwapFailed(version, why) => {
@@ -281,7 +290,6 @@ impl FeedbackState {
     fn learn_from(&mut self, seq: u64, event: &FeedbackEvent) {
         self.ledger.record(event);
         metrics::counter!(m::FEEDBACK_EVENTS, "source" => event.source.label()).increment(1);
-        self.seen_through = self.seen_through.max(Some(seq));
         self.consider(seq, event);
         self.publish();
     }
@@ -320,7 +328,6 @@ impl FeedbackState {
         }
         for (seq, event) in self.args.journal.feedback_since(0)? {
             self.ledger.record(&event);
-            self.seen_through = self.seen_through.max(Some(seq));
             if Some(seq) <= trained_through {
                 if let Some((key, left)) = self.votes.record(&event) {
                     self.votes.trained(&key, left);
@@ -334,19 +341,16 @@ impl FeedbackState {
         Ok(())
     }
 
-    /// Every journal entry up to this one has been trained on (or dropped): what a saved
-    /// adapter records, so the next start learns what came after it.
+    /// The newest journal entry trained on, counting the step on the training thread now (a
+    /// save runs after it): what a saved adapter records.
     fn watermark(&self) -> Option<u64> {
-        match self.queue.iter().map(|q| q.seq).min() {
-            Some(oldest) => oldest.checked_sub(1),
-            None => self.seen_through,
-        }
+        self.trained_max.max(self.in_flight.iter().map(|q| q.seq).max())
     }
 
     /// A purge or `!forgetme`: their samples leave the queue, and the figures are rebuilt
     /// from what is left of the journal.
     fn drop_samples(&mut self, dropped: Dropped) -> Result<(), ActorProcessingErr> {
-        let through = self.watermark();
+        let through = self.trained_max;
         match &dropped {
             Dropped::Channel(channel) => self.queue.retain(|q| q.channel != *channel),
             Dropped::User { user, replies } => self.queue.retain(|q| q.key.1 != *user && !replies.contains(&q.key.0)),
@@ -359,8 +363,11 @@ impl FeedbackState {
     /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
     /// ignored).
     fn reaction(&mut self, r: Reaction) -> Result<(), ActorProcessingErr> {
-        if self.args.global.read_or_recover().opted_out(Some(&r.user)) {
-            return Ok(()); // they asked to be forgotten: nothing of theirs is kept
+        {
+            let global = self.args.global.read_or_recover();
+            if global.opted_out(Some(&r.user)) || !global.allows(&r.channel) {
+                return Ok(()); // they asked to be forgotten, or the channel is not learned from
+            }
         }
         let Some(reply_id) = self.args.replies.reply_for_message(&r.message_id)? else { return Ok(()) };
         let reward = if r.added {
@@ -422,7 +429,7 @@ impl FeedbackState {
             return; // what waits is over its voters' share until others give feedback
         }
         if self.trainer.is_none() {
-            self.trainer = Some(spawn_trainer(learning, self.manifest.resume_point().cloned(), myself.clone()));
+            self.trainer = Some(spawn_trainer(learning, self.manifest.resume_point().cloned(), myself.clone(), self.generation));
         }
         let samples: Vec<TrainSample> = batch.iter().map(|q| q.sample.clone()).collect();
         self.training = self.trainer.as_ref().is_some_and(|t| t.send(TrainJob::Step(samples)).is_ok());
@@ -454,12 +461,17 @@ impl FeedbackState {
             Err(e) => {
                 tracing::warn!(error = %e, "a training step failed; its feedback is skipped");
                 m::count_error("training");
+                // A vote that changed during the step was queued for the rest only.
+                for queued in batch {
+                    self.requeue_changed(queued);
+                }
                 return;
             }
         };
         for queued in &batch {
             self.votes.trained(&queued.key, queued.sample.reward);
             self.cap.record(&queued.key.1);
+            self.trained_max = self.trained_max.max(Some(queued.seq));
         }
         self.steps += 1;
         self.rewards_seen += report.samples as u64;
@@ -474,10 +486,23 @@ impl FeedbackState {
         self.publish();
     }
 
+    /// A failed step's vote that changed meanwhile: its queued sample asked only for the change
+    /// beyond what the failed step would have trained; it now asks for all that is left.
+    fn requeue_changed(&mut self, failed: Queued) {
+        let Some(at) = self.queue.iter().position(|q| q.key == failed.key) else { return };
+        let left = self.votes.left(&failed.key);
+        match left.abs() < 1e-6 {
+            true => drop(self.queue.remove(at)),
+            false => self.queue[at].sample.reward = left,
+        }
+    }
+
     /// Training continues from `version` (`None`: a fresh adapter) with its figures; returns
     /// the last journal entry that version learned from.
     fn restart_trainer_from(&mut self, version: Option<u64>) -> Option<u64> {
-        self.trainer = None; // the thread ends after its current job
+        self.trainer = None; // the thread ends after its current job, whose result is ignored
+        self.generation += 1;
+        self.in_flight.clear();
         self.broken = None;
         let point = version.and_then(|v| self.manifest.version(v)).cloned();
         let trained_through;
@@ -486,6 +511,7 @@ impl FeedbackState {
             None => (0, 0, None, 0.0),
         };
         self.steps_at_save = self.steps;
+        self.trained_max = trained_through;
         trained_through
     }
 

@@ -21,6 +21,7 @@ pub(super) fn spawn_trainer(
     learning: Arc<dyn Learning>,
     resume: Option<AdapterVersion>,
     actor: ActorRef<FeedbackMsg>,
+    generation: u64,
 ) -> std::sync::mpsc::Sender<TrainJob> {
     let (jobs, inbox) = std::sync::mpsc::channel::<TrainJob>();
     let spawned = std::thread::Builder::new().name("sidekick-train".into()).spawn(move || {
@@ -35,7 +36,7 @@ pub(super) fn spawn_trainer(
                     // A panic in the trainer must still answer, or the actor would wait forever.
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
                         .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
-                    if actor.send_message(FeedbackMsg::Trained(result)).is_err() {
+                    if actor.send_message(FeedbackMsg::Trained(result, generation)).is_err() {
                         return;
                     }
                 }

@@ -186,6 +186,9 @@ pub struct ReplyRecord {
     /// `!forgetme` finds it; empty in old records, which are matched by their text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speakers: Vec<String>,
+    /// Other channels whose words are in the prompt (as background), so a purge finds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ChannelKey>,
 }
 
 /// What `!forgetme` deleted.
@@ -201,6 +204,8 @@ pub struct Forgotten {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSummary {
     pub channel: ChannelKey,
+    /// Its server, when known.
+    pub guild: Option<u64>,
     pub messages: usize,
     /// When the oldest one kept was said.
     pub since_ms: u64,
@@ -232,6 +237,8 @@ pub trait MessageLog: Send + Sync + 'static {
     fn channel_summaries(&self) -> Result<Vec<ChannelSummary>, StoreError>;
     /// How many kept messages `user_id` wrote.
     fn user_message_count(&self, user_id: &str) -> Result<usize, StoreError>;
+    /// The threads of `parent` that have messages kept (they follow its allowlist and purge).
+    fn threads_of(&self, parent: &ChannelKey) -> Result<Vec<ChannelKey>, StoreError>;
 }
 
 /// Per-channel settings and the admins' settings for the whole bot.

@@ -82,7 +82,12 @@ impl MessageLog for MemoryStore {
             .messages
             .iter()
             .filter(|(_, log)| !log.is_empty())
-            .map(|(channel, log)| ChannelSummary { channel: *channel, messages: log.len(), since_ms: log[0].at_ms })
+            .map(|(channel, log)| ChannelSummary {
+                channel: *channel,
+                guild: log[0].guild.as_deref().and_then(|g| g.parse().ok()),
+                messages: log.len(),
+                since_ms: log[0].at_ms,
+            })
             .collect())
     }
 
@@ -91,12 +96,19 @@ impl MessageLog for MemoryStore {
         Ok(inner.messages.values().flatten().filter(|m| m.user_id.as_deref() == Some(user_id)).count())
     }
 
+    fn threads_of(&self, parent: &ChannelKey) -> Result<Vec<ChannelKey>, StoreError> {
+        let inner = self.0.lock_or_recover();
+        let parent = parent.discord_id();
+        Ok(inner.messages.keys().filter(|k| matches!(k, ChannelKey::Thread { parent: p, .. } if *p == parent)).copied().collect())
+    }
+
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {
         let mut inner = self.0.lock_or_recover();
         inner.settings.remove(channel);
         inner.cursors.remove(channel);
-        let gone: Vec<u64> = inner.replies.iter().filter(|(_, r)| r.channel == *channel).map(|(id, _)| *id).collect();
-        inner.replies.retain(|_, r| r.channel != *channel);
+        let quoted = |r: &ReplyRecord| r.channel == *channel || r.sources.contains(channel);
+        let gone: Vec<u64> = inner.replies.iter().filter(|(_, r)| quoted(r)).map(|(id, _)| *id).collect();
+        inner.replies.retain(|_, r| !quoted(r));
         inner.links.retain(|_, id| !gone.contains(id));
         inner.feedback.retain(|_, e| e.channel != *channel);
         Ok(inner.messages.remove(channel).map_or(0, |m| m.len()))

@@ -131,6 +131,10 @@ struct State {
     /// A heartbeat interval other than Discord's, for tests that wait for serenity to notice
     /// a lost connection (it does at its next heartbeat).
     heartbeat_ms: Option<u64>,
+    /// Every REST call answers 401, as for a token Discord does not know.
+    refuse_token: bool,
+    /// thread id -> its parent channel.
+    threads: HashMap<u64, u64>,
 }
 
 struct Conn {
@@ -281,6 +285,22 @@ impl FakeDiscord {
         if let Some(conn) = st.current.take() {
             let _ = conn.tx.send(Out::Close(4000));
         }
+    }
+
+    /// From now on every REST call is refused with 401, as for a reset token.
+    pub fn refuse_token(&self) {
+        self.inner.state().refuse_token = true;
+    }
+
+    /// Opens a thread under `parent` (announced with THREAD_CREATE); returns its id.
+    pub fn thread(&self, parent: u64) -> u64 {
+        let mut st = self.inner.state();
+        let id = next_id(&mut st);
+        st.threads.insert(id, parent);
+        drop(st);
+        let json = self.inner.channel_json(id).expect("the thread just made");
+        dispatch(&mut self.inner.state(), "THREAD_CREATE", json);
+        id
     }
 
     /// Asks clients that connect from now on to heartbeat every `ms` (Discord: 41,250).

@@ -13,7 +13,7 @@ pub(super) struct NewMessage<'a> {
 
 impl Inner {
     pub(super) fn is_guild_channel(&self, channel_id: u64) -> bool {
-        self.channel_ids.contains(&channel_id)
+        self.channel_ids.contains(&channel_id) || self.state().threads.contains_key(&channel_id)
     }
 
     pub(super) fn dm_channel(&self, user: &FakeUser) -> u64 {
@@ -101,6 +101,14 @@ impl Inner {
             }));
         }
         let st = self.state();
+        if let Some(parent) = st.threads.get(&channel_id) {
+            return Some(json!({
+                "id": channel_id.to_string(), "type": 11, "guild_id": self.guild_id.to_string(),
+                "name": format!("thread-{channel_id}"), "parent_id": parent.to_string(), "owner_id": self.owner.id.to_string(),
+                "last_message_id": null, "message_count": 0, "member_count": 1, "rate_limit_per_user": 0,
+                "thread_metadata": { "archived": false, "auto_archive_duration": 1440, "archive_timestamp": iso8601(now_ms()), "locked": false },
+            }));
+        }
         let (user, _) = st.dm_channels.iter().find(|(_, &c)| c == channel_id)?;
         Some(dm_channel_json(channel_id, &st.users[user]))
     }
@@ -182,7 +190,11 @@ pub(super) async fn handle_http(inner: Arc<Inner>, req: Request<Incoming>) -> Re
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     inner.state().requests.push(format!("{method} {path}"));
-    let (status, value) = inner.route(&method, &path, body);
+    let refused = inner.state().refuse_token;
+    let (status, value) = match refused {
+        true => (StatusCode::UNAUTHORIZED, json!({ "message": "401: Unauthorized", "code": 0 })),
+        false => inner.route(&method, &path, body),
+    };
     let response = Response::builder().status(status);
     Ok(if value.is_null() {
         response.body(Full::default())

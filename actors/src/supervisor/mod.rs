@@ -1,6 +1,8 @@
 //! The root supervisor: starts the model, retrieval, feedback and watchdog actors, spawns a
 //! conversation actor per channel on first use, and restarts any child that fails, within
-//! limits and with backoff.
+//! limits and with backoff. Purges and `!forgetme` are in `privacy.rs`.
+
+mod privacy;
 
 use crate::channel_key::ChannelKey;
 use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, Inbound, ReplyEvent, SharedGlobal};
@@ -13,7 +15,7 @@ use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
 use crate::retrieval::{RetrievalActor, RetrievalMsg};
 use crate::sync::RwLockExt;
 use crate::timeouts;
-use crate::tree::{ForgetReport, PurgeReport, TreeRequest, TreeStatus};
+use crate::tree::{TreeRequest, TreeStatus};
 use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -79,6 +81,8 @@ pub enum RootMsg {
     Checkpoint(RpcReplyPort<()>),
     /// Stop taking messages and let in-flight replies finish for up to the grace period.
     Drain(Duration, RpcReplyPort<()>),
+    /// A purge of this channel is done: it takes messages again.
+    Purged(ChannelKey),
     /// Fault injection for supervision tests: that child's handler panics.
     #[cfg(feature = "fault-injection")]
     InjectPanic(Child),
@@ -102,14 +106,6 @@ impl TryFrom<RootMsg> for TreeRequest {
 
 pub struct RootSupervisor;
 
-/// The answer of a call that was answered in time.
-fn success<T>(result: ractor::rpc::CallResult<T>) -> Option<T> {
-    match result {
-        ractor::rpc::CallResult::Success(value) => Some(value),
-        _ => None,
-    }
-}
-
 /// The root's notices (a channel resting, a conversation restarting) go out at most this often.
 const NOTICE_EVERY: Duration = Duration::from_secs(60);
 
@@ -131,6 +127,8 @@ pub struct RootState {
     disabled: HashMap<ChannelKey, Instant>,
     /// When each channel last got one of the root's own notices (at most one a minute).
     noticed: HashMap<ChannelKey, Instant>,
+    /// Channels being purged: their messages wait for it to finish (they are turned away).
+    purging: std::collections::HashSet<ChannelKey>,
     restarts: u64,
     started: Instant,
     draining: bool,
@@ -156,6 +154,7 @@ impl Actor for RootSupervisor {
             trackers: HashMap::new(),
             disabled: HashMap::new(),
             noticed: HashMap::new(),
+            purging: Default::default(),
             restarts: 0,
             started: Instant::now(),
             draining: false,
@@ -195,8 +194,11 @@ impl Actor for RootSupervisor {
             RootMsg::Route { channel, inbound } => state.route(&myself, channel, inbound).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
             RootMsg::Tree(TreeRequest::RestartTree) => state.restart_tree(&myself).await?,
-            RootMsg::Tree(TreeRequest::Purge { channel, requester, reply }) => state.purge(channel, requester, reply),
+            RootMsg::Tree(TreeRequest::Purge { channel, requester, reply }) => state.purge(&myself, channel, requester, reply),
             RootMsg::Tree(TreeRequest::ForgetUser { user, requester, reply }) => state.forget_user(user, requester, reply),
+            RootMsg::Purged(channel) => {
+                state.purging.remove(&channel);
+            }
             RootMsg::Tree(TreeRequest::Status(reply)) => {
                 let _ = reply.send(state.status().await);
             }
@@ -298,69 +300,6 @@ impl RootState {
     fn give_up(&self, myself: &ActorRef<RootMsg>, why: String) {
         self.args.liveness.exit.request(crate::liveness::EXIT_FAILED, why.clone());
         myself.stop(Some(why));
-    }
-
-    /// Ends a conversation at once, a reply in flight included, so nothing it holds in memory
-    /// is written back to the store.
-    fn end_conversation(&mut self, key: &ChannelKey) {
-        if let Some((actor, _)) = self.channels.remove(key) {
-            self.children.remove(&actor.get_id());
-            actor.kill();
-        }
-    }
-
-    fn purge(&mut self, channel: ChannelKey, requester: ChannelKey, reply: RpcReplyPort<PurgeReport>) {
-        if channel != requester {
-            self.end_conversation(&channel);
-        }
-        let messages = match self.args.store.purge_channel(&channel) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(%channel, error = %e, "could not purge a channel");
-                0
-            }
-        };
-        if let Some(feedback) = self.feedback.get() {
-            let _ = feedback.send_message(FeedbackMsg::Drop(crate::feedback::Dropped::Channel(channel)));
-        }
-        let retrieval = self.retrieval.get();
-        tokio::spawn(async move {
-            let vectors = match retrieval {
-                Some(r) => {
-                    r.call(|reply| RetrievalMsg::Purge { channel, reply }, Some(timeouts::RETRIEVAL_PURGE)).await.ok().and_then(success)
-                }
-                None => Some(0),
-            };
-            let _ = reply.send(PurgeReport { messages, vectors });
-        });
-    }
-
-    fn forget_user(&mut self, user: String, requester: ChannelKey, reply: RpcReplyPort<ForgetReport>) {
-        // Every conversation may hold their words in memory: each starts again from the store.
-        let others: Vec<ChannelKey> = self.channels.keys().filter(|k| **k != requester).copied().collect();
-        for key in others {
-            self.end_conversation(&key);
-        }
-        let forgotten = self.args.store.forget_user(&user).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "could not forget a user");
-            Default::default()
-        });
-        if let Some(feedback) = self.feedback.get() {
-            let dropped = crate::feedback::Dropped::User { user: user.clone(), replies: forgotten.replies.clone() };
-            let _ = feedback.send_message(FeedbackMsg::Drop(dropped));
-        }
-        let retrieval = self.retrieval.get();
-        tokio::spawn(async move {
-            let vectors = match retrieval {
-                Some(r) => {
-                    r.call(|reply| RetrievalMsg::PurgeUser { user, reply }, Some(timeouts::RETRIEVAL_PURGE)).await.ok().and_then(success)
-                }
-                None => Some(0),
-            };
-            let report =
-                ForgetReport { messages: forgotten.messages, replies: forgotten.replies.len(), feedback: forgotten.feedback, vectors };
-            let _ = reply.send(report);
-        });
     }
 
     fn forget(&mut self, child: &Child) {
@@ -539,6 +478,10 @@ impl RootState {
     async fn route(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey, inbound: Inbound) -> Result<(), ActorProcessingErr> {
         if self.draining {
             self.refuse(key, inbound, "I'm shutting down; back soon.");
+            return Ok(());
+        }
+        if self.purging.contains(&key) {
+            self.refuse(key, inbound, "I'm deleting what I kept from this channel; say it again in a moment.");
             return Ok(());
         }
         if let Some(until) = self.disabled.get(&key) {
