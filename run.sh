@@ -5,6 +5,7 @@
 #   ./run.sh bench   set up, build, and print the serving benchmark
 #   ./run.sh bench-retrieval   the same for the retrieval benchmark
 #   ./run.sh bench-learning    seconds per training step, and reply latency while training
+#   ./run.sh bench-history     import rate on the shared corpus, and dataset build time
 #   ./run.sh run     set up, build, and start the Discord daemon (needs DISCORD_TOKEN)
 #   ./run.sh setup   only set up
 set -euo pipefail
@@ -76,5 +77,6 @@ case "$cmd" in
   bench) setup; cargo bench --bench serving "$@" ;;
   bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
   bench-learning) setup; cargo bench --bench learning "$@" ;;
-  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|bench-learning|run|setup]" >&2; exit 2 ;;
+  bench-history) setup; cargo bench --bench history "$@" ;;
+  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|bench-learning|bench-history|run|setup]" >&2; exit 2 ;;
 esac

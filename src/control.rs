@@ -28,6 +28,8 @@ pub enum Request {
     Panic {
         actor: String,
     },
+    /// `sidekick fetch`, `import` and `dataset` while the daemon holds the store.
+    History(crate::history::HistoryRequest),
 }
 
 /// What `sidekick status` shows.
@@ -53,6 +55,7 @@ pub enum Response {
     Status(Status),
     Backup(crate::backup::BackupReport),
     Done,
+    History(crate::history::HistoryResponse),
     Error(String),
 }
 
@@ -116,6 +119,13 @@ async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallSt
             }
         }
         Ok(Request::Panic { actor }) => inject_panic(root, &actor, faults)?,
+        Ok(Request::History(request)) => {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || crate::history::serve(&store, request)).await? {
+                Ok(answer) => Response::History(answer),
+                Err(e) => Response::Error(e),
+            }
+        }
         Err(e) => Response::Error(format!("bad request: {e}")),
     };
     reply(&mut write, &response).await

@@ -71,6 +71,7 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
         context: config.retrieval.context_rules(),
         rewards: config.rl.reward_rules(),
         stall: Duration::from_secs_f64(config.model.stall_seconds),
+        history_jobs: crate::history::jobs::FetchJobs::for_this_binary(config.file.clone()).map(|j| Arc::new(j) as _),
     }
 }
 

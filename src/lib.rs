@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod discord;
 pub mod files;
+pub mod history;
 pub mod learning;
 pub mod llama;
 pub mod metrics_http;

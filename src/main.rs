@@ -35,6 +35,25 @@ enum Command {
     /// Copy the store, the vector index and the adapters to DIR (a new folder), consistently,
     /// whether or not the daemon is running.
     Backup { dir: PathBuf },
+    /// Read the allowlisted channels' history from Discord into the store (only what is new
+    /// since the last fetch); safe to run while the daemon runs, and to kill and run again.
+    Fetch {
+        /// No progress or per-channel lines; only the summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Add DiscordChatExporter JSON exports (a file, or a folder of them) to the history.
+    Import { path: PathBuf },
+    /// Build the training set from the history under <storage.path>/dataset/ and print its
+    /// statistics.
+    Dataset {
+        /// Overrides dataset.seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Leave out preference pairs (they need the model to write rejected replies).
+        #[arg(long)]
+        no_pairs: bool,
+    },
 }
 
 /// Exit code for a configuration the user must fix.
@@ -53,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let needs_model = matches!(cli.command, Command::Chat { .. } | Command::Run);
+    let needs_model = matches!(cli.command, Command::Chat { .. } | Command::Run | Command::Dataset { .. });
     if let Err(e) = config.check_model_file().map_err(|e| e.to_string()).or_else(|e| if needs_model { Err(e) } else { Ok(()) }) {
         eprintln!("sidekick: {e}");
         return ExitCode::from(EXIT_CONFIG);
@@ -68,6 +87,9 @@ fn main() -> ExitCode {
             Command::Run => run(&config).await,
             Command::Status => status(&config).await,
             Command::Backup { dir } => backup(&config, &dir).await,
+            Command::Fetch { quiet } => sidekick::history::commands::fetch(&config, quiet).await,
+            Command::Import { path } => sidekick::history::commands::import(&config, &path).await,
+            Command::Dataset { seed, no_pairs } => sidekick::history::commands::dataset(&config, seed, !no_pairs).await,
         }
     });
     match result {

@@ -149,9 +149,58 @@ impl<'de> Deserialize<'de> for ChannelKey {
     }
 }
 
+/// Serde for a key with all that is known about it (a thread's parent, a server), for
+/// records that must carry it across processes: `#[serde(with = "channel_key::whole")]`.
+pub mod whole {
+    use super::ChannelKey;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Whole {
+        key: ChannelKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guild: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<u64>,
+    }
+
+    pub fn serialize<S: Serializer>(key: &ChannelKey, serializer: S) -> Result<S::Ok, S::Error> {
+        let parent = match *key {
+            ChannelKey::Thread { parent, .. } => parent,
+            _ => None,
+        };
+        Whole { key: *key, guild: key.guild_id(), parent }.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ChannelKey, D::Error> {
+        let Whole { key, guild, parent } = Whole::deserialize(deserializer)?;
+        Ok(match key {
+            ChannelKey::Guild { channel, .. } if parent.is_some() => ChannelKey::Thread { guild, parent, thread: channel },
+            ChannelKey::Guild { channel, .. } => ChannelKey::Guild { guild, channel },
+            other => other,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_key_keeps_its_server_and_parent_across_json() {
+        #[derive(Serialize, Deserialize)]
+        struct Holder(#[serde(with = "whole")] ChannelKey);
+        for key in [
+            ChannelKey::Thread { guild: Some(7), parent: Some(42), thread: 43 },
+            ChannelKey::guild(7, 42),
+            ChannelKey::Console,
+            ChannelKey::Dm { user: None, channel: 5 },
+        ] {
+            let json = serde_json::to_string(&Holder(key)).unwrap();
+            let back = serde_json::from_str::<Holder>(&json).unwrap().0;
+            assert_eq!(format!("{back:?}"), format!("{key:?}"), "{json}");
+        }
+    }
 
     #[test]
     fn store_keys_are_the_strings_stores_always_had() {

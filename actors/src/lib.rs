@@ -12,6 +12,7 @@ pub mod engagement;
 pub mod feedback;
 pub mod governance;
 pub mod handle;
+pub mod history;
 pub mod human;
 pub mod liveness;
 pub mod metric_names;

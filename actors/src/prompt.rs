@@ -12,7 +12,7 @@ Don't act like you're here to help or assist - you're just hanging out. No forma
 just natural conversation.\n\n\
 Match the energy of the room.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -31,7 +31,7 @@ impl Role {
 }
 
 /// One turn of a conversation as the model sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChatTurn {
     pub role: Role,
     pub content: String,
@@ -41,6 +41,12 @@ impl ChatTurn {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self { role, content: content.into() }
     }
+}
+
+/// Someone's message as a user turn in a channel with several speakers: `name: text`. Serving
+/// and the training set both write it here, so the model learns the format it is served.
+pub fn spoken(author: &str, text: &str) -> ChatTurn {
+    ChatTurn::new(Role::User, format!("{author}: {text}"))
 }
 
 /// The turns for one generation: a system prompt, then the conversation, oldest first,

@@ -10,7 +10,9 @@
 
 use super::deliver::deliver;
 use ractor::ActorRef;
-use serenity::all::{ChannelId, Context, Event, EventHandler, GuildId, Http, Message, MessageId, Reaction, ReactionType, Ready, UserId};
+use serenity::all::{
+    ChannelId, Context, Event, EventHandler, GuildId, Http, Message, MessageId, MessageType, Reaction, ReactionType, Ready, UserId,
+};
 use serenity::async_trait;
 use serenity::gateway::CollectorCallback;
 use sidekick_actors::commands::Access;
@@ -194,6 +196,9 @@ impl Router {
     async fn message(&self, http: &Arc<Http>, msg: Message) {
         if msg.author.id == self.bot_id || msg.author.bot {
             return; // our own messages and other bots' are not conversation
+        }
+        if !matches!(msg.kind, MessageType::Regular | MessageType::InlineReply) {
+            return; // nor are Discord's own (joins, pins, boosts), told by their type
         }
         if !self.first_sighting(msg.id) {
             tracing::debug!(id = %msg.id, "duplicate message dropped");

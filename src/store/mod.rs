@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+mod history;
 mod privacy;
 mod vectors;
 pub use vectors::VectorMeta;
@@ -30,6 +31,10 @@ pub struct FjallStore {
     stats: Keyspace,
     /// What is known about channels beyond their store key: a thread's parent and server.
     channels: Keyspace,
+    /// The server's history (`history.rs`) and its fetch cursors.
+    history: Keyspace,
+    history_cursors: Keyspace,
+    history_lock: Mutex<()>,
     /// Threads already recorded in `channels` since the store was opened.
     known_threads: Mutex<std::collections::HashSet<ChannelKey>>,
     /// Next message sequence number per channel, found on first use.
@@ -88,6 +93,9 @@ impl FjallStore {
             vectors: open("vectors")?,
             stats: open("stats")?,
             channels: open("channels")?,
+            history: open("history")?,
+            history_cursors: open("history_cursors")?,
+            history_lock: Mutex::default(),
             db,
             known_threads: Mutex::default(),
             next_seq: Mutex::default(),
@@ -193,8 +201,10 @@ impl FjallStore {
         Ok(records)
     }
 
-    fn keyspaces(&self) -> [(&'static str, &Keyspace); 9] {
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 11] {
         [
+            ("history", &self.history),
+            ("history_cursors", &self.history_cursors),
             ("channels", &self.channels),
             ("settings", &self.settings),
             ("messages", &self.messages),

@@ -72,6 +72,7 @@ impl FjallStore {
         batch.remove(&self.settings, name.as_str());
         batch.remove(&self.cursors, name.as_str());
         batch.remove(&self.channels, name.as_str());
+        let history = self.purge_history(&mut batch, channel)?;
         self.keep_high_water(&mut batch, "@replies", &self.replies)?;
         self.keep_high_water(&mut batch, super::GLOBAL, &self.feedback)?;
         let mut replies = HashSet::new();
@@ -97,7 +98,7 @@ impl FjallStore {
         }
         batch.commit().map_err(backend)?;
         self.sync()?;
-        Ok(keys.len())
+        Ok(keys.len() + history)
     }
 
     /// Removes, in `batch`, the links from Discord messages to these replies.
@@ -128,6 +129,7 @@ impl FjallStore {
                 forgotten.messages += 1;
             }
         }
+        forgotten.messages += self.forget_history(&mut batch, user_id)?;
         let mut replies = HashSet::new();
         for guard in self.replies.iter() {
             let (key, value) = guard.into_inner().map_err(backend)?;

@@ -241,3 +241,54 @@ fn forgetting_a_user_takes_their_messages_the_replies_quoting_them_and_their_fee
     assert_eq!(summaries.iter().map(|s| (s.channel, s.messages)).collect::<Vec<_>>(), [(key(1), 1)]);
     assert_eq!(store.user_message_count("5").unwrap(), 0);
 }
+
+fn kept(id: u64, channel: ChannelKey, author: u64) -> sidekick_actors::history::HistoryMessage {
+    sidekick_actors::history::HistoryMessage {
+        id,
+        channel,
+        guild: channel.guild_id(),
+        author_id: author,
+        author: format!("user{author}"),
+        content: format!("message {id}"),
+        at_ms: id,
+        reply_to: None,
+        reactions: Default::default(),
+    }
+}
+
+#[test]
+fn the_history_is_one_record_per_message_and_purges_and_forgetme_take_it() {
+    use sidekick_actors::ports::HistoryLog;
+    let dir = tempfile::tempdir().unwrap();
+    let thread = ChannelKey::Thread { guild: Some(1), parent: Some(1), thread: 9 };
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.keep_history(&[kept(10, key(1), 7), kept(11, key(1), 8)], Some((key(1), 11))).unwrap();
+        store.keep_history(&[kept(20, thread, 7), kept(30, key(2), 7)], None).unwrap();
+        store.react(&key(1), 11, "🔥", true).unwrap();
+        store.react(&key(1), 11, "🔥", true).unwrap();
+        store.react(&key(1), 11, "🔥", false).unwrap();
+        store.react(&key(1), 99, "🔥", true).unwrap();
+        // The same message again (a fetch after an import) is the same record, reactions kept.
+        store.keep_history(&[kept(11, key(1), 8)], Some((key(1), 11))).unwrap();
+        store.flush().unwrap();
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.history_len(), 4);
+    assert_eq!(store.history_cursor(&key(1)).unwrap(), Some(11));
+    let all: Vec<_> = store.history_messages().collect::<Result<_, _>>().unwrap();
+    assert_eq!(all.iter().find(|m| m.id == 11).unwrap().reactions, [("🔥".to_string(), 1)].into());
+    let t = all.iter().find(|m| m.id == 20).unwrap();
+    assert!(matches!(t.channel, ChannelKey::Thread { parent: Some(1), .. }), "a thread is read back as one: {:?}", t.channel);
+    assert_eq!(store.history_count(1, Some("7")).unwrap(), (4, 3));
+
+    // Purging channel 1 takes its history, its cursor and its thread's history.
+    store.purge_channel(&key(1)).unwrap();
+    store.purge_channel(&store.threads_of(&key(1)).unwrap()[0]).unwrap();
+    let left: Vec<u64> = store.history_messages().map(|m| m.unwrap().id).collect();
+    assert_eq!(left, [30]);
+    assert_eq!(store.history_cursor(&key(1)).unwrap(), None);
+    // `!forgetme` takes the rest of user 7's.
+    assert_eq!(store.forget_user("7").unwrap().messages, 1);
+    assert_eq!(store.history_len(), 0);
+}

@@ -7,6 +7,7 @@ mod crash;
 mod discord;
 mod exits;
 mod fake_discord;
+mod history;
 mod learning;
 mod operations;
 mod privacy;

@@ -68,6 +68,8 @@ pub enum Command {
     },
     /// `!purge`: everything kept from this channel.
     Purge,
+    /// `!fetch`: the server's history, in the background.
+    Fetch,
     /// `!lock system|config on|off`.
     Lock {
         command: String,

@@ -131,6 +131,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         build: |_| Some(Command::Purge),
     },
     CommandSpec {
+        name: "fetch",
+        usage: "!fetch",
+        example: None,
+        help: "read the allowlisted channels' history for learning this server's voice, in the background (admins)",
+        access: Access::Admin,
+        private: false,
+        args: &[],
+        build: |_| Some(Command::Fetch),
+    },
+    CommandSpec {
         name: "help",
         usage: "!help",
         example: None,

@@ -7,6 +7,7 @@ use crate::channel_key::ChannelKey;
 use crate::commands::Command;
 use crate::context;
 use crate::governance;
+use crate::history::{self, HistoryMessage};
 use crate::metric_names as m;
 use crate::model::ModelMsg;
 use crate::ports::{CancelFlag, GenEvent, GenerationJob, IndexItem, ReplyRecord, StoredMessage};
@@ -112,6 +113,7 @@ impl ConversationState {
 
     /// Stores a message (synced) and queues it for embedding.
     fn keep_message(&self, message: &StoredMessage) -> Result<(), ActorProcessingErr> {
+        self.keep_in_history(message)?;
         self.args.store.append_message(&self.args.channel, message)?;
         if let Some(retrieval) = self.args.retrieval.get() {
             let item = IndexItem {
@@ -125,6 +127,35 @@ impl ConversationState {
             let _ = retrieval.send_message(RetrievalMsg::Index(item));
         }
         Ok(())
+    }
+
+    /// A server channel's message joins the server's history (what its voice is learned
+    /// from), through the same gate as fetched and imported ones. Written before the message
+    /// log's synced append, which makes it durable too.
+    fn keep_in_history(&self, message: &StoredMessage) -> Result<(), ActorProcessingErr> {
+        let (Some(id), Some(author_id)) =
+            (message.message_id.as_deref().and_then(|id| id.parse().ok()), message.user_id.as_deref().and_then(|id| id.parse().ok()))
+        else {
+            return Ok(()); // the console
+        };
+        let channel = self.args.channel;
+        // The gateway passes on neither bots' nor Discord's own messages.
+        let verdict = history::admit(&self.global(), &channel, author_id, history::filters::Kind::Chat, false, &message.content);
+        if verdict != history::Verdict::Keep {
+            return Ok(());
+        }
+        let kept = HistoryMessage {
+            id,
+            channel,
+            guild: channel.guild_id(),
+            author_id,
+            author: message.author.clone(),
+            content: message.content.clone(),
+            at_ms: message.at_ms,
+            reply_to: None,
+            reactions: Default::default(),
+        };
+        Ok(self.args.store.keep_history(&[kept], None)?)
     }
 
     /// Asks the model for a reply to the history and streams it to `reply`. `None` when

@@ -2,7 +2,7 @@
 //! every change is persisted before it is acknowledged. A command sees the channel only
 //! through [`CommandContext`].
 
-use super::{effective_params, ConversationArgs, Inbound, Turn};
+use super::{effective_params, ConversationArgs, Inbound, ReplyEvent, Turn};
 use crate::channel_key::ChannelKey;
 use crate::commands::{help_text, AdapterCommand, Command, SystemArg};
 use crate::feedback::{FeedbackMsg, RlSummary};
@@ -86,6 +86,26 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
         Command::Forget { user, undo } => super::privacy::forget(ctx, user, undo).await,
         Command::Purge => super::privacy::purge_here(ctx).await,
         Command::Lock { command, on } => lock(ctx, &command, on),
+        Command::Fetch => Ok(fetch(ctx)),
+    }
+}
+
+/// Starts `sidekick fetch` and posts its counts here when it ends.
+fn fetch(ctx: &CommandContext<'_>) -> String {
+    let Some(jobs) = &ctx.args.defaults.history_jobs else {
+        return "I can't start a fetch from here; run `sidekick fetch` on the machine I run on.".into();
+    };
+    match jobs.start_fetch() {
+        Ok(done) => {
+            let reply = ctx.inbound.reply.clone();
+            tokio::spawn(async move {
+                if let Ok(line) = done.await {
+                    let _ = reply.send(ReplyEvent::Notice(line));
+                }
+            });
+            "Reading the allowlisted channels' history in the background; I'll post the counts here when it's done.".into()
+        }
+        Err(why) => why,
     }
 }
 

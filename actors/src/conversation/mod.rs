@@ -44,6 +44,8 @@ pub struct ChannelDefaults {
     pub rewards: RewardRules,
     /// A reply that gets no token for this long ends with "try again" and frees its sequence.
     pub stall: Duration,
+    /// Starts `sidekick fetch` for `!fetch` (none on the console and in tests without one).
+    pub history_jobs: Option<Arc<dyn crate::ports::HistoryJobs>>,
 }
 
 impl Default for ChannelDefaults {
@@ -56,6 +58,7 @@ impl Default for ChannelDefaults {
             context: ContextRules::default(),
             rewards: RewardRules::default(),
             stall: crate::timeouts::REPLY_STALL,
+            history_jobs: None,
         }
     }
 }
@@ -236,7 +239,7 @@ fn load_history(args: &ConversationArgs) -> Result<VecDeque<Turn>, ActorProcessi
 /// A stored message as the model reads it: with its author's name where several people talk.
 fn turn_of(message: &StoredMessage, named: bool) -> ChatTurn {
     match message.role {
-        Role::User if named => ChatTurn::new(Role::User, format!("{}: {}", message.author, message.content)),
+        Role::User if named => crate::prompt::spoken(&message.author, &message.content),
         _ => message.turn(),
     }
 }

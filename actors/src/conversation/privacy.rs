@@ -115,6 +115,12 @@ pub(super) fn bot_data(ctx: &CommandContext<'_>) -> Answer {
     if dms > 0 && here.is_console() {
         out.push_str(&format!(" Plus {dms} private conversation(s), each shown back only to itself."));
     }
+    if let Some(guild) = here.guild_id() {
+        let (kept, theirs) = ctx.args.store.history_count(guild, ctx.inbound.user_id.as_deref())?;
+        if kept > 0 {
+            out.push_str(&format!("\nThis server's history, for learning how it talks: {kept} messages ({theirs} of them yours)."));
+        }
+    }
     if let Some(user) = &ctx.inbound.user_id {
         out.push_str(&format!("\nFrom you: {} messages.", ctx.args.store.user_message_count(user)?));
         if global.opted_out.contains(user) {

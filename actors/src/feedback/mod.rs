@@ -70,6 +70,8 @@ pub struct FeedbackArgs {
     pub global: crate::conversation::SharedGlobal,
     pub journal: Arc<dyn FeedbackJournal>,
     pub replies: Arc<dyn ReplyJournal>,
+    /// Reactions on people's messages are counted in the server's history.
+    pub history: Arc<dyn crate::ports::HistoryLog>,
     pub learning: Option<Arc<dyn Learning>>,
     pub model: ActorHandle<ModelMsg>,
     pub heartbeats: Heartbeats,
@@ -360,8 +362,8 @@ impl FeedbackState {
         Ok(())
     }
 
-    /// Journals a reaction on one of our replies (others, and emoji that carry nothing, are
-    /// ignored).
+    /// Journals a reaction on one of our replies (emoji that carry nothing are ignored); a
+    /// reaction on someone's message is counted in the history, if that message is kept there.
     fn reaction(&mut self, r: Reaction) -> Result<(), ActorProcessingErr> {
         {
             let global = self.args.global.read_or_recover();
@@ -369,7 +371,12 @@ impl FeedbackState {
                 return Ok(()); // they asked to be forgotten, or the channel is not learned from
             }
         }
-        let Some(reply_id) = self.args.replies.reply_for_message(&r.message_id)? else { return Ok(()) };
+        let Some(reply_id) = self.args.replies.reply_for_message(&r.message_id)? else {
+            if let Ok(id) = r.message_id.parse() {
+                self.args.history.react(&r.channel, id, &r.emoji, r.added)?;
+            }
+            return Ok(());
+        };
         let reward = if r.added {
             match self.args.rules.rewards.reaction(&r.emoji) {
                 Some(reward) => reward,

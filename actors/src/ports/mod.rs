@@ -2,16 +2,18 @@
 //! cross them. Adapters live in the `sidekick` binary; in-memory ones for tests in
 //! [`crate::testing`].
 
+mod jobs;
 mod learning;
 mod model;
 mod retrieval;
 mod store;
 
 pub use crate::feedback::manifest::{AdapterManifest, AdapterVersion};
+pub use jobs::HistoryJobs;
 pub use learning::{LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
 pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 pub use retrieval::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 pub use store::{
-    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, FeedbackSource, Forgotten, GlobalSettings, MessageLog, ParamOverrides,
-    ReplyJournal, ReplyRecord, SettingsStore, StatsStore, Store, StoreError, StoredMessage,
+    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, FeedbackSource, Forgotten, GlobalSettings, HistoryLog, MessageLog,
+    ParamOverrides, ReplyJournal, ReplyRecord, SettingsStore, StatsStore, Store, StoreError, StoredMessage,
 };

@@ -4,6 +4,7 @@
 
 use crate::channel_key::ChannelKey;
 use crate::engagement::Engagement;
+use crate::history::HistoryMessage;
 use crate::params::{GenerationParams, ParamKey};
 use crate::prompt::{ChatTurn, Role};
 use serde::{Deserialize, Serialize};
@@ -276,7 +277,23 @@ pub trait StatsStore: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// The whole store, for the code that hands each actor its part.
-pub trait Store: MessageLog + SettingsStore + FeedbackJournal + ReplyJournal + StatsStore {}
+/// The server's history, what its voice is learned from (`crate::history`).
+pub trait HistoryLog: Send + Sync + 'static {
+    /// Keeps these messages (already admitted), and moves the channel's fetch cursor in the same
+    /// write, so a fetch killed at any moment resumes without a gap or a duplicate. Synced when
+    /// a cursor moves; a live message (no cursor) is made durable by the message log's sync
+    /// that follows it, and a later fetch would bring it back anyway.
+    fn keep_history(&self, messages: &[HistoryMessage], cursor: Option<(ChannelKey, u64)>) -> Result<(), StoreError>;
+    /// The newest message a fetch of `channel` has kept.
+    fn history_cursor(&self, channel: &ChannelKey) -> Result<Option<u64>, StoreError>;
+    /// How many messages the history keeps in `guild`'s channels, and how many of them `user`
+    /// wrote (for `!botdata`; a scan).
+    fn history_count(&self, guild: u64, user: Option<&str>) -> Result<(usize, usize), StoreError>;
+    /// A reaction added or removed on a kept message (nothing if it is not kept).
+    fn react(&self, channel: &ChannelKey, message_id: u64, emoji: &str, added: bool) -> Result<(), StoreError>;
+}
 
-impl<T: MessageLog + SettingsStore + FeedbackJournal + ReplyJournal + StatsStore> Store for T {}
+/// The whole store, for the code that hands each actor its part.
+pub trait Store: MessageLog + SettingsStore + FeedbackJournal + ReplyJournal + StatsStore + HistoryLog {}
+
+impl<T: MessageLog + SettingsStore + FeedbackJournal + ReplyJournal + StatsStore + HistoryLog> Store for T {}

@@ -394,6 +394,7 @@ impl RootState {
             global: self.global.clone(),
             journal: self.args.store.clone(),
             replies: self.args.store.clone(),
+            history: self.args.store.clone(),
             learning: self.args.learning.clone(),
             model: self.model.clone(),
             heartbeats: self.args.heartbeats.clone(),

@@ -1,9 +1,10 @@
 //! A store in memory.
 
 use crate::channel_key::ChannelKey;
+use crate::history::HistoryMessage;
 use crate::ports::{
-    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord,
-    SettingsStore, StatsStore, StoreError, StoredMessage,
+    ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, HistoryLog, MessageLog, ReplyJournal,
+    ReplyRecord, SettingsStore, StatsStore, StoreError, StoredMessage,
 };
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
@@ -25,9 +26,16 @@ struct Inner {
     next_reply: u64,
     links: HashMap<String, u64>,
     stats: HashMap<String, u64>,
+    history: BTreeMap<(String, u64), HistoryMessage>,
+    history_cursors: HashMap<ChannelKey, u64>,
 }
 
 impl MemoryStore {
+    /// The kept history, in channel then time order.
+    pub fn history(&self) -> Vec<HistoryMessage> {
+        self.0.lock_or_recover().history.values().cloned().collect()
+    }
+
     /// Every message stored in `channel`, oldest first.
     pub fn messages(&self, channel: &ChannelKey) -> Vec<StoredMessage> {
         self.0.lock_or_recover().messages.get(channel).cloned().unwrap_or_default()
@@ -73,6 +81,9 @@ impl MessageLog for MemoryStore {
         let before = inner.feedback.len();
         inner.feedback.retain(|_, e| e.user_id.as_deref() != Some(user_id));
         forgotten.feedback = before - inner.feedback.len();
+        let before = inner.history.len();
+        inner.history.retain(|_, m| m.author_id.to_string() != user_id);
+        forgotten.messages += before - inner.history.len();
         Ok(forgotten)
     }
 
@@ -111,6 +122,9 @@ impl MessageLog for MemoryStore {
         inner.replies.retain(|_, r| !quoted(r));
         inner.links.retain(|_, id| !gone.contains(id));
         inner.feedback.retain(|_, e| e.channel != *channel);
+        let name = channel.to_string();
+        inner.history.retain(|(c, _), _| *c != name);
+        inner.history_cursors.remove(channel);
         Ok(inner.messages.remove(channel).map_or(0, |m| m.len()))
     }
 }
@@ -171,6 +185,39 @@ impl ReplyJournal for MemoryStore {
         let before = inner.replies.len();
         inner.replies.retain(|_, r| r.at_ms >= before_ms);
         Ok(before - inner.replies.len())
+    }
+}
+
+impl HistoryLog for MemoryStore {
+    fn keep_history(&self, messages: &[HistoryMessage], cursor: Option<(ChannelKey, u64)>) -> Result<(), StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        for m in messages {
+            inner.history.insert((m.channel.to_string(), m.id), m.clone());
+        }
+        if let Some((channel, at)) = cursor {
+            inner.history_cursors.insert(channel, at);
+        }
+        Ok(())
+    }
+    fn history_cursor(&self, channel: &ChannelKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.0.lock_or_recover().history_cursors.get(channel).copied())
+    }
+    fn history_count(&self, guild: u64, user: Option<&str>) -> Result<(usize, usize), StoreError> {
+        let inner = self.0.lock_or_recover();
+        let here: Vec<&HistoryMessage> = inner.history.values().filter(|m| m.guild == Some(guild)).collect();
+        let theirs = here.iter().filter(|m| user.is_some_and(|u| m.author_id.to_string() == u)).count();
+        Ok((here.len(), theirs))
+    }
+    fn react(&self, channel: &ChannelKey, message_id: u64, emoji: &str, added: bool) -> Result<(), StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        if let Some(m) = inner.history.get_mut(&(channel.to_string(), message_id)) {
+            let count = m.reactions.entry(emoji.to_string()).or_default();
+            *count = if added { *count + 1 } else { count.saturating_sub(1) };
+            if *count == 0 {
+                m.reactions.remove(emoji);
+            }
+        }
+        Ok(())
     }
 }
 

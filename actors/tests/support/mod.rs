@@ -144,11 +144,17 @@ pub struct Message<'a> {
     pub text: &'a str,
     pub addressed: bool,
     pub access: Access,
+    /// Its Discord message id.
+    pub id: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
     pub fn addressed(text: &'a str) -> Self {
-        Message { author: "ann", user_id: Some("100"), text, addressed: true, access: Access::Everyone }
+        Message { author: "ann", user_id: Some("100"), text, addressed: true, access: Access::Everyone, id: None }
+    }
+    /// The same message with a Discord message id.
+    pub fn id(self, id: &'a str) -> Self {
+        Message { id: Some(id), ..self }
     }
     pub fn chatter(text: &'a str) -> Self {
         Message { addressed: false, ..Message::addressed(text) }
@@ -170,7 +176,7 @@ impl Tree {
             author: message.author.into(),
             user_id: message.user_id.map(String::from),
             text: message.text.into(),
-            message_id: None,
+            message_id: message.id.map(String::from),
             addressed: message.addressed,
             access: message.access,
             guild: channel.guild_id().map(|g| g.to_string()),

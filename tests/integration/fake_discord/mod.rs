@@ -19,8 +19,11 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 mod gateway;
+mod history;
 mod json;
 mod rest;
+
+pub use history::Historic;
 
 use gateway::{dispatch, serve_gateway};
 use json::*;
@@ -135,6 +138,7 @@ struct State {
     refuse_token: bool,
     /// thread id -> its parent channel.
     threads: HashMap<u64, u64>,
+    listing: history::Listing,
 }
 
 struct Conn {

@@ -13,7 +13,12 @@ pub(super) struct NewMessage<'a> {
 
 impl Inner {
     pub(super) fn is_guild_channel(&self, channel_id: u64) -> bool {
-        self.channel_ids.contains(&channel_id) || self.state().threads.contains_key(&channel_id)
+        self.is_guild_channel_in(&self.state(), channel_id)
+    }
+
+    /// For callers already holding the state (its lock is not reentrant).
+    pub(super) fn is_guild_channel_in(&self, st: &State, channel_id: u64) -> bool {
+        self.channel_ids.contains(&channel_id) || st.threads.contains_key(&channel_id)
     }
 
     pub(super) fn dm_channel(&self, user: &FakeUser) -> u64 {
@@ -49,7 +54,7 @@ impl Inner {
             // 19 is a reply, 0 a plain message.
             "type": if reply_to.is_some() { 19 } else { 0 },
         });
-        if self.is_guild_channel(channel_id) {
+        if self.is_guild_channel_in(st, channel_id) {
             m["guild_id"] = json!(self.guild_id.to_string());
             m["member"] = member_json(&timestamp);
         }
@@ -57,7 +62,7 @@ impl Inner {
             m["message_reference"] = json!({
                 "type": 0, "message_id": reference.to_string(), "channel_id": channel_id.to_string(),
             });
-            if self.is_guild_channel(channel_id) {
+            if self.is_guild_channel_in(st, channel_id) {
                 m["message_reference"]["guild_id"] = json!(self.guild_id.to_string());
             }
             // Discord nests one level only.
@@ -77,7 +82,7 @@ impl Inner {
             "message_id": message_id.to_string(), "emoji": emoji_json(emoji),
             "burst": false, "burst_colors": [], "type": 0,
         });
-        if self.is_guild_channel(channel_id) {
+        if self.is_guild_channel_in(&st, channel_id) {
             d["guild_id"] = json!(self.guild_id.to_string());
             if add {
                 let mut member = member_json(&iso8601(now_ms()));
@@ -116,8 +121,13 @@ impl Inner {
     // ---- REST ----
 
     /// Answers one REST call: (status, JSON body; `Null` means no body).
-    pub(super) fn route(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) fn route(&self, method: &str, path: &str, query: &str, body: Value) -> (StatusCode, Value) {
         let segments: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+        if method == "GET" {
+            if let Some(answer) = self.guild_listing(&segments) {
+                return answer;
+            }
+        }
         let ok = |v: Value| (StatusCode::OK, v);
         let no_content = (StatusCode::NO_CONTENT, Value::Null);
         let gateway_url = format!("ws://{}", self.ws_addr);
@@ -152,6 +162,7 @@ impl Inner {
                 st.sent.push(SentMessage { channel_id, message_id: id, body });
                 ok(st.messages[&id].clone())
             }
+            ("GET", ["channels", channel, "messages"]) => self.list_messages(parse_id(channel), query),
             ("GET", ["channels", _, "messages", message]) => match self.state().messages.get(&parse_id(message)) {
                 Some(m) => ok(m.clone()),
                 None => not_found(),
@@ -187,13 +198,22 @@ pub(super) async fn serve_http(inner: Arc<Inner>, listener: TcpListener) {
 pub(super) async fn handle_http(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     inner.state().requests.push(format!("{method} {path}"));
     let refused = inner.state().refuse_token;
+    if !refused {
+        if let Some(too_many) = inner.listing_refusal(&method, &path) {
+            return Ok(too_many);
+        }
+        if path.ends_with("/messages") && method == "GET" {
+            tokio::time::sleep(inner.page_delay()).await;
+        }
+    }
     let (status, value) = match refused {
         true => (StatusCode::UNAUTHORIZED, json!({ "message": "401: Unauthorized", "code": 0 })),
-        false => inner.route(&method, &path, body),
+        false => inner.route(&method, &path, &query, body),
     };
     let response = Response::builder().status(status);
     Ok(if value.is_null() {
