@@ -59,6 +59,8 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         flash_attention: true,
         prefix_reuse: true,
         adapter: Default::default(),
+        // Filled in at start from `personality.json` (`Daemon::start_with`).
+        personality: None,
     }
 }
 
@@ -71,7 +73,8 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
         context: config.retrieval.context_rules(),
         rewards: config.rl.reward_rules(),
         stall: Duration::from_secs_f64(config.model.stall_seconds),
-        history_jobs: crate::history::jobs::FetchJobs::for_this_binary(config.file.clone()).map(|j| Arc::new(j) as _),
+        history_jobs: crate::history::jobs::FetchJobs::for_this_binary(config.file.clone(), config.secrets.discord_token.is_some())
+            .map(|j| Arc::new(j) as _),
     }
 }
 
@@ -93,7 +96,7 @@ impl Daemon {
 
     /// Like [`Daemon::start`] with engine settings the config file does not expose and the
     /// clock engagement runs on (tests move a manual one).
-    pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
+    pub async fn start_with(config: &Config, mut engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
         let (exit, exit_rx) = Exit::new();
@@ -104,7 +107,12 @@ impl Daemon {
             max_disconnected: Duration::from_secs_f64(config.discord.max_disconnected_seconds),
             service: service.clone(),
         };
-        let learning = config.rl.enabled.then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl)));
+        let personality = crate::train::personality::served_personality(config);
+        engine.personality = personality.as_ref().map(|p| p.path.clone());
+        let learning = config
+            .rl
+            .enabled
+            .then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl, personality, crate::learning::GateRules::new(config))));
         if let Some(served) = learning.as_ref().and_then(|l| l.served_adapter()) {
             engine.adapter.lock_or_recover().get_or_insert(served);
         }

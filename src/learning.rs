@@ -14,14 +14,45 @@ pub struct LocalLearning {
     dir: PathBuf,
     lora: LoraConfig,
     sha256: OnceLock<Result<String, LearnError>>,
-    /// The dequantized base model (~4 bytes a weight), loaded on the first training step.
+    /// The dequantized base model (~4 bytes a weight), loaded on the first training step,
+    /// with the served personality adapter folded in.
     base: Mutex<Option<Arc<BaseModel>>>,
+    /// The personality adapter served under the feedback adapter (`sidekick train`).
+    personality: Option<Personality>,
+    gate: GateRules,
+}
+
+/// What the gate scores a new feedback adapter on: the newest held-out examples of the
+/// dataset (`sidekick dataset`), on one thread beside serving.
+#[derive(Debug, Clone)]
+pub struct GateRules {
+    pub dataset: PathBuf,
+    pub examples: usize,
+    pub max_rise: f64,
+}
+
+impl GateRules {
+    /// At most 50 examples: a save is scored twice on one core, in a couple of minutes.
+    pub fn new(config: &crate::config::Config) -> GateRules {
+        GateRules {
+            dataset: config.storage.path.join("dataset"),
+            examples: config.train.eval_examples.min(50),
+            max_rise: config.train.max_ppl_rise,
+        }
+    }
+}
+
+/// The served personality: its file and what `!adapter` says of it.
+#[derive(Debug, Clone)]
+pub struct Personality {
+    pub path: PathBuf,
+    pub summary: String,
 }
 
 const MANIFEST: &str = "manifest.json";
 
 impl LocalLearning {
-    pub fn new(model_path: &Path, rl: &RlConfig) -> Self {
+    pub fn new(model_path: &Path, rl: &RlConfig, personality: Option<Personality>, gate: GateRules) -> Self {
         let lora = LoraConfig {
             rank: rl.rank,
             alpha: rl.alpha,
@@ -31,7 +62,15 @@ impl LocalLearning {
             threads: rl.threads,
             ..LoraConfig::default()
         };
-        Self { model_path: model_path.to_path_buf(), dir: rl.adapters_dir.clone(), lora, sha256: OnceLock::new(), base: Mutex::new(None) }
+        Self {
+            model_path: model_path.to_path_buf(),
+            dir: rl.adapters_dir.clone(),
+            lora,
+            sha256: OnceLock::new(),
+            base: Mutex::new(None),
+            personality,
+            gate,
+        }
     }
 
     fn base(&self) -> Result<Arc<BaseModel>, LearnError> {
@@ -39,8 +78,12 @@ impl LocalLearning {
         if let Some(b) = base.as_ref() {
             return Ok(b.clone());
         }
-        let loaded =
-            Arc::new(BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?);
+        let mut loaded = BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?;
+        if let Some(p) = &self.personality {
+            // Served at scale 1 under the feedback adapter, so folded in at scale 1.
+            loaded = loaded.with_adapter(&p.path, 1.0).map_err(|e| LearnError::Load(format!("{}: {e}", p.path.display())))?;
+        }
+        let loaded = Arc::new(loaded);
         *base = Some(loaded.clone());
         Ok(loaded)
     }
@@ -52,7 +95,7 @@ impl LocalLearning {
         match self.base_model_sha256() {
             Ok(sha) if sha == manifest.base_model_sha256 => Some(self.dir.join(&active.file)),
             _ => {
-                tracing::warn!("the saved adapters were trained for another model file; serving the base model");
+                tracing::warn!("the saved adapters were trained for another model file or personality; set aside");
                 None
             }
         }
@@ -69,8 +112,19 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 impl Learning for LocalLearning {
     fn base_model_sha256(&self) -> Result<String, LearnError> {
         self.sha256
-            .get_or_init(|| sha256_file(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display()))))
+            .get_or_init(|| {
+                let sha = |p: &Path| sha256_file(p).map_err(|e| LearnError::Load(format!("{}: {e}", p.display())));
+                let model = sha(&self.model_path)?;
+                match &self.personality {
+                    Some(p) => Ok(format!("{model}+{}", sha(&p.path)?)),
+                    None => Ok(model),
+                }
+            })
             .clone()
+    }
+
+    fn personality(&self) -> Option<String> {
+        self.personality.as_ref().map(|p| p.summary.clone())
     }
 
     fn adapters_dir(&self) -> PathBuf {
@@ -87,7 +141,10 @@ impl Learning for LocalLearning {
     }
 
     fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
-        let json = serde_json::to_vec_pretty(manifest).map_err(|e| LearnError::Files(e.to_string()))?;
+        let mut manifest = manifest.clone();
+        // For people reading the file: which personality these adapters refine.
+        manifest.personality = self.personality.as_ref().and_then(|p| p.path.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| LearnError::Files(e.to_string()))?;
         crate::files::write_atomically(&self.dir.join(MANIFEST), &json)
             .map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
     }
@@ -97,6 +154,27 @@ impl Learning for LocalLearning {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LearnError::Files(format!("{file}: {e}"))),
             _ => Ok(()),
         }
+    }
+
+    fn gate(&self, candidate: &Path, served: Option<&Path>) -> Result<(), String> {
+        let sha256 = sha256_file(&self.model_path).map_err(|e| format!("{}: {e}", self.model_path.display()))?;
+        let dataset = match crate::train::data::Dataset::read(&self.gate.dataset, &sha256) {
+            Ok(dataset) if !dataset.heldout.is_empty() => dataset,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::info!(reason = %e, "no held-out set to gate the new adapter on; serving it");
+                return Ok(());
+            }
+        };
+        let heldout = dataset.newest_heldout(self.gate.examples);
+        let under: Vec<(PathBuf, f32)> = self.personality.iter().map(|p| (p.path.clone(), 1.0)).collect();
+        let perplexity = |feedback: Option<&Path>| {
+            let adapters: Vec<(PathBuf, f32)> = under.iter().cloned().chain(feedback.map(|p| (p.to_path_buf(), 1.0))).collect();
+            crate::train::heldout_ppl(&self.model_path, &adapters, heldout, 1).map_err(|e| format!("scoring it: {e}"))
+        };
+        let (new, old) = (perplexity(Some(candidate))?, perplexity(served)?);
+        tracing::info!(new, old, "the gate scored the new adapter");
+        crate::train::personality::gate(new, old, self.gate.max_rise)
     }
 
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {

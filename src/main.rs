@@ -54,6 +54,16 @@ enum Command {
         #[arg(long)]
         no_pairs: bool,
     },
+    /// Train the personality adapter (SFT, then DPO) on the dataset, on this machine's CPU; it
+    /// is served if it passes the perplexity gate. A killed run resumes where it stopped.
+    Train,
+    /// Compare the base model and adapters on the held-out split: perplexity, style, length,
+    /// vocabulary and detectability, in <storage.path>/eval/report.md.
+    Eval {
+        /// An adapter to evaluate (repeatable); none means the served personality.
+        #[arg(long = "adapter")]
+        adapters: Vec<PathBuf>,
+    },
 }
 
 /// Exit code for a configuration the user must fix.
@@ -72,14 +82,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let needs_model = matches!(cli.command, Command::Chat { .. } | Command::Run | Command::Dataset { .. });
+    let needs_model =
+        matches!(cli.command, Command::Chat { .. } | Command::Run | Command::Dataset { .. } | Command::Train | Command::Eval { .. });
     if let Err(e) = config.check_model_file().map_err(|e| e.to_string()).or_else(|e| if needs_model { Err(e) } else { Ok(()) }) {
         eprintln!("sidekick: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
     // Before any thread starts: candle reads this once, and training must leave the decoder
     // its core.
-    sidekick_trainer::threads::limit_candle_threads(config.rl.threads);
+    // A standalone `train` has the machine to itself.
+    let candle_threads = if matches!(cli.command, Command::Train) { config.train.threads() } else { config.rl.threads };
+    sidekick_trainer::threads::limit_candle_threads(candle_threads);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -90,6 +103,8 @@ fn main() -> ExitCode {
             Command::Fetch { quiet } => sidekick::history::commands::fetch(&config, quiet).await,
             Command::Import { path } => sidekick::history::commands::import(&config, &path).await,
             Command::Dataset { seed, no_pairs } => sidekick::history::commands::dataset(&config, seed, !no_pairs).await,
+            Command::Train => tokio::task::block_in_place(|| sidekick::train::commands::train(&config)),
+            Command::Eval { adapters } => tokio::task::block_in_place(|| sidekick::train::commands::eval(&config, &adapters)),
         }
     });
     match result {

@@ -24,6 +24,7 @@ async fn trained_tree() -> Tree {
         previous: vec![1, 2],
         next_version: 4,
         train_from: Some(3),
+        personality: None,
     };
     learning.write_manifest(&manifest).unwrap();
     Setup { learning: Some(Arc::new(learning)), ..Setup::default() }.start().await
@@ -101,4 +102,43 @@ async fn rated_replies_are_trained_on_saved_and_served() {
     assert_eq!(learning.log().steps, 2);
     let manifest = learning.manifest().unwrap();
     assert_eq!((manifest.active, manifest.train_from, manifest.versions[0].step), (Some(1), Some(1), 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_the_gate_refuses_is_kept_not_served_and_rl_metrics_says_why() {
+    let learning = Arc::new(FakeLearning::default());
+    *learning.refuse.lock().unwrap() =
+        Some("its held-out perplexity is 41.20, 37.0 % above the served one's 30.07 (the limit is 5 %)".into());
+    let mut setup = Setup { learning: Some(learning.clone()), ..Setup::default() };
+    setup.rl.save_every = 2;
+    let tree = setup.start().await;
+    let here = channel(1);
+    let owner = |text| Message { access: Access::Owner, ..Message::from_admin(text) };
+    let rate_twice = || async {
+        for _ in 0..2 {
+            assert!(tree.say(here, Message::addressed("hello")).await.replied());
+            assert!(tree.say(here, Message::addressed("!feedback 1")).await.answer().unwrap().starts_with("Thanks!"));
+        }
+    };
+    rate_twice().await;
+    tree.until("two steps and a save", || learning.log().saved == ["adapter-v1.gguf"]).await;
+    let mut shown = String::new();
+    for _ in 0..1000 {
+        shown = tree.say(here, owner("!rl_metrics")).await.answer().unwrap_or_default().to_string();
+        if shown.contains("kept, not served") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(shown.contains("adapter v1 was kept, not served: its held-out perplexity is 41.20, 37.0 % above"), "{shown}");
+    assert_eq!(tree.loader.model.adapters(), Vec::<Option<PathBuf>>::new(), "the model was never asked to serve it");
+    assert_eq!(learning.manifest().unwrap().active, None);
+    assert!(admin(&tree, "!adapter").await.starts_with("Serving the base model"));
+
+    // Training goes on; the next version passes and is served.
+    *learning.refuse.lock().unwrap() = None;
+    rate_twice().await;
+    tree.until("v2 is served", || tree.loader.model.adapters() == [path(2)]).await;
+    let shown = tree.say(here, owner("!rl_metrics")).await.answer().unwrap_or_default().to_string();
+    assert!(!shown.contains("kept, not served"), "{shown}");
 }

@@ -11,6 +11,7 @@ const DESCRIBED: &[(&str, &str)] = &[
     ("model.seed", "unset"),
     ("chat.system_prompt", "seed 003's \"regular on this server\" prompt"),
     ("retrieval.index_path", "`<storage.path>/vectors.usearch`"),
+    ("train.targets", "all seven projections"),
 ];
 
 /// `section.key` → default, from the code (tables other than sections are left out).

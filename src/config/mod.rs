@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod history;
+pub use history::{DatasetConfig, TrainConfig};
+
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -25,6 +28,7 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     pub rl: RlConfig,
     pub dataset: DatasetConfig,
+    pub train: TrainConfig,
     #[serde(skip)]
     pub secrets: Secrets,
     /// The file it was read from (a background `sidekick fetch` reads the same one).
@@ -113,64 +117,6 @@ impl RetrievalConfig {
             storage.join("vectors.usearch")
         } else {
             self.index_path.clone()
-        }
-    }
-}
-
-/// `sidekick dataset`: how the history becomes training examples.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatasetConfig {
-    /// A silence longer than this starts a new conversation.
-    pub session_gap_minutes: u64,
-    /// Fewest and most messages in an example (the last is the answer).
-    pub min_messages: usize,
-    pub max_messages: usize,
-    /// The newest share of each channel held out for evaluation.
-    pub heldout_fraction: f64,
-    /// The dataset is the same for the same seed and history.
-    pub seed: u64,
-    /// The longest rejected reply the model writes for a preference pair.
-    pub rejected_max_tokens: u32,
-}
-
-impl Default for DatasetConfig {
-    fn default() -> Self {
-        let w = sidekick_actors::history::windows::WindowRules::default();
-        Self {
-            session_gap_minutes: w.session_gap_minutes,
-            min_messages: w.min_messages,
-            max_messages: w.max_messages,
-            heldout_fraction: w.heldout_fraction,
-            seed: 0,
-            rejected_max_tokens: 64,
-        }
-    }
-}
-
-impl DatasetConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !(2..=self.max_messages).contains(&self.min_messages) || self.max_messages > 64 {
-            return Err(refuse(format!(
-                "dataset.min_messages must be at least 2 and at most dataset.max_messages (at most 64), got {} and {}",
-                self.min_messages, self.max_messages
-            )));
-        }
-        if !(0.0..0.9).contains(&self.heldout_fraction) {
-            return Err(refuse(format!("dataset.heldout_fraction must be at least 0 and under 0.9, got {}", self.heldout_fraction)));
-        }
-        if self.session_gap_minutes == 0 || !(1..=1024).contains(&self.rejected_max_tokens) {
-            return Err(refuse("dataset.session_gap_minutes must be at least 1 and dataset.rejected_max_tokens 1-1024"));
-        }
-        Ok(())
-    }
-
-    pub fn windows(&self) -> sidekick_actors::history::windows::WindowRules {
-        sidekick_actors::history::windows::WindowRules {
-            min_messages: self.min_messages,
-            max_messages: self.max_messages,
-            session_gap_minutes: self.session_gap_minutes,
-            heldout_fraction: self.heldout_fraction,
         }
     }
 }
@@ -339,7 +285,8 @@ fn refuse(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The sections a `SIDEKICK_<SECTION>_<KEY>` variable can override.
-const SECTIONS: &[&str] = &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval", "rl", "dataset"];
+const SECTIONS: &[&str] =
+    &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval", "rl", "dataset", "train"];
 
 impl Config {
     /// Reads `path` (a missing file is fine unless `required`), applies environment
@@ -457,7 +404,8 @@ impl Config {
         if !(0.0..=300.0).contains(&self.shutdown.grace_seconds) {
             return Err(refuse(format!("shutdown.grace_seconds must be between 0 and 300, got {}", self.shutdown.grace_seconds)));
         }
-        self.dataset.validate()
+        self.dataset.validate()?;
+        self.train.validate()
     }
 
     /// The model file must exist and be readable; checked before anything is started.

@@ -1,24 +1,112 @@
-//! `!fetch`: the daemon starts `sidekick fetch` as a process of its own (the daemon never
-//! scrapes) and posts the one-line summary it prints when it ends.
+//! `!fetch` and `!train`: the daemon starts `sidekick fetch` (and `dataset`, `train`) as
+//! processes of their own (the daemon never scrapes or trains in its own process) and posts
+//! the summary they print when they end.
 
 use sidekick_actors::ports::HistoryJobs;
+use sidekick_actors::sync::LockExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
 
 pub struct FetchJobs {
     exe: PathBuf,
     config_file: PathBuf,
     running: Arc<AtomicBool>,
+    /// `!train` fetches first when the bot has a token.
+    fetch_first: bool,
+    training: Arc<Mutex<TrainRun>>,
+}
+
+/// The training run behind `!train`: what it is doing, or how the last one ended.
+#[derive(Default)]
+struct TrainRun {
+    running: bool,
+    doing: String,
+    ended: Option<String>,
 }
 
 impl FetchJobs {
-    /// Fetches run by this executable, if it is the `sidekick` binary (a test harness that
-    /// runs the daemon in-process is not, and must not start itself).
-    pub fn for_this_binary(config_file: PathBuf) -> Option<FetchJobs> {
+    /// Jobs run by this executable, if it is the `sidekick` binary (a test harness that runs
+    /// the daemon in-process is not, and must not start itself).
+    pub fn for_this_binary(config_file: PathBuf, fetch_first: bool) -> Option<FetchJobs> {
         let exe = std::env::current_exe().ok()?;
-        (exe.file_name()? == "sidekick").then(|| FetchJobs { exe, config_file, running: Arc::default() })
+        (exe.file_name()? == "sidekick").then(|| FetchJobs {
+            exe,
+            config_file,
+            running: Arc::default(),
+            fetch_first,
+            training: Arc::default(),
+        })
+    }
+}
+
+/// `sidekick <args>` with the daemon's config file (with none, built-in defaults: the child
+/// finds none either), output piped.
+fn sidekick(exe: &PathBuf, config_file: &PathBuf, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    if config_file.is_file() {
+        command.arg("--config").arg(config_file);
+    }
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` to its end: its stdout's last line, or why it failed.
+async fn finish(mut command: tokio::process::Command, what: &str) -> Result<String, String> {
+    match command.output().await {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        Ok(out) => Err(format!("{what} failed: {}", last_line(&out.stderr).unwrap_or_else(|| out.status.to_string()))),
+        Err(e) => Err(format!("{what} could not start: {e}")),
+    }
+}
+
+/// Fetch (maybe), dataset, train: what `!train` posts when it ends.
+async fn train_run(exe: PathBuf, config_file: PathBuf, fetch_first: bool, run: Arc<Mutex<TrainRun>>) -> String {
+    let doing = |what: String| run.lock_or_recover().doing = what;
+    if fetch_first {
+        doing("reading new history (`sidekick fetch`)".into());
+        if let Err(why) = finish(sidekick(&exe, &config_file, &["fetch", "--quiet"]), "The fetch").await {
+            return format!("Training stopped: {why}");
+        }
+    }
+    doing("building the dataset (`sidekick dataset`)".into());
+    if let Err(why) = finish(sidekick(&exe, &config_file, &["dataset"]), "Building the dataset").await {
+        return format!("Training stopped: {why}");
+    }
+    doing("training: loading the model".into());
+    // One thread: the daemon keeps answering on the other cores.
+    let mut command = sidekick(&exe, &config_file, &["train"]);
+    command.env("SIDEKICK_TRAIN_THREADS", "1");
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return format!("Training could not start: {e}"),
+    };
+    let mut errors = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // Progress lines ("step 5/50: loss 3.1, 70 tokens/s, 800 s left") for `!train status`.
+            if line.starts_with("step ") || line.starts_with("resuming") {
+                doing(format!("training, {line}"));
+            } else if !line.trim().is_empty() {
+                errors.push(line);
+            }
+        }
+    }
+    match child.wait_with_output().await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => format!(
+            "Training failed: {}",
+            errors.last().map(|l| l.trim_start_matches("sidekick: ").to_string()).unwrap_or_else(|| out.status.to_string())
+        ),
+        Err(e) => format!("Training failed: {e}"),
     }
 }
 
@@ -27,19 +115,7 @@ impl HistoryJobs for FetchJobs {
         if self.running.swap(true, Ordering::AcqRel) {
             return Err("A fetch is already running; its counts will be posted where it was started.".into());
         }
-        let started = {
-            let mut command = tokio::process::Command::new(&self.exe);
-            // The daemon's file; with none (built-in defaults) the child finds none either.
-            if self.config_file.is_file() {
-                command.arg("--config").arg(&self.config_file);
-            }
-            command
-                .args(["fetch", "--quiet"])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-        };
+        let started = sidekick(&self.exe, &self.config_file, &["fetch", "--quiet"]).spawn();
         let child = match started {
             Ok(child) => child,
             Err(e) => {
@@ -59,6 +135,42 @@ impl HistoryJobs for FetchJobs {
             let _ = done.send(line);
         });
         Ok(heard)
+    }
+
+    fn start_train(&self) -> Result<oneshot::Receiver<String>, String> {
+        self.train_started()?;
+        let (done, heard) = oneshot::channel();
+        let run = self.training.clone();
+        let job = train_run(self.exe.clone(), self.config_file.clone(), self.fetch_first, run.clone());
+        tokio::spawn(async move {
+            let line = job.await;
+            {
+                let mut run = run.lock_or_recover();
+                (run.running, run.ended) = (false, Some(line.clone()));
+            }
+            let _ = done.send(line);
+        });
+        Ok(heard)
+    }
+
+    fn train_status(&self) -> String {
+        let run = self.training.lock_or_recover();
+        match (&run.running, &run.ended) {
+            (true, _) => format!("Training is running: {}.", run.doing),
+            (false, Some(ended)) => format!("Not training now. The last run: {ended}"),
+            (false, None) => "Not training now, and not since I started. `!train` starts it.".into(),
+        }
+    }
+}
+
+impl FetchJobs {
+    fn train_started(&self) -> Result<(), String> {
+        let mut run = self.training.lock_or_recover();
+        if run.running {
+            return Err(format!("Training is already running: {}. `!train status` says how far it got.", run.doing));
+        }
+        (run.running, run.doing) = (true, "starting".into());
+        Ok(())
     }
 }
 

@@ -81,7 +81,7 @@ pub fn run(
     loop {
         // A swap needs `&mut model`, so each context lives for one round of serving.
         // Matched at once: a binding would keep `model` borrowed past the swap below.
-        let mut scheduler = match setup.open_or_base(&weights.model, &mut weights.adapters, &mut weights.serving) {
+        let mut scheduler = match setup.open_or_base(&mut weights) {
             Ok(mut s) => {
                 s.waiting = std::mem::take(&mut carried);
                 s
@@ -135,36 +135,59 @@ fn model_info(config: &EngineConfig, started: Instant, template: &str) -> ModelI
     }
 }
 
-/// The model, the adapters loaded into it, and the one being served.
+/// The model, the adapters loaded into it, and the ones being served.
 struct Weights {
     model: LlamaModel,
     /// Adapters stay loaded for the model's lifetime (llama-cpp-2 cannot free one), so each
     /// file is loaded once and a rollback reuses it.
     adapters: HashMap<PathBuf, LlamaLoraAdapter>,
+    /// The feedback adapter.
     serving: Option<PathBuf>,
+    /// The personality adapter under it.
+    personality: Option<PathBuf>,
 }
 
 impl Weights {
-    /// The model file, with the adapter `config` says to serve (the base model if it fails).
+    /// The model file, with the adapters `config` says to serve (without one that fails).
     fn load(backend: &LlamaBackend, config: &EngineConfig) -> Result<Weights, ModelError> {
         let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
             .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
-        let mut weights = Weights { model, adapters: HashMap::new(), serving: config.adapter.lock_or_recover().clone() };
-        if let Some(path) = weights.serving.clone() {
+        let serving = config.adapter.lock_or_recover().clone();
+        let mut weights = Weights { model, adapters: HashMap::new(), serving, personality: config.personality.clone() };
+        if let Some(path) = weights.personality.clone() {
             if let Err(e) = load_adapter(&mut weights.model, &mut weights.adapters, &path) {
-                // A bad adapter must not keep the bot from answering: serve the base model.
-                tracing::error!(error = %e, "serving the base model");
-                weights.serving = None;
-                *config.adapter.lock_or_recover() = None;
+                tracing::error!(error = %e, "serving without the personality adapter");
+                weights.personality = None;
             }
         }
+        if let Err(e) = weights.applied(weights.serving.clone().as_deref()).and_then(|p| weights.load_file(p.as_deref())) {
+            // A bad adapter must not keep the bot from answering.
+            tracing::error!(error = %e, "serving without the feedback adapter");
+            weights.serving = None;
+            *config.adapter.lock_or_recover() = None;
+        }
         Ok(weights)
+    }
+
+    /// The one file llama.cpp applies for `feedback` over the personality: llama-cpp-2 sets
+    /// one adapter per context, so both are served as one with their ranks side by side.
+    fn applied(&self, feedback: Option<&Path>) -> Result<Option<PathBuf>, ModelError> {
+        match (&self.personality, feedback) {
+            (None, feedback) => Ok(feedback.map(Path::to_path_buf)),
+            (Some(personality), None) => Ok(Some(personality.clone())),
+            (Some(personality), Some(feedback)) => combined(personality, feedback).map(Some),
+        }
+    }
+
+    fn load_file(&mut self, path: Option<&Path>) -> Result<(), ModelError> {
+        path.map_or(Ok(()), |p| load_adapter(&mut self.model, &mut self.adapters, p))
     }
 
     /// Serves `adapter` from the next round on. A failed reload of the model is
     /// `ModelError::Load`: the engine cannot go on.
     fn swap(&mut self, backend: &LlamaBackend, config: &EngineConfig, adapter: Option<PathBuf>) -> Result<(), ModelError> {
-        let cached = adapter.as_ref().is_some_and(|p| self.adapters.contains_key(p));
+        let applied = self.applied(adapter.as_deref())?;
+        let cached = applied.as_ref().is_some_and(|p| self.adapters.contains_key(p));
         if !cached && self.adapters.len() >= MAX_LOADED_ADAPTERS {
             // llama.cpp frees adapters only with their model: reload it (well under a second
             // for a small model) so months of swaps do not pile up in memory.
@@ -173,21 +196,51 @@ impl Weights {
                 tracing::error!(error = %e, "could not reload the model to free old adapters");
                 ModelError::Load(format!("reloading the model: {e}"))
             })?;
-            // The adapter served until now must be loaded again into the new model.
-            if let Some(path) = self.serving.clone() {
-                if load_adapter(&mut self.model, &mut self.adapters, &path).is_err() {
-                    self.serving = None;
-                }
+            // What was served until now must be loaded again into the new model.
+            if self.applied(self.serving.clone().as_deref()).and_then(|p| self.load_file(p.as_deref())).is_err() {
+                self.serving = None;
             }
         }
-        if let Some(path) = &adapter {
-            load_adapter(&mut self.model, &mut self.adapters, path)?;
-        }
-        tracing::info!(adapter = ?adapter, "serving a new adapter");
+        self.load_file(applied.as_deref())?;
+        tracing::info!(adapter = ?adapter, personality = ?self.personality, "serving a new adapter");
         self.serving = adapter;
         *config.adapter.lock_or_recover() = self.serving.clone();
         Ok(())
     }
+
+    /// The file names served, for the reply journal: the feedback adapter's over the personality's.
+    fn label(&self) -> Option<String> {
+        let names: Vec<String> = [&self.serving, &self.personality]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        (!names.is_empty()).then(|| names.join(" over "))
+    }
+}
+
+/// `<feedback dir>/combined/<feedback>+<personality>.gguf`, written again unless it is newer
+/// than both files; older combinations are removed.
+fn combined(personality: &Path, feedback: &Path) -> Result<PathBuf, ModelError> {
+    let stem = |p: &Path| p.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let dir = feedback.parent().unwrap_or(Path::new(".")).join("combined");
+    let path = dir.join(format!("{}+{}.gguf", stem(feedback), stem(personality)));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(made), Some(a), Some(b)) = (modified(&path), modified(personality), modified(feedback)) {
+        if made >= a && made >= b {
+            return Ok(path);
+        }
+    }
+    let failed = |e: String| ModelError::Adapter(format!("combining {} with {}: {e}", feedback.display(), personality.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for old in entries.flatten().map(|e| e.path()).filter(|p| *p != path) {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+    sidekick_trainer::combine_adapters(&[(personality, 1.0), (feedback, 1.0)], &path).map_err(|e| failed(e.to_string()))?;
+    Ok(path)
 }
 
 /// What every round of serving shares, set once when the thread starts.
@@ -200,31 +253,32 @@ struct Setup<'c> {
 }
 
 impl Setup<'_> {
-    /// [`Setup::open_round`] with `serving`; when that adapter cannot be applied, the base
-    /// model (an adapter that loads but fails must not stop the bot).
-    fn open_or_base<'m>(
-        &self,
-        model: &'m LlamaModel,
-        adapters: &mut HashMap<PathBuf, LlamaLoraAdapter>,
-        serving: &mut Option<PathBuf>,
-    ) -> Result<Scheduler<'m>, ModelError> {
-        match self.open_round(model, adapters, serving.as_deref()) {
+    /// [`Setup::open_round`] with what `weights` serves; when the feedback adapter cannot be
+    /// applied, without it (an adapter that loads but fails must not stop the bot).
+    fn open_or_base<'m>(&self, weights: &'m mut Weights) -> Result<Scheduler<'m>, ModelError> {
+        let label = weights.label();
+        let applied = weights.applied(weights.serving.clone().as_deref());
+        let Weights { model, adapters, serving, personality } = weights;
+        let model: &'m LlamaModel = model;
+        match applied.and_then(|applied| self.open_round(model, adapters, applied.as_deref(), label)) {
             Err(e) if serving.is_some() => {
-                tracing::error!(error = %e, adapter = ?serving, "serving the base model instead");
+                tracing::error!(error = %e, adapter = ?serving, "serving without the feedback adapter");
                 *serving = None;
                 *self.config.adapter.lock_or_recover() = None;
-                self.open_round(model, adapters, None)
+                let label = personality.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+                self.open_round(model, adapters, personality.as_deref(), label)
             }
             other => other,
         }
     }
 
-    /// A fresh context serving `adapter`, with the shared prefix decoded.
+    /// A fresh context applying `adapter`, with the shared prefix decoded.
     fn open_round<'m>(
         &self,
         model: &'m LlamaModel,
         adapters: &mut HashMap<PathBuf, LlamaLoraAdapter>,
         adapter: Option<&Path>,
+        label: Option<String>,
     ) -> Result<Scheduler<'m>, ModelError> {
         let config = self.config;
         let mut ctx = model
@@ -233,7 +287,6 @@ impl Setup<'_> {
         if let Some(loaded) = adapter.and_then(|p| adapters.get_mut(p)) {
             ctx.lora_adapter_set(loaded, 1.0).map_err(|e| ModelError::Adapter(format!("llama.cpp cannot apply it: {e}")))?;
         }
-        let label = adapter.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
         let mut scheduler = Scheduler::new(model, ctx, self.template.clone(), config, self.heartbeats.clone(), self.stats.clone(), label);
         scheduler.warm_shared_prefix(&config.shared_prefix)?;
         Ok(scheduler)
@@ -272,7 +325,7 @@ fn load_adapter(model: &mut LlamaModel, adapters: &mut HashMap<PathBuf, LlamaLor
 }
 
 /// The model's own template, if llama.cpp can apply it; ChatML otherwise.
-fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, String) {
+pub(super) fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, String) {
     let probe = [LlamaChatMessage::new("user".into(), "hi".into()).expect("no NUL")];
     if let Ok(t) = model.chat_template(None) {
         if model.apply_chat_template(&t, &probe, true).is_ok() {

@@ -1,6 +1,7 @@
 //! The llama.cpp adapter: a [`LanguageModel`] whose decoding runs on its own OS thread.
 
 mod engine;
+pub mod offline;
 pub mod render;
 mod scheduler;
 pub mod slots;
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     /// The LoRA adapter to serve (`None`: the base model). Swaps update it, so a model that
     /// is reloaded serves what was served before.
     pub adapter: Arc<Mutex<Option<PathBuf>>>,
+    /// The personality adapter (`sidekick train`), served under the feedback adapter for the
+    /// daemon's whole life; `None` when there is none or it cannot be loaded.
+    pub personality: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -58,6 +62,7 @@ impl EngineConfig {
             flash_attention: true,
             prefix_reuse: true,
             adapter: Arc::default(),
+            personality: None,
         }
     }
 }

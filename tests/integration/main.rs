@@ -15,3 +15,4 @@ mod prometheus;
 mod retrieval;
 mod setup_script;
 mod support;
+mod train;

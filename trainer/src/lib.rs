@@ -31,24 +31,38 @@
 //!   [`Trainer::write_adapter`] / [`Trainer::load_adapter`] (GGUF LoRA; the baseline and
 //!   step are stored in it too, and [`Trainer::state`] / [`Trainer::set_state`] let the
 //!   caller keep them elsewhere).
+//! - [`Trainer::sft_step`] (weighted next-token loss on replies), [`Trainer::dpo_step`]
+//!   (DPO against cached reference log-probs), [`cosine_learning_rate`], and
+//!   [`Trainer::save_checkpoint`] / [`Trainer::load_checkpoint`] (adapter, Adam moments and
+//!   counters: a killed run resumes exactly) for learning a server's voice.
 //! - [`threads`]: how candle's CPU threads are bounded (private rayon pool of
 //!   `LoraConfig::threads`, plus `CANDLE_NUM_THREADS` for candle's element-wise pool).
 //!
 //! All fallible calls return [`TrainError`]; bad files and samples never panic.
 
 mod adapter;
+mod checkpoint;
 mod error;
 mod gguf;
 mod lora;
 mod model;
 mod ops;
+mod supervised;
 pub mod threads;
 mod trainer;
 
+pub use adapter::combine_adapters;
 pub use error::{Result, TrainError};
 pub use gguf::{write_f32_copy, ModelConfig};
 pub use lora::{LoraConfig, Target};
+
+/// The shape of the model at `path`, read from its GGUF header only: a quick check that the
+/// trainer supports it (llama architecture) before anything is loaded.
+pub fn model_config(path: impl AsRef<std::path::Path>) -> Result<ModelConfig> {
+    gguf::GgufFile::open(path.as_ref())?.model_config()
+}
 pub use model::BaseModel;
+pub use supervised::{cosine_learning_rate, Example, Preference};
 pub use trainer::{Sample, StepReport, Trainer, TrainerState};
 
 #[cfg(test)]

@@ -79,6 +79,27 @@ impl BaseModel {
         &self.path
     }
 
+    /// This model with `deltas` added to projections; the rest is shared, not copied.
+    pub(crate) fn with_deltas(&self, deltas: Vec<(usize, Target, Tensor)>) -> Result<BaseModel> {
+        let mut layers: Vec<Layer> = self
+            .layers
+            .iter()
+            .map(|l| Layer { attn_norm: l.attn_norm.clone(), ffn_norm: l.ffn_norm.clone(), proj: l.proj.clone() })
+            .collect();
+        for (layer, target, delta) in deltas {
+            let proj = &mut layers[layer].proj[target as usize];
+            *proj = (&*proj + delta)?;
+        }
+        Ok(BaseModel {
+            cfg: self.cfg.clone(),
+            path: self.path.clone(),
+            embd: self.embd.clone(),
+            output_norm: self.output_norm.clone(),
+            output: self.output.clone(),
+            layers,
+        })
+    }
+
     /// `(n_out, n_in)` of a projection (the same in every layer).
     pub(crate) fn proj_shape(&self, target: Target) -> (usize, usize) {
         let d = self.layers[0].proj[target as usize].dims();

@@ -46,10 +46,10 @@ pub struct Trainer {
     pub(crate) cfg: LoraConfig,
     pub(crate) lora: LoraWeights,
     /// Adam moments, one `(m, v)` per A and per B, in `lora.pairs` order.
-    adam: Vec<(Tensor, Tensor)>,
-    adam_t: i32,
+    pub(crate) adam: Vec<(Tensor, Tensor)>,
+    pub(crate) adam_t: i32,
     pub(crate) state: TrainerState,
-    pool: Arc<rayon::ThreadPool>,
+    pub(crate) pool: Arc<rayon::ThreadPool>,
 }
 
 const BETA1: f64 = 0.9;
@@ -179,7 +179,7 @@ impl Trainer {
         } else {
             1.0
         };
-        let penalty = self.adam_update(&grads, clip)?;
+        let penalty = self.adam_update(&grads, clip, self.cfg.learning_rate as f64)?;
         self.state.step += 1;
         Ok(StepReport {
             loss: policy_loss + penalty,
@@ -194,9 +194,9 @@ impl Trainer {
 
     /// Adam on every A and B; decoupled decay on B only (B = 0 is "no adapter", while A is
     /// just a random projection). Returns the decay penalty `½·wd·Σ‖B‖²` for reporting.
-    fn adam_update(&mut self, grads: &[Tensor], clip: f64) -> Result<f32> {
+    pub(crate) fn adam_update(&mut self, grads: &[Tensor], clip: f64, lr: f64) -> Result<f32> {
         self.adam_t += 1;
-        let (lr, wd) = (self.cfg.learning_rate as f64, self.cfg.weight_decay as f64);
+        let wd = self.cfg.weight_decay as f64;
         let bc1 = 1.0 - BETA1.powi(self.adam_t);
         let bc2 = 1.0 - BETA2.powi(self.adam_t);
         let mut penalty = 0f32;
@@ -218,7 +218,7 @@ impl Trainer {
     }
 
     /// Log-probs `(reply.len(),)` of each reply token given everything before it.
-    fn reply_token_logprobs(&self, prompt: &[u32], reply: &[u32], lt: &crate::lora::LoraTensors) -> Result<Tensor> {
+    pub(crate) fn reply_token_logprobs(&self, prompt: &[u32], reply: &[u32], lt: &crate::lora::LoraTensors) -> Result<Tensor> {
         let mut tokens = Vec::with_capacity(prompt.len() + reply.len());
         tokens.extend_from_slice(prompt);
         tokens.extend_from_slice(&reply[..reply.len() - 1]);
@@ -233,7 +233,7 @@ impl Trainer {
     }
 }
 
-fn check_pair(prompt: &[u32], reply: &[u32]) -> Result<()> {
+pub(crate) fn check_pair(prompt: &[u32], reply: &[u32]) -> Result<()> {
     if prompt.is_empty() {
         return Err(TrainError::InvalidSample("empty prompt (the first reply token needs context)".into()));
     }

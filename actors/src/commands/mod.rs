@@ -70,6 +70,10 @@ pub enum Command {
     Purge,
     /// `!fetch`: the server's history, in the background.
     Fetch,
+    /// `!train [status]`: learn the server's voice in the background, or say how far it got.
+    Train {
+        status: bool,
+    },
     /// `!lock system|config on|off`.
     Lock {
         command: String,

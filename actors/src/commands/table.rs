@@ -141,6 +141,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         build: |_| Some(Command::Fetch),
     },
     CommandSpec {
+        name: "train",
+        usage: "!train [status]",
+        example: Some("!train status"),
+        help: "learn this server's voice from its history in the background (fetch, dataset, training, the gate); `status` says how far it got (admins)",
+        access: Access::Admin,
+        private: false,
+        args: &[ArgSpec::optional("status", "how far it got", ArgKind::Choice(&["status"]))],
+        build: |a| Some(Command::Train { status: a.text("status").is_some() }),
+    },
+    CommandSpec {
         name: "help",
         usage: "!help",
         example: None,

@@ -87,6 +87,7 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
         Command::Purge => super::privacy::purge_here(ctx).await,
         Command::Lock { command, on } => lock(ctx, &command, on),
         Command::Fetch => Ok(fetch(ctx)),
+        Command::Train { status } => Ok(train(ctx, status)),
     }
 }
 
@@ -104,6 +105,28 @@ fn fetch(ctx: &CommandContext<'_>) -> String {
                 }
             });
             "Reading the allowlisted channels' history in the background; I'll post the counts here when it's done.".into()
+        }
+        Err(why) => why,
+    }
+}
+
+/// Starts learning the server's voice and posts how it ended here; or says how far it got.
+fn train(ctx: &CommandContext<'_>, status: bool) -> String {
+    let Some(jobs) = &ctx.args.defaults.history_jobs else {
+        return "I can't start training from here; run `sidekick dataset` and `sidekick train` on the machine I run on.".into();
+    };
+    if status {
+        return jobs.train_status();
+    }
+    match jobs.start_train() {
+        Ok(done) => {
+            let reply = ctx.inbound.reply.clone();
+            tokio::spawn(async move {
+                if let Ok(line) = done.await {
+                    let _ = reply.send(ReplyEvent::Notice(line));
+                }
+            });
+            "Learning this server's voice in the background (history, dataset, then training on one core; it can take an hour). `!train status` says how far it got; I'll post the figures here when it's done.".into()
         }
         Err(why) => why,
     }
@@ -385,6 +408,9 @@ fn show_rl(s: &RlSummary, now_ms: u64) -> String {
     );
     if let Some(why) = &s.idle_reason {
         out.push_str(&format!(" · not training: {why}"));
+    }
+    if let Some(why) = &s.refused {
+        out.push_str(&format!(" · {why}"));
     }
     out
 }

@@ -13,11 +13,44 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 impl FeedbackState {
-    /// Saves a new version and serves it at once, unless an admin turned serving off.
+    /// Saves a new version and serves it once it passes the gate, unless an admin turned
+    /// serving off.
     pub(super) async fn save_and_publish(&mut self, myself: &ActorRef<FeedbackMsg>) {
         if let Some(version) = self.save().await {
             if self.manifest.follows_training() {
+                self.gate(version, myself);
+            }
+        }
+    }
+
+    /// Scores `version` against what is served, off the actor (minutes through llama.cpp);
+    /// the verdict comes back as [`FeedbackMsg::Gated`].
+    fn gate(&self, version: u64, myself: &ActorRef<FeedbackMsg>) {
+        let (Some(learning), Some(candidate)) = (self.args.learning.clone(), self.path_of(Some(version))) else { return };
+        let served = self.path_of(self.manifest.active);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let verdict = tokio::task::spawn_blocking(move || learning.gate(&candidate, served.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(format!("the gate failed: {e}")));
+            let _ = myself.send_message(FeedbackMsg::Gated(version, verdict));
+        });
+    }
+
+    /// Serves `version` if it passed the gate and nothing newer or an admin's choice came since.
+    pub(super) fn gated(&mut self, version: u64, verdict: Result<(), String>, myself: &ActorRef<FeedbackMsg>) {
+        let newest = self.manifest.latest().map(|v| v.version) == Some(version);
+        match verdict {
+            Ok(()) if newest && self.manifest.follows_training() => {
+                self.refused = None;
                 self.activate(Some(version), myself);
+            }
+            Ok(()) => {}
+            Err(why) => {
+                tracing::warn!(version, %why, "the gate refused the new adapter; the served one stays");
+                m::count_error("adapter_gate");
+                self.refused = Some(format!("adapter v{version} was kept, not served: {why}"));
+                self.publish();
             }
         }
     }
@@ -161,6 +194,14 @@ impl FeedbackState {
     }
 
     fn show_adapter(&self) -> String {
+        let feedback = self.show_feedback_adapter();
+        match self.args.learning.as_ref().and_then(|l| l.personality()) {
+            Some(personality) => format!("{feedback}\nUnder it, the server's voice: {personality}."),
+            None => feedback,
+        }
+    }
+
+    fn show_feedback_adapter(&self) -> String {
         match self.manifest.served() {
             Some(v) => {
                 let ago = crate::human::duration(Duration::from_millis(self.now_ms().saturating_sub(v.saved_at_ms)));

@@ -32,6 +32,9 @@ pub struct AdapterManifest {
     pub next_version: u64,
     /// The version training continues from (`None`: a fresh adapter on the base model).
     pub train_from: Option<u64>,
+    /// The personality adapter these were trained on top of (informative; the identity that
+    /// counts is in `base_model_sha256`).
+    pub personality: Option<String>,
 }
 
 /// Why an `!adapter` change cannot be made; the text is the answer.

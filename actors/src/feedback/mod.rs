@@ -96,6 +96,8 @@ pub struct RlSummary {
     pub queued: usize,
     /// Why training is not running, when it is not.
     pub idle_reason: Option<String>,
+    /// Why the newest saved version is not served, when the gate refused it.
+    pub refused: Option<String>,
 }
 
 pub enum FeedbackMsg {
@@ -116,6 +118,8 @@ pub enum FeedbackMsg {
     /// Training samples to forget: a purged channel's, or a forgotten user's.
     Drop(Dropped),
     SwapFailed(Option<u64>, String),
+    /// The gate's verdict on a saved version: served if it passed.
+    Gated(u64, Result<(), String>),
     /// Save the adapter now if it learned anything since the last save: at shutdown (served
     /// from the next start) or for a backup (served now).
     Save {
@@ -180,6 +184,8 @@ pub struct FeedbackState {
     baseline: f32,
     last_loss: Option<f32>,
     broken: Option<String>,
+    /// Why the newest saved version is not served, when the gate refused it.
+    refused: Option<String>,
 }
 
 /// The most votes kept waiting; then the loudest user's oldest goes first (`fairness.rs`).
@@ -208,6 +214,7 @@ impl Actor for FeedbackActor {
             baseline: 0.0,
             last_loss: None,
             broken: None,
+            refused: None,
             args,
         };
         let mut trained_through = None;
@@ -258,6 +265,7 @@ impl Actor for FeedbackActor {
                 }
             }
             FeedbackMsg::Drop(dropped) => state.drop_samples(dropped)?,
+            FeedbackMsg::Gated(version, verdict) => state.gated(version, verdict, &myself),
             FeedbackMsg::SwapFailed(version, why) => {
                 tracing::error!(?version, %why, "the model could not load the adapter; serving the previous one");
                 m::count_error("adapter_swap");
@@ -534,6 +542,7 @@ impl FeedbackState {
             last_save_ms: self.manifest.latest().map(|v| v.saved_at_ms),
             active: self.manifest.served().cloned(),
             queued: self.queue.len(),
+            refused: self.refused.clone(),
             idle_reason: match (&self.args.learning, &self.broken) {
                 (None, _) => Some("learning is off (rl.enabled = false)".into()),
                 (_, Some(why)) => Some(why.clone()),

@@ -42,14 +42,26 @@ pub trait PolicyTrainer: Send + 'static {
 
 /// Where adapters live, and how a trainer is opened.
 pub trait Learning: Send + Sync + 'static {
-    /// The sha256 of the base model file adapters are trained for.
+    /// What adapters are trained on top of: the model file's sha256, and the personality
+    /// adapter's after a `+` when one is served (feedback refines that voice, so a new
+    /// personality sets the old feedback adapters aside).
     fn base_model_sha256(&self) -> Result<String, LearnError>;
+    /// The personality adapter served under the feedback adapter, in a line for `!adapter`.
+    fn personality(&self) -> Option<String> {
+        None
+    }
     fn adapters_dir(&self) -> std::path::PathBuf;
     fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError>;
     /// Durable and atomic: a crash leaves the old manifest or the new one.
     fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError>;
     /// Deletes an adapter file the manifest no longer keeps (a missing file is fine).
     fn remove_adapter(&self, file: &str) -> Result<(), LearnError>;
+    /// The gate a new feedback adapter passes before it is served: `Err(why)` when its
+    /// held-out perplexity rises too far over what is served now (`served`: `None` is no
+    /// feedback adapter). Blocks for minutes; it runs off the actor.
+    fn gate(&self, _candidate: &std::path::Path, _served: Option<&std::path::Path>) -> Result<(), String> {
+        Ok(())
+    }
     /// A trainer starting from `resume` (a saved adapter) or from the base model.
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError>;
 }

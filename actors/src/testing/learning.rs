@@ -34,13 +34,21 @@ pub fn adapter_version(v: u64) -> AdapterVersion {
 pub struct FakeLearning {
     pub dir: PathBuf,
     pub sha256: String,
+    /// What the gate says of every new adapter (`None`: it passes).
+    pub refuse: Mutex<Option<String>>,
     manifest: Mutex<Option<AdapterManifest>>,
     log: Arc<Mutex<LearningLog>>,
 }
 
 impl Default for FakeLearning {
     fn default() -> Self {
-        Self { dir: PathBuf::from("/adapters"), sha256: "base".into(), manifest: Mutex::default(), log: Arc::default() }
+        Self {
+            dir: PathBuf::from("/adapters"),
+            sha256: "base".into(),
+            refuse: Mutex::default(),
+            manifest: Mutex::default(),
+            log: Arc::default(),
+        }
     }
 }
 
@@ -86,6 +94,9 @@ impl Learning for FakeLearning {
     fn remove_adapter(&self, file: &str) -> Result<(), LearnError> {
         self.log.lock_or_recover().removed.push(file.to_string());
         Ok(())
+    }
+    fn gate(&self, _candidate: &Path, _served: Option<&Path>) -> Result<(), String> {
+        self.refuse.lock_or_recover().clone().map_or(Ok(()), Err)
     }
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {
         self.log.lock_or_recover().opened_from.push(resume.map(|v| v.version));

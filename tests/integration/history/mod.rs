@@ -12,7 +12,7 @@ use sidekick_actors::history::HistoryMessage;
 use sidekick_actors::ports::{GlobalSettings, SettingsStore};
 use std::path::{Path, PathBuf};
 
-pub(super) fn text(out: &std::process::Output) -> String {
+pub(crate) fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
@@ -41,7 +41,7 @@ pub(super) fn fetch(dir: &Path, fake: &FakeDiscord) -> std::process::Command {
 }
 
 /// The shared corpus's exports, or the one day kept in the repository when it is absent.
-pub(super) fn corpus_files() -> Vec<PathBuf> {
+pub(crate) fn corpus_files() -> Vec<PathBuf> {
     let shared = repo_root().join("../shared/corpus/ubuntu-irc");
     let dir = if shared.is_dir() { shared } else { repo_root().join("tests/fixtures/corpus") };
     let mut files: Vec<PathBuf> =
