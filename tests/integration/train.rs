@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A day of the shared corpus (the same one again where only the repository's day is there).
+fn corpus_day(i: usize) -> PathBuf {
+    let files = corpus_files();
+    files[i % files.len()].clone()
+}
+
 /// `sidekick <args>` with small training settings and `steps` SFT steps.
 fn small(dir: &Path, steps: u32, args: &[&str]) -> Command {
     let mut cmd = sidekick(dir);
@@ -52,7 +58,7 @@ fn version(dir: &Path, n: usize) -> Value {
 
 #[test]
 fn an_adapter_trained_to_be_worse_is_refused_and_the_served_one_stays() {
-    let dir = prepared(&corpus_files()[0], false);
+    let dir = prepared(&corpus_day(0), false);
     let out = run(small(dir.path(), 4, &["train"]));
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
@@ -107,7 +113,7 @@ fn checkpointed(dir: &Path) -> u64 {
 
 #[test]
 fn a_run_killed_at_a_random_step_resumes_to_the_adapter_an_uninterrupted_run_makes() {
-    let export = &corpus_files()[1];
+    let export = &corpus_day(1);
     let straight = prepared(export, false);
     let out = run(small(straight.path(), 6, &["train"]));
     assert!(out.status.success(), "{}", text(&out));
@@ -155,7 +161,7 @@ fn with_seeded_reactions(export: &Path, to: &Path) {
 fn dpo_on_seeded_reactions_widens_the_held_out_margin_over_sft_alone() {
     let source = tempfile::tempdir().unwrap();
     let export = source.path().join("reacted.json");
-    with_seeded_reactions(&corpus_files()[2], &export);
+    with_seeded_reactions(&corpus_day(2), &export);
     let dir = prepared(&export, true);
     let pairs = std::fs::read_to_string(dir.path().join("store/dataset/pairs.jsonl")).unwrap();
     let heldout_pairs = pairs.lines().filter(|l| l.contains("\"split\":\"heldout\"")).count();
@@ -222,7 +228,7 @@ fn bad_input_gets_one_line_and_exit_2_and_what_is_served_stays() {
     };
     refused(small(dir.path(), 2, &["train"]), "no dataset in");
 
-    let export = &corpus_files()[0];
+    let export = &corpus_day(0);
     assert!(run(small(dir.path(), 1, &["import", export.to_str().unwrap()])).status.success());
     assert!(run(small(dir.path(), 1, &["dataset", "--no-pairs"])).status.success());
     std::fs::create_dir_all(dir.path().join("adapters")).unwrap();
@@ -250,7 +256,7 @@ fn bad_input_gets_one_line_and_exit_2_and_what_is_served_stays() {
 /// the old feedback adapters aside.
 #[test]
 fn the_daemon_serves_the_personality_under_the_feedback_adapter() {
-    let dir = prepared(&corpus_files()[0], false);
+    let dir = prepared(&corpus_day(0), false);
     for steps in [3, 4] {
         // v1, then v2 (kept whether or not the gate served it).
         let out = run(small(dir.path(), steps, &["train"]));
@@ -333,7 +339,7 @@ async fn an_admins_train_runs_beside_the_daemon_says_how_far_it_got_and_posts_th
     ];
     let mut daemon = crate::support::spawn_connected_daemon(dir.path(), &fake, &env).await;
     // The history: a corpus day, imported through the running daemon.
-    let out = run(small(dir.path(), 1, &["import", corpus_files()[0].to_str().unwrap()]));
+    let out = run(small(dir.path(), 1, &["import", corpus_day(0).to_str().unwrap()]));
     assert!(out.status.success(), "{}", text(&out));
 
     assert_eq!(ask(&fake, CH1, &admin(), "!train status").await, "Not training now, and not since I started. `!train` starts it.");
