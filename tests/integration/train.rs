@@ -181,7 +181,11 @@ fn dpo_on_seeded_reactions_widens_the_held_out_margin_over_sft_alone() {
     let adapters: Vec<PathBuf> =
         ["personality-v1.gguf", "personality-v2.gguf"].iter().map(|f| dir.path().join("adapters").join(f)).collect();
     let mut eval = small(dir.path(), 4, &["eval", "--adapter", adapters[0].to_str().unwrap(), "--adapter", adapters[1].to_str().unwrap()]);
-    eval.env("SIDEKICK_TRAIN_EVAL_EXAMPLES", "4");
+    // The retrieval model scores style; the test runs outside the checkout, so absolute paths.
+    let models = crate::support::repo_root().join("models");
+    eval.env("SIDEKICK_TRAIN_EVAL_EXAMPLES", "4")
+        .env("SIDEKICK_RETRIEVAL_MODEL_DIR", models.join("embed/all-MiniLM-L6-v2-int8"))
+        .env("SIDEKICK_RETRIEVAL_ONNXRUNTIME", models.join("onnxruntime/libonnxruntime.so.1.31.1"));
     let out = run(eval);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
