@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{check_pair, truncate, StepReport, Trainer};
+use crate::trainer::{accumulate, check_pair, finish, truncate, StepReport, Trainer};
 
 /// One SFT example: the reply is learned, the prompt only read.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,22 +113,9 @@ impl Trainer {
                 tokens += t;
                 total_loss += l.to_scalar::<f32>()?;
                 let store = l.backward()?;
-                for (g, p) in grads.iter_mut().zip(&params) {
-                    if let Some(d) = store.get(p) {
-                        *g = Some(match g.take() {
-                            Some(acc) => (acc + d)?,
-                            None => d.clone(),
-                        });
-                    }
-                }
+                accumulate(&mut grads, &params, &store)?;
             }
-            let grads: Vec<Tensor> =
-                grads.into_iter().zip(&params).map(|(g, p)| g.map_or_else(|| p.zeros_like(), Ok)).collect::<candle_core::Result<_>>()?;
-            let mut sq = 0f64;
-            for g in &grads {
-                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            }
-            let grad_norm = sq.sqrt() as f32;
+            let (grads, grad_norm) = finish(grads, &params)?;
             if !grad_norm.is_finite() || !total_loss.is_finite() {
                 return Err(TrainError::InvalidSample("non-finite loss or gradient; step skipped".into()));
             }

@@ -155,22 +155,9 @@ impl Trainer {
                 continue;
             }
             let store = loss.backward()?;
-            for (g, p) in grads.iter_mut().zip(&params) {
-                if let Some(d) = store.get(p) {
-                    *g = Some(match g.take() {
-                        Some(acc) => (acc + d)?,
-                        None => d.clone(),
-                    });
-                }
-            }
+            accumulate(&mut grads, &params, &store)?;
         }
-        let grads: Vec<Tensor> =
-            grads.into_iter().zip(&params).map(|(g, p)| g.map_or_else(|| p.zeros_like(), Ok)).collect::<candle_core::Result<_>>()?;
-        let mut sq = 0f64;
-        for g in &grads {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-        let grad_norm = sq.sqrt() as f32;
+        let (grads, grad_norm) = finish(grads, &params)?;
         if !grad_norm.is_finite() {
             return Err(TrainError::InvalidSample("non-finite gradient; step skipped".into()));
         }
@@ -231,6 +218,30 @@ impl Trainer {
     pub fn adapted(&self) -> Vec<(usize, Target)> {
         self.lora.pairs.iter().map(|(l, t, _, _)| (*l, *t)).collect()
     }
+}
+
+/// Adds this backward pass's gradients to the running sums (gradient accumulation).
+pub(crate) fn accumulate(grads: &mut [Option<Tensor>], params: &[Tensor], store: &candle_core::backprop::GradStore) -> Result<()> {
+    for (g, p) in grads.iter_mut().zip(params) {
+        if let Some(d) = store.get(p) {
+            *g = Some(match g.take() {
+                Some(acc) => (acc + d)?,
+                None => d.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The summed gradients (zeros where a parameter got none) and their global L2 norm.
+pub(crate) fn finish(grads: Vec<Option<Tensor>>, params: &[Tensor]) -> Result<(Vec<Tensor>, f32)> {
+    let grads: Vec<Tensor> =
+        grads.into_iter().zip(params).map(|(g, p)| g.map_or_else(|| p.zeros_like(), Ok)).collect::<candle_core::Result<_>>()?;
+    let mut sq = 0f64;
+    for g in &grads {
+        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+    }
+    Ok((grads, sq.sqrt() as f32))
 }
 
 pub(crate) fn check_pair(prompt: &[u32], reply: &[u32]) -> Result<()> {
