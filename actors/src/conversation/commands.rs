@@ -91,6 +91,16 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
     }
 }
 
+/// Posts a background job's last line in this channel when it ends.
+fn post_when_done(ctx: &CommandContext<'_>, done: tokio::sync::oneshot::Receiver<String>) {
+    let reply = ctx.inbound.reply.clone();
+    tokio::spawn(async move {
+        if let Ok(line) = done.await {
+            let _ = reply.send(ReplyEvent::Notice(line));
+        }
+    });
+}
+
 /// Starts `sidekick fetch` and posts its counts here when it ends.
 fn fetch(ctx: &CommandContext<'_>) -> String {
     let Some(jobs) = &ctx.args.defaults.history_jobs else {
@@ -98,12 +108,7 @@ fn fetch(ctx: &CommandContext<'_>) -> String {
     };
     match jobs.start_fetch() {
         Ok(done) => {
-            let reply = ctx.inbound.reply.clone();
-            tokio::spawn(async move {
-                if let Ok(line) = done.await {
-                    let _ = reply.send(ReplyEvent::Notice(line));
-                }
-            });
+            post_when_done(ctx, done);
             "Reading the allowlisted channels' history in the background; I'll post the counts here when it's done.".into()
         }
         Err(why) => why,
@@ -120,12 +125,7 @@ fn train(ctx: &CommandContext<'_>, status: bool) -> String {
     }
     match jobs.start_train() {
         Ok(done) => {
-            let reply = ctx.inbound.reply.clone();
-            tokio::spawn(async move {
-                if let Ok(line) = done.await {
-                    let _ = reply.send(ReplyEvent::Notice(line));
-                }
-            });
+            post_when_done(ctx, done);
             "Learning this server's voice in the background (history, dataset, then training on one core; it can take an hour). `!train status` says how far it got; I'll post the figures here when it's done.".into()
         }
         Err(why) => why,
