@@ -28,6 +28,8 @@ pub struct Daemon {
     exit: watch::Receiver<Option<ExitRequest>>,
     join: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
+    /// Serves a personality trained while the daemon runs (`train::personality::watch`).
+    personality_watch: tokio::task::JoinHandle<()>,
 }
 
 /// Everything the bot answered to one message, with its timing.
@@ -46,6 +48,9 @@ pub struct Answer {
     pub reply_id: Option<u64>,
 }
 
+/// How often the daemon looks for a new personality in `personality.json`.
+const PERSONALITY_CHECK: Duration = Duration::from_secs(5);
+
 pub fn engine_config(config: &Config) -> EngineConfig {
     let m = &config.model;
     EngineConfig {
@@ -60,7 +65,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         prefix_reuse: true,
         adapter: Default::default(),
         // Filled in at start from `personality.json` (`Daemon::start_with`).
-        personality: None,
+        personality: Arc::default(),
     }
 }
 
@@ -96,7 +101,7 @@ impl Daemon {
 
     /// Like [`Daemon::start`] with engine settings the config file does not expose and the
     /// clock engagement runs on (tests move a manual one).
-    pub async fn start_with(config: &Config, mut engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
+    pub async fn start_with(config: &Config, engine: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let store = Arc::new(FjallStore::open(&config.storage.path)?);
         let heartbeats = Heartbeats::default();
         let (exit, exit_rx) = Exit::new();
@@ -108,7 +113,8 @@ impl Daemon {
             service: service.clone(),
         };
         let personality = crate::train::personality::served_personality(config);
-        engine.personality = personality.as_ref().map(|p| p.path.clone());
+        let served = personality.as_ref().map(|p| p.path.clone());
+        *engine.personality.lock_or_recover() = served.clone();
         let learning = config
             .rl
             .enabled
@@ -131,7 +137,9 @@ impl Daemon {
         let (root, join) = Actor::spawn(None, RootSupervisor, args)
             .await
             .map_err(|e| anyhow::anyhow!("could not start: {}", startup_reason(&e.to_string())))?;
+        let watch = crate::train::personality::watch(config.clone(), root.clone(), served, PERSONALITY_CHECK);
         Ok(Daemon {
+            personality_watch: tokio::spawn(watch),
             root,
             store,
             gateway_health: liveness.gateway,
@@ -205,6 +213,7 @@ impl Daemon {
     /// and flushes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let grace = self.grace;
+        self.personality_watch.abort();
         self.service.stopping();
         let _ = self.root.call(|port| RootMsg::Drain(grace, port), Some(grace + Duration::from_secs(10))).await;
         self.root.stop(None);

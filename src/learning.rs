@@ -3,22 +3,24 @@
 
 use crate::config::RlConfig;
 use sha2::{Digest, Sha256};
+pub use sidekick_actors::ports::Personality;
 use sidekick_actors::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
-use sidekick_actors::sync::LockExt;
+use sidekick_actors::sync::{LockExt, RwLockExt};
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub struct LocalLearning {
     model_path: PathBuf,
     dir: PathBuf,
     lora: LoraConfig,
-    sha256: OnceLock<Result<String, LearnError>>,
+    /// The model file's sha256, computed once (seconds for a large model).
+    model_sha256: OnceLock<Result<String, LearnError>>,
     /// The dequantized base model (~4 bytes a weight), loaded on the first training step,
-    /// with the served personality adapter folded in.
+    /// with the served personality adapter folded in; dropped when the personality changes.
     base: Mutex<Option<Arc<BaseModel>>>,
     /// The personality adapter served under the feedback adapter (`sidekick train`).
-    personality: Option<Personality>,
+    personality: RwLock<Option<Personality>>,
     gate: GateRules,
 }
 
@@ -42,13 +44,6 @@ impl GateRules {
     }
 }
 
-/// The served personality: its file and what `!adapter` says of it.
-#[derive(Debug, Clone)]
-pub struct Personality {
-    pub path: PathBuf,
-    pub summary: String,
-}
-
 const MANIFEST: &str = "manifest.json";
 
 impl LocalLearning {
@@ -66,9 +61,9 @@ impl LocalLearning {
             model_path: model_path.to_path_buf(),
             dir: rl.adapters_dir.clone(),
             lora,
-            sha256: OnceLock::new(),
+            model_sha256: OnceLock::new(),
             base: Mutex::new(None),
-            personality,
+            personality: RwLock::new(personality),
             gate,
         }
     }
@@ -79,13 +74,23 @@ impl LocalLearning {
             return Ok(b.clone());
         }
         let mut loaded = BaseModel::load(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display())))?;
-        if let Some(p) = &self.personality {
+        if let Some(p) = self.served_personality() {
             // Served at scale 1 under the feedback adapter, so folded in at scale 1.
             loaded = loaded.with_adapter(&p.path, 1.0).map_err(|e| LearnError::Load(format!("{}: {e}", p.path.display())))?;
         }
         let loaded = Arc::new(loaded);
         *base = Some(loaded.clone());
         Ok(loaded)
+    }
+
+    fn served_personality(&self) -> Option<Personality> {
+        self.personality.read_or_recover().clone()
+    }
+
+    fn model_sha256(&self) -> Result<String, LearnError> {
+        self.model_sha256
+            .get_or_init(|| sha256_file(&self.model_path).map_err(|e| LearnError::Load(format!("{}: {e}", self.model_path.display()))))
+            .clone()
     }
 
     /// The adapter the manifest says to serve, if it was trained for this model file.
@@ -111,20 +116,22 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 impl Learning for LocalLearning {
     fn base_model_sha256(&self) -> Result<String, LearnError> {
-        self.sha256
-            .get_or_init(|| {
-                let sha = |p: &Path| sha256_file(p).map_err(|e| LearnError::Load(format!("{}: {e}", p.display())));
-                let model = sha(&self.model_path)?;
-                match &self.personality {
-                    Some(p) => Ok(format!("{model}+{}", sha(&p.path)?)),
-                    None => Ok(model),
-                }
-            })
-            .clone()
+        let model = self.model_sha256()?;
+        match self.served_personality() {
+            // An adapter of a few MB: hashed again on each call, it always matches the file.
+            Some(p) => Ok(format!("{model}+{}", sha256_file(&p.path).map_err(|e| LearnError::Load(format!("{}: {e}", p.path.display())))?)),
+            None => Ok(model),
+        }
     }
 
     fn personality(&self) -> Option<String> {
-        self.personality.as_ref().map(|p| p.summary.clone())
+        self.served_personality().map(|p| p.summary)
+    }
+
+    fn set_personality(&self, personality: Option<Personality>) {
+        *self.personality.write_or_recover() = personality;
+        // The next trainer folds the new voice into its frozen weights.
+        *self.base.lock_or_recover() = None;
     }
 
     fn adapters_dir(&self) -> PathBuf {
@@ -143,7 +150,7 @@ impl Learning for LocalLearning {
     fn write_manifest(&self, manifest: &AdapterManifest) -> Result<(), LearnError> {
         let mut manifest = manifest.clone();
         // For people reading the file: which personality these adapters refine.
-        manifest.personality = self.personality.as_ref().and_then(|p| p.path.file_name()).map(|n| n.to_string_lossy().into_owned());
+        manifest.personality = self.served_personality().and_then(|p| p.path.file_name().map(|n| n.to_string_lossy().into_owned()));
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| LearnError::Files(e.to_string()))?;
         crate::files::write_atomically(&self.dir.join(MANIFEST), &json)
             .map_err(|e| LearnError::Files(format!("{}: {e}", self.dir.display())))
@@ -157,7 +164,7 @@ impl Learning for LocalLearning {
     }
 
     fn gate(&self, candidate: &Path, served: Option<&Path>) -> Result<(), String> {
-        let sha256 = sha256_file(&self.model_path).map_err(|e| format!("{}: {e}", self.model_path.display()))?;
+        let sha256 = self.model_sha256().map_err(|e| e.to_string())?;
         let dataset = match crate::train::data::Dataset::read(&self.gate.dataset, &sha256) {
             Ok(dataset) if !dataset.heldout.is_empty() => dataset,
             Ok(_) => return Ok(()),
@@ -167,7 +174,7 @@ impl Learning for LocalLearning {
             }
         };
         let heldout = dataset.newest_heldout(self.gate.examples);
-        let under: Vec<(PathBuf, f32)> = self.personality.iter().map(|p| (p.path.clone(), 1.0)).collect();
+        let under: Vec<(PathBuf, f32)> = self.served_personality().into_iter().map(|p| (p.path, 1.0)).collect();
         let perplexity = |feedback: Option<&Path>| {
             let adapters: Vec<(PathBuf, f32)> = under.iter().cloned().chain(feedback.map(|p| (p.to_path_buf(), 1.0))).collect();
             crate::train::heldout_ppl(&self.model_path, &adapters, heldout, 1).map_err(|e| format!("scoring it: {e}"))

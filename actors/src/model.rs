@@ -16,6 +16,8 @@ pub enum ModelMsg {
     Measure(Vec<crate::prompt::ChatTurn>, RpcReplyPort<Result<usize, ModelError>>),
     /// Serve this LoRA adapter (`None`: the base model); answered once the swap is done.
     SetAdapter(Option<std::path::PathBuf>, RpcReplyPort<Result<(), ModelError>>),
+    /// Serve this personality adapter with no feedback adapter over it; answered once done.
+    SetPersonality(Option<std::path::PathBuf>, RpcReplyPort<Result<(), ModelError>>),
     /// Stop taking jobs, let running ones finish within the grace period, then cancel them.
     Drain(Duration, RpcReplyPort<()>),
     /// Fault injection for supervision tests: the handler panics.
@@ -81,13 +83,14 @@ impl Actor for ModelActor {
                 });
             }
             ModelMsg::SetAdapter(path, reply) => {
-                // The swap waits for replies in flight; the actor goes on meanwhile.
                 let (done, swapped) = tokio::sync::oneshot::channel();
                 state.engine.set_adapter(path, done);
-                tokio::spawn(async move {
-                    let result = swapped.await.unwrap_or(Err(ModelError::Unavailable));
-                    let _ = reply.send(result);
-                });
+                answer_when_swapped(swapped, reply);
+            }
+            ModelMsg::SetPersonality(path, reply) => {
+                let (done, swapped) = tokio::sync::oneshot::channel();
+                state.engine.set_personality(path, done);
+                answer_when_swapped(swapped, reply);
             }
             ModelMsg::Drain(grace, reply) => {
                 let engine = state.engine.clone();
@@ -99,4 +102,12 @@ impl Actor for ModelActor {
         }
         Ok(())
     }
+}
+
+/// A swap waits for the replies in flight; the actor goes on meanwhile.
+fn answer_when_swapped(swapped: tokio::sync::oneshot::Receiver<Result<(), ModelError>>, reply: RpcReplyPort<Result<(), ModelError>>) {
+    tokio::spawn(async move {
+        let result = swapped.await.unwrap_or(Err(ModelError::Unavailable));
+        let _ = reply.send(result);
+    });
 }

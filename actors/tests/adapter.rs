@@ -4,8 +4,10 @@
 mod support;
 
 use sidekick_actors::commands::Access;
-use sidekick_actors::ports::{AdapterManifest, Learning};
+use sidekick_actors::feedback::FeedbackMsg;
+use sidekick_actors::ports::{AdapterManifest, Learning, Personality};
 use sidekick_actors::testing::{adapter_version, FakeLearning};
+use sidekick_actors::RootMsg;
 use std::path::PathBuf;
 use std::sync::Arc;
 use support::{channel, Message, Setup, Tree};
@@ -141,4 +143,36 @@ async fn a_version_the_gate_refuses_is_kept_not_served_and_rl_metrics_says_why()
     tree.until("v2 is served", || tree.loader.model.adapters() == [path(2)]).await;
     let shown = tree.say(here, owner("!rl_metrics")).await.answer().unwrap_or_default().to_string();
     assert!(!shown.contains("kept, not served"), "{shown}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_personality_is_served_alone_and_a_fresh_adapter_learns_the_votes_again() {
+    let mut setup = Setup { learning: Some(Arc::new(FakeLearning::default())), ..Setup::default() };
+    setup.rl.save_every = 2;
+    let tree = setup.start().await;
+    let (here, model, learning) = (channel(1), &tree.loader.model, tree.learning.clone().unwrap());
+    for _ in 0..2 {
+        assert!(tree.say(here, Message::addressed("hello")).await.replied());
+        assert!(tree.say(here, Message::addressed("!feedback 5")).await.answer().unwrap().starts_with("Thanks!"));
+    }
+    tree.until("v1 is served", || model.adapters() == [path(1)]).await;
+
+    let voice = Personality { path: "/adapters/personality-v2.gguf".into(), summary: "personality-v2.gguf, perplexity 40.00".into() };
+    let asked = tree.root.call(|reply| RootMsg::Feedback(FeedbackMsg::NewPersonality(Some(voice.clone()), reply)), None).await;
+    assert_eq!(asked.unwrap().unwrap(), Ok(()));
+    assert_eq!(model.personalities(), [Some(voice.path.clone())]);
+    assert_eq!(model.adapters(), [path(1), None], "no feedback adapter over the new voice");
+    let manifest = learning.manifest().unwrap();
+    assert_eq!(manifest.base_model_sha256, "base+personality-v2.gguf");
+    assert_eq!((manifest.versions.len(), manifest.active, manifest.next_version), (0, None, 2), "v1 is set aside");
+    let shown = admin(&tree, "!adapter").await;
+    assert!(shown.starts_with("Serving the base model: no adapter has been trained yet."), "{shown}");
+    assert!(shown.contains("Under it, the server's voice: personality-v2.gguf, perplexity 40.00."), "{shown}");
+
+    // The two votes are learned again, from a fresh adapter, on the new voice.
+    tree.until("v2 is served", || model.adapters().last() == Some(&path(2))).await;
+    let log = learning.log();
+    assert_eq!((log.steps, log.saved.clone()), (4, vec!["adapter-v1.gguf".to_string(), "adapter-v2.gguf".to_string()]));
+    assert_eq!(log.opened_from, [None, None], "each adapter started from nothing");
+    assert_eq!(learning.manifest().unwrap().versions[0].step, 2);
 }

@@ -92,9 +92,12 @@ async fn train_run(exe: PathBuf, config_file: PathBuf, fetch_first: bool, run: A
     if let Some(stderr) = child.stderr.take() {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            // Progress lines ("step 5/50: loss 3.1, 70 tokens/s, 800 s left") for `!train status`.
+            // Progress lines ("step 5/50: loss 3.1, 70 tokens/s, 800 s left", "eval: …") for
+            // `!train status`.
             if line.starts_with("step ") || line.starts_with("resuming") {
                 doing(format!("training, {line}"));
+            } else if let Some(eval) = line.strip_prefix("eval: ") {
+                doing(format!("evaluating, {eval}"));
             } else if !line.trim().is_empty() {
                 errors.push(line);
             }

@@ -27,23 +27,44 @@ pub enum EngineCmd {
         turns: Vec<ChatTurn>,
         done: tokio::sync::oneshot::Sender<Result<usize, ModelError>>,
     },
-    /// Serve another adapter once the replies in flight are done.
-    SetAdapter {
-        adapter: Option<PathBuf>,
-        done: tokio::sync::oneshot::Sender<Result<(), ModelError>>,
-    },
+    /// Serve other adapters once the replies in flight are done.
+    Swap(Swap),
     Shutdown {
         deadline: Instant,
     },
 }
 
-/// Why a round of serving ended.
-/// An adapter to serve (`None`: the base model), and who hears when it is served.
-pub(super) type SwapRequest = (Option<PathBuf>, tokio::sync::oneshot::Sender<Result<(), ModelError>>);
+/// A change of what is served, and who hears when it is done.
+pub struct Swap {
+    /// `Some(p)`: serve the personality `p` (`None`: none) from now on.
+    pub personality: Option<Option<PathBuf>>,
+    /// The feedback adapter to serve over the personality (`None`: none).
+    pub feedback: Option<PathBuf>,
+    pub done: Vec<tokio::sync::oneshot::Sender<Result<(), ModelError>>>,
+}
 
+impl Swap {
+    /// A later request for the same free moment: its feedback adapter replaces this one's, and
+    /// a personality either asked for stays asked for; everyone hears how the one swap went.
+    pub(super) fn merge(&mut self, later: Swap) {
+        if later.personality.is_some() {
+            self.personality = later.personality;
+        }
+        self.feedback = later.feedback;
+        self.done.extend(later.done);
+    }
+
+    pub(super) fn answer(self, result: &Result<(), ModelError>) {
+        for done in self.done {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// Why a round of serving ended.
 pub(super) enum Served {
     Shutdown,
-    Swap { adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>> },
+    Swap(Swap),
 }
 
 /// llama.cpp's backend is process-wide and may be initialised only once.
@@ -102,12 +123,12 @@ pub fn run(
         }
         match scheduler.serve(&inbox) {
             Served::Shutdown => return,
-            Served::Swap { adapter, done } => {
+            Served::Swap(swap) => {
                 carried = std::mem::take(&mut scheduler.waiting);
                 drop(scheduler);
-                let swapped = weights.swap(backend, &config, adapter);
+                let swapped = weights.swap(backend, &config, swap.personality.clone(), swap.feedback.clone());
                 let gone = matches!(swapped, Err(ModelError::Load(_)));
-                let _ = done.send(swapped);
+                swap.answer(&swapped);
                 if gone {
                     fail_all(&mut carried);
                     return;
@@ -153,11 +174,13 @@ impl Weights {
         let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
             .map_err(|e| ModelError::Load(format!("{}: {e} (is it a GGUF model file?)", config.model_path.display())))?;
         let serving = config.adapter.lock_or_recover().clone();
-        let mut weights = Weights { model, adapters: HashMap::new(), serving, personality: config.personality.clone() };
+        let personality = config.personality.lock_or_recover().clone();
+        let mut weights = Weights { model, adapters: HashMap::new(), serving, personality };
         if let Some(path) = weights.personality.clone() {
             if let Err(e) = load_adapter(&mut weights.model, &mut weights.adapters, &path) {
                 tracing::error!(error = %e, "serving without the personality adapter");
                 weights.personality = None;
+                *config.personality.lock_or_recover() = None;
             }
         }
         if let Err(e) = weights.applied(weights.serving.clone().as_deref()).and_then(|p| weights.load_file(p.as_deref())) {
@@ -169,26 +192,31 @@ impl Weights {
         Ok(weights)
     }
 
-    /// The one file llama.cpp applies for `feedback` over the personality: llama-cpp-2 sets
-    /// one adapter per context, so both are served as one with their ranks side by side.
+    /// The one file llama.cpp applies for `feedback` over the served personality.
     fn applied(&self, feedback: Option<&Path>) -> Result<Option<PathBuf>, ModelError> {
-        match (&self.personality, feedback) {
-            (None, feedback) => Ok(feedback.map(Path::to_path_buf)),
-            (Some(personality), None) => Ok(Some(personality.clone())),
-            (Some(personality), Some(feedback)) => combined(personality, feedback).map(Some),
-        }
+        applied(self.personality.as_deref(), feedback)
     }
 
     fn load_file(&mut self, path: Option<&Path>) -> Result<(), ModelError> {
         path.map_or(Ok(()), |p| load_adapter(&mut self.model, &mut self.adapters, p))
     }
 
-    /// Serves `adapter` from the next round on. A failed reload of the model is
+    /// Serves `feedback` over `personality` (`None`: the one served now) from the next round
+    /// on; on an error what was served stays. A failed reload of the model is
     /// `ModelError::Load`: the engine cannot go on.
-    fn swap(&mut self, backend: &LlamaBackend, config: &EngineConfig, adapter: Option<PathBuf>) -> Result<(), ModelError> {
-        let applied = self.applied(adapter.as_deref())?;
-        let cached = applied.as_ref().is_some_and(|p| self.adapters.contains_key(p));
-        if !cached && self.adapters.len() >= MAX_LOADED_ADAPTERS {
+    fn swap(
+        &mut self,
+        backend: &LlamaBackend,
+        config: &EngineConfig,
+        personality: Option<Option<PathBuf>>,
+        feedback: Option<PathBuf>,
+    ) -> Result<(), ModelError> {
+        let personality = personality.unwrap_or_else(|| self.personality.clone());
+        // The personality alone first: a file that is not an adapter for this model is named
+        // as such, not as a failed combination.
+        let wanted = [personality.clone(), applied(personality.as_deref(), feedback.as_deref())?];
+        let missing = wanted.iter().flatten().filter(|p| !self.adapters.contains_key(*p)).count();
+        if missing > 0 && self.adapters.len() + missing > MAX_LOADED_ADAPTERS {
             // llama.cpp frees adapters only with their model: reload it (well under a second
             // for a small model) so months of swaps do not pile up in memory.
             self.adapters.clear();
@@ -201,10 +229,13 @@ impl Weights {
                 self.serving = None;
             }
         }
-        self.load_file(applied.as_deref())?;
-        tracing::info!(adapter = ?adapter, personality = ?self.personality, "serving a new adapter");
-        self.serving = adapter;
+        for path in wanted.iter().flatten() {
+            self.load_file(Some(path))?;
+        }
+        tracing::info!(adapter = ?feedback, personality = ?personality, "serving new adapters");
+        (self.serving, self.personality) = (feedback, personality);
         *config.adapter.lock_or_recover() = self.serving.clone();
+        *config.personality.lock_or_recover() = self.personality.clone();
         Ok(())
     }
 
@@ -217,6 +248,16 @@ impl Weights {
             .map(|n| n.to_string_lossy().into_owned())
             .collect();
         (!names.is_empty()).then(|| names.join(" over "))
+    }
+}
+
+/// The one file llama.cpp applies for `feedback` over `personality`: llama-cpp-2 sets one
+/// adapter per context, so both are served as one with their ranks side by side.
+fn applied(personality: Option<&Path>, feedback: Option<&Path>) -> Result<Option<PathBuf>, ModelError> {
+    match (personality, feedback) {
+        (None, feedback) => Ok(feedback.map(Path::to_path_buf)),
+        (Some(personality), None) => Ok(Some(personality.to_path_buf())),
+        (Some(personality), Some(feedback)) => combined(personality, feedback).map(Some),
     }
 }
 

@@ -7,7 +7,7 @@ mod scheduler;
 pub mod slots;
 
 pub use engine::backend;
-use engine::EngineCmd;
+use engine::{EngineCmd, Swap};
 pub use scheduler::sampler;
 use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 use sidekick_actors::prompt::ChatTurn;
@@ -42,9 +42,9 @@ pub struct EngineConfig {
     /// The LoRA adapter to serve (`None`: the base model). Swaps update it, so a model that
     /// is reloaded serves what was served before.
     pub adapter: Arc<Mutex<Option<PathBuf>>>,
-    /// The personality adapter (`sidekick train`), served under the feedback adapter for the
-    /// daemon's whole life; `None` when there is none or it cannot be loaded.
-    pub personality: Option<PathBuf>,
+    /// The personality adapter (`sidekick train`), served under the feedback adapter; `None`
+    /// when there is none or it cannot be loaded. Swaps update it, like `adapter`.
+    pub personality: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl EngineConfig {
@@ -62,7 +62,7 @@ impl EngineConfig {
             flash_attention: true,
             prefix_reuse: true,
             adapter: Arc::default(),
-            personality: None,
+            personality: Arc::default(),
         }
     }
 }
@@ -108,6 +108,12 @@ impl LlamaEngine {
         let info = ready_rx.recv().map_err(|_| ModelError::Load("the decoding thread died while loading".into()))??;
         Ok(Self { commands, closing: Arc::default(), info, stats, thread: Mutex::new(Some(thread)) })
     }
+
+    fn swap(&self, swap: Swap) {
+        if let Err(mpsc::SendError(EngineCmd::Swap(swap))) = self.commands.send(EngineCmd::Swap(swap)) {
+            swap.answer(&Err(ModelError::Unavailable));
+        }
+    }
 }
 
 impl LanguageModel for LlamaEngine {
@@ -133,9 +139,11 @@ impl LanguageModel for LlamaEngine {
     }
 
     fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
-        if let Err(mpsc::SendError(EngineCmd::SetAdapter { done, .. })) = self.commands.send(EngineCmd::SetAdapter { adapter, done }) {
-            let _ = done.send(Err(ModelError::Unavailable));
-        }
+        self.swap(Swap { personality: None, feedback: adapter, done: vec![done] });
+    }
+
+    fn set_personality(&self, personality: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
+        self.swap(Swap { personality: Some(personality), feedback: None, done: vec![done] });
     }
 
     fn shutdown(&self, grace: Duration) {

@@ -1,7 +1,7 @@
 //! One round of serving: the llama.cpp context, its sequences, and the shared batch every
 //! running reply advances in by one step.
 
-use super::engine::{EngineCmd, Served, SwapRequest};
+use super::engine::{EngineCmd, Served, Swap};
 use super::slots::{choose_slot, plan_reuse, Reuse};
 use super::EngineConfig;
 use llama_cpp_2::context::LlamaContext;
@@ -63,7 +63,7 @@ pub(super) struct Scheduler<'m> {
     /// The adapter this context serves (file name), reported with each reply.
     adapter: Option<String>,
     /// A swap asked for: no new admissions until the running replies finish.
-    swap: Option<SwapRequest>,
+    swap: Option<Swap>,
 }
 
 impl<'m> Scheduler<'m> {
@@ -144,11 +144,10 @@ impl<'m> Scheduler<'m> {
                     EngineCmd::Measure { turns, done } => {
                         let _ = done.send(self.render(&turns, false).map(|(_, tokens)| tokens.len()));
                     }
-                    EngineCmd::SetAdapter { adapter, done } => {
-                        if let Some((_, superseded)) = self.swap.replace((adapter, done)) {
-                            let _ = superseded.send(Err(ModelError::Superseded));
-                        }
-                    }
+                    EngineCmd::Swap(later) => match self.swap.as_mut() {
+                        Some(pending) => pending.merge(later),
+                        None => self.swap = Some(later),
+                    },
                     EngineCmd::Shutdown { deadline: d } => deadline = Some(deadline.map_or(d, |old| old.min(d))),
                 }
             }
@@ -161,15 +160,14 @@ impl<'m> Scheduler<'m> {
                         self.finish(idx, FinishReason::Shutdown);
                     }
                     self.publish_gauges();
-                    if let Some((_, done)) = self.swap.take() {
-                        let _ = done.send(Err(ModelError::Unavailable));
+                    if let Some(swap) = self.swap.take() {
+                        swap.answer(&Err(ModelError::Unavailable));
                     }
                     return Served::Shutdown;
                 }
             }
             if self.swap.is_some() && self.active_count() == 0 {
-                let (adapter, done) = self.swap.take().expect("checked");
-                return Served::Swap { adapter, done };
+                return Served::Swap(self.swap.take().expect("checked"));
             }
             if self.swap.is_none() {
                 self.admit();

@@ -37,7 +37,7 @@ pub fn train(config: &Config) -> anyhow::Result<ExitCode> {
                 v.compared_ppl
             );
             match &v.refused {
-                None => println!("It passed the gate and is now the personality served; a running daemon serves it from its next start (it sets aside the feedback adapter trained on the old voice)."),
+                None => println!("It passed the gate and is now the personality served; a running daemon serves it within seconds (it sets aside the feedback adapter trained on the old voice and learns a fresh one)."),
                 Some(why) => println!("Not served: {why}. The served personality stays."),
             }
             Ok(ExitCode::SUCCESS)

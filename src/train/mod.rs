@@ -182,7 +182,7 @@ pub fn run(config: &Config, threads: usize, progress: &mut dyn Progress) -> Resu
         served: false,
         refused: None,
     };
-    let version = gate_and_record(config, &dataset, &sha256, entry, threads)?;
+    let version = gate_and_record(config, &dataset, &sha256, entry, threads, progress)?;
     let _ = std::fs::remove_dir_all(&run_dir);
     Ok(Trained { version, path, resumed_at })
 }
@@ -292,6 +292,7 @@ fn gate_and_record(
     sha256: &str,
     mut entry: PersonalityVersion,
     threads: usize,
+    progress: &mut dyn Progress,
 ) -> Result<PersonalityVersion, TrainFailure> {
     let dir = &config.rl.adapters_dir;
     let mut manifest = PersonalityManifest::read(dir);
@@ -308,8 +309,16 @@ fn gate_and_record(
     let served = manifest.served(dir, sha256);
     let served_adapters: Vec<(PathBuf, f32)> = served.iter().map(|p| (p.clone(), 1.0)).collect();
     entry.compared_with = manifest.serving.clone().unwrap_or_else(|| "the base model".into());
-    entry.compared_ppl = heldout_ppl(&config.model.path, &served_adapters, heldout, threads)?;
-    entry.heldout_ppl = heldout_ppl(&config.model.path, &[(dir.join(&entry.file), 1.0)], heldout, threads)?;
+    // A line per evaluation: each takes minutes, and `!train status` shows the latest.
+    let mut eval = |name: &str, adapters: &[(PathBuf, f32)]| {
+        progress.note(&format!("eval: scoring {name} on {} held-out examples", heldout.len()));
+        let started = Instant::now();
+        let ppl = heldout_ppl(&config.model.path, adapters, heldout, threads)?;
+        progress.note(&format!("eval: {name}, held-out perplexity {ppl:.2} ({:.0} s)", started.elapsed().as_secs_f64()));
+        Ok::<f64, TrainFailure>(ppl)
+    };
+    entry.compared_ppl = eval(&entry.compared_with, &served_adapters)?;
+    entry.heldout_ppl = eval(&entry.file, &[(dir.join(&entry.file), 1.0)])?;
     match personality::gate(entry.heldout_ppl, entry.compared_ppl, config.train.max_ppl_rise) {
         Ok(()) => {
             entry.served = true;

@@ -2,7 +2,11 @@
 //! `personality.json`, which says what each was trained from, how it scored, and which one is
 //! served (only one that passed the gate).
 
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
+use sidekick_actors::feedback::FeedbackMsg;
+use sidekick_actors::RootMsg;
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST: &str = "personality.json";
@@ -79,6 +83,49 @@ pub fn served_personality(config: &crate::config::Config) -> Option<crate::learn
     };
     Some(crate::learning::Personality { path, summary })
 }
+
+/// Serves a personality that `sidekick train` (or `!train`) made while the daemon runs: every
+/// `every`, it reads which file `personality.json` names; when that changes, the feedback
+/// actor has the model serve the new one and starts a fresh feedback adapter on top of it
+/// (`FeedbackMsg::NewPersonality`). Ends with the actor tree.
+pub async fn watch(config: crate::config::Config, root: ActorRef<RootMsg>, mut served: Option<PathBuf>, every: std::time::Duration) {
+    let dir = config.rl.adapters_dir.clone();
+    // From what is served, not from the file: it may change before this task first runs.
+    let mut seen = served.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+    loop {
+        tokio::time::sleep(every).await;
+        let named = PersonalityManifest::read(&dir).serving;
+        if named == seen {
+            continue;
+        }
+        // Hashes the model file: off the runtime's threads.
+        let checked = config.clone();
+        let Ok(next) = tokio::task::spawn_blocking(move || served_personality(&checked)).await else { continue };
+        let path = next.as_ref().map(|p| p.path.clone());
+        if path == served {
+            seen = named;
+            continue;
+        }
+        let asked = root.call(|reply| RootMsg::Feedback(FeedbackMsg::NewPersonality(next, reply)), Some(SWAP_WAIT)).await;
+        match asked {
+            Ok(CallResult::Success(Ok(()))) => {
+                tracing::info!(personality = ?path, "serving the new personality; a fresh feedback adapter is trained on it");
+                (served, seen) = (path, named);
+            }
+            Ok(CallResult::Success(Err(why))) => {
+                // The same file would fail again: wait for the next one.
+                tracing::error!(%why, personality = ?path, "the new personality cannot be served; the old one stays");
+                seen = named;
+            }
+            // The feedback actor is restarting, or the swap waits on long replies: next time.
+            Ok(_) => {}
+            Err(_) => return, // the tree has stopped
+        }
+    }
+}
+
+/// How long a personality swap may wait for the replies in flight (and the swap before it).
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The gate every adapter passes before it is served: its held-out perplexity may rise at
 /// most `max_rise` over the served one's. `Err` says why not.

@@ -8,6 +8,8 @@ pub trait Progress {
     fn start(&mut self, total: u64, done: u64);
     fn step(&mut self, loss: f32, tokens: usize, seconds: f64);
     fn done(&mut self);
+    /// A line of its own: what an evaluation scored.
+    fn note(&mut self, line: &str);
 }
 
 pub struct TrainBar {
@@ -44,6 +46,9 @@ impl Progress for TrainBar {
     }
     fn done(&mut self) {
         self.bar.finish_and_clear();
+    }
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
     }
 }
 
@@ -94,4 +99,7 @@ impl Progress for TrainLog {
         }
     }
     fn done(&mut self) {}
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
 }

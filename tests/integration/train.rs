@@ -66,6 +66,11 @@ fn an_adapter_trained_to_be_worse_is_refused_and_the_served_one_stays() {
     let v1 = version(dir.path(), 0);
     println!("v1: held-out perplexity {} against the base model's {}", v1["heldout_ppl"], v1["compared_ppl"]);
     assert!(v1["heldout_ppl"].as_f64().unwrap() < v1["compared_ppl"].as_f64().unwrap(), "{v1}");
+    // A log line per evaluation, with the figures the manifest keeps.
+    for (name, ppl) in [("the base model", &v1["compared_ppl"]), ("personality-v1.gguf", &v1["heldout_ppl"])] {
+        let line = format!("eval: {name}, held-out perplexity {:.2} (", ppl.as_f64().unwrap());
+        assert!(shown.contains(&line), "no {line:?} in {shown}");
+    }
     assert_eq!(personality(dir.path())["serving"], "personality-v1.gguf");
 
     // Gibberish: every training reply replaced by random letters, learned hard.
@@ -274,6 +279,8 @@ fn the_daemon_serves_the_personality_under_the_feedback_adapter() {
     let mut config = crate::support::test_config(dir.path());
     config.rl.enabled = true;
     config.rl.save_every_steps = 2;
+    // Short training samples: a step takes seconds on one core instead of minutes.
+    config.rl.max_train_tokens = 128;
     config.generation.max_tokens = 12;
     // The gate scores each new feedback adapter on this many held-out examples, on one core.
     config.train.eval_examples = 8;
@@ -311,15 +318,40 @@ fn the_daemon_serves_the_personality_under_the_feedback_adapter() {
         assert_eq!(feedback["personality"], "personality-v1.gguf");
         assert!(feedback["base_model_sha256"].as_str().unwrap().contains('+'), "{feedback}");
 
-        // A new personality: the feedback adapter trained on the old voice is set aside.
+        // A new personality while the bot runs: it is served within seconds, the feedback
+        // adapter trained on the old voice is set aside, and a fresh one learns the same votes.
+        let daemon = start().await;
         served["serving"] = json!("personality-v2.gguf");
         std::fs::write(&manifest, served.to_string()).unwrap();
-        let daemon = start().await;
-        let shown = say(&daemon, "console-a", "!adapter").await.notice.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let shown = loop {
+            let shown = say(&daemon, "console-a", "!adapter").await.notice.unwrap();
+            if shown.contains("personality-v2.gguf") {
+                break shown;
+            }
+            assert!(Instant::now() < deadline, "the new personality was not served: {shown}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert!(shown.starts_with("Serving the base model: no adapter has been trained yet."), "{shown}");
-        assert!(shown.contains("personality-v2.gguf"), "{shown}");
         let fourth = say(&daemon, "console-d", "what's up").await;
         assert_eq!(daemon.store.reply(fourth.reply_id.unwrap()).unwrap().unwrap().adapter.as_deref(), Some("personality-v2.gguf"));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !say(&daemon, "console-a", "!adapter").await.notice.unwrap().starts_with("Serving adapter v2") {
+            assert!(Instant::now() < deadline, "no feedback adapter was trained on the new voice");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let fifth = say(&daemon, "console-e", "what's up").await;
+        let label = daemon.store.reply(fifth.reply_id.unwrap()).unwrap().unwrap().adapter;
+        assert_eq!(label.as_deref(), Some("adapter-v2.gguf over personality-v2.gguf"));
+        daemon.shutdown().await.unwrap();
+        let feedback: Value = serde_json::from_slice(&std::fs::read(dir.path().join("adapters/manifest.json")).unwrap()).unwrap();
+        assert_eq!(feedback["personality"], "personality-v2.gguf");
+        assert_eq!(feedback["versions"].as_array().unwrap().len(), 1, "the old voice's adapter is not in the new manifest: {feedback}");
+
+        // The next start serves both again.
+        let daemon = start().await;
+        let shown = say(&daemon, "console-a", "!adapter").await.notice.unwrap();
+        assert!(shown.starts_with("Serving adapter v2") && shown.contains("personality-v2.gguf"), "{shown}");
         daemon.shutdown().await.unwrap();
         assert!(dir.path().join("adapters/adapter-v1.gguf").is_file(), "set aside, not deleted");
     });

@@ -2,11 +2,11 @@
 //! pure rules of [`super::manifest`] decide.
 
 use super::manifest::Change;
-use super::training::{swap, TrainJob};
+use super::training::{swap, swap_personality, TrainJob};
 use super::{FeedbackMsg, FeedbackState};
 use crate::commands::AdapterCommand;
 use crate::metric_names as m;
-use crate::ports::AdapterVersion;
+use crate::ports::{AdapterVersion, Personality};
 use ractor::ActorRef;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -129,12 +129,43 @@ impl FeedbackState {
             return;
         };
         let path = self.path_of(version);
-        tokio::spawn(async move {
+        self.swapping = Some(tokio::spawn(async move {
             if let Err(why) = swap(model, path).await {
                 let _ = myself.send_message(FeedbackMsg::SwapFailed(version, why));
             }
-        });
+        }));
         self.publish();
+    }
+
+    /// A new personality: the model serves it with no feedback adapter over it, and learning
+    /// starts a fresh adapter on top of it from the journal's feedback. The adapters trained
+    /// on the old voice stay on disk, set aside (their manifest is replaced by a fresh one).
+    pub(super) async fn new_personality(&mut self, personality: Option<Personality>, myself: &ActorRef<FeedbackMsg>) -> Result<(), String> {
+        if let Some(earlier) = self.swapping.take() {
+            let _ = earlier.await;
+        }
+        let Some(model) = self.args.model.get() else { return Err("the model is restarting".into()) };
+        swap_personality(model, personality.as_ref().map(|p| p.path.clone())).await?;
+        tracing::info!(personality = ?personality.as_ref().map(|p| &p.path), "serving a new personality");
+        let Some(learning) = self.args.learning.clone() else { return Ok(()) };
+        learning.set_personality(personality);
+        let sha256 = learning.base_model_sha256().unwrap_or_default();
+        let (manifest, reset) = std::mem::take(&mut self.manifest).for_model(&sha256);
+        self.manifest = manifest;
+        if reset {
+            self.refused = None;
+            self.restart_trainer_from(None);
+            // What people said of the old voice's replies still says what they like.
+            if let Err(e) = self.replay(None, true) {
+                tracing::warn!(error = %e, "feedback journal unreadable; nothing to learn again");
+            }
+            self.write_manifest();
+        } else {
+            // The same voice after all: serve its feedback adapter again.
+            self.activate(self.manifest.active, myself);
+        }
+        self.publish();
+        Ok(())
     }
 
     /// Makes an admin's change: the model serves it first, then the manifest records it.

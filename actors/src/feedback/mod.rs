@@ -120,6 +120,9 @@ pub enum FeedbackMsg {
     SwapFailed(Option<u64>, String),
     /// The gate's verdict on a saved version: served if it passed.
     Gated(u64, Result<(), String>),
+    /// A new personality adapter passed its gate (`sidekick train`): serve it, and start a
+    /// fresh feedback adapter on top of it. Answered once the model serves it.
+    NewPersonality(Option<crate::ports::Personality>, RpcReplyPort<Result<(), String>>),
     /// Save the adapter now if it learned anything since the last save: at shutdown (served
     /// from the next start) or for a backup (served now).
     Save {
@@ -186,6 +189,9 @@ pub struct FeedbackState {
     broken: Option<String>,
     /// Why the newest saved version is not served, when the gate refused it.
     refused: Option<String>,
+    /// The last swap asked of the model: a new personality waits for it, so an adapter
+    /// trained on the old voice cannot be served over the new one.
+    swapping: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The most votes kept waiting; then the loudest user's oldest goes first (`fairness.rs`).
@@ -215,6 +221,7 @@ impl Actor for FeedbackActor {
             last_loss: None,
             broken: None,
             refused: None,
+            swapping: None,
             args,
         };
         let mut trained_through = None;
@@ -266,6 +273,10 @@ impl Actor for FeedbackActor {
             }
             FeedbackMsg::Drop(dropped) => state.drop_samples(dropped)?,
             FeedbackMsg::Gated(version, verdict) => state.gated(version, verdict, &myself),
+            FeedbackMsg::NewPersonality(personality, reply) => {
+                let answer = state.new_personality(personality, &myself).await;
+                let _ = reply.send(answer);
+            }
             FeedbackMsg::SwapFailed(version, why) => {
                 tracing::error!(?version, %why, "the model could not load the adapter; serving the previous one");
                 m::count_error("adapter_swap");

@@ -54,13 +54,20 @@ pub(super) fn spawn_trainer(
 
 /// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.
 pub(super) async fn swap(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
-    match model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(timeouts::ADAPTER_SWAP)).await {
+    swapped(model.call(|reply| ModelMsg::SetAdapter(path, reply), Some(timeouts::ADAPTER_SWAP)).await)
+}
+
+/// Asks the model actor to serve the personality `path` with no feedback adapter over it.
+pub(super) async fn swap_personality(model: ActorRef<ModelMsg>, path: Option<PathBuf>) -> Result<(), String> {
+    swapped(model.call(|reply| ModelMsg::SetPersonality(path, reply), Some(timeouts::ADAPTER_SWAP)).await)
+}
+
+fn swapped(answer: Result<ractor::rpc::CallResult<Result<(), ModelError>>, ractor::MessagingErr<ModelMsg>>) -> Result<(), String> {
+    match answer {
         Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
             metrics::counter!(m::ADAPTER_SWAPS).increment(1);
             Ok(())
         }
-        // The later change decides what is served; this one is simply moot.
-        Ok(ractor::rpc::CallResult::Success(Err(ModelError::Superseded))) => Ok(()),
         Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
         Ok(_) => Err("the model did not answer in time".into()),
         Err(e) => Err(e.to_string()),

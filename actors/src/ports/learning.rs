@@ -40,6 +40,14 @@ pub trait PolicyTrainer: Send + 'static {
     fn save(&mut self, path: &std::path::Path) -> Result<(), LearnError>;
 }
 
+/// The personality adapter (`sidekick train`) served under the feedback adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Personality {
+    pub path: std::path::PathBuf,
+    /// What `!adapter` says of it.
+    pub summary: String,
+}
+
 /// Where adapters live, and how a trainer is opened.
 pub trait Learning: Send + Sync + 'static {
     /// What adapters are trained on top of: the model file's sha256, and the personality
@@ -50,6 +58,9 @@ pub trait Learning: Send + Sync + 'static {
     fn personality(&self) -> Option<String> {
         None
     }
+    /// A new personality is served: from now on adapters are trained on top of it (what
+    /// [`Self::base_model_sha256`] and [`Self::open_trainer`] give changes with it).
+    fn set_personality(&self, _personality: Option<Personality>) {}
     fn adapters_dir(&self) -> std::path::PathBuf;
     fn read_manifest(&self) -> Result<Option<AdapterManifest>, LearnError>;
     /// Durable and atomic: a crash leaves the old manifest or the new one.

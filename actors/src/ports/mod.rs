@@ -10,7 +10,7 @@ mod store;
 
 pub use crate::feedback::manifest::{AdapterManifest, AdapterVersion};
 pub use jobs::HistoryJobs;
-pub use learning::{LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+pub use learning::{LearnError, Learning, Personality, PolicyTrainer, TrainReport, TrainSample};
 pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
 pub use retrieval::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 pub use store::{

@@ -75,9 +75,6 @@ pub enum ModelError {
     Decode(String),
     #[error("the adapter cannot be served: {0}")]
     Adapter(String),
-    /// A later adapter change replaced this one before it was made.
-    #[error("a later adapter change replaced this one")]
-    Superseded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +112,9 @@ pub trait LanguageModel: Send + Sync + 'static {
     /// replies in flight finish on the old weights, new ones wait for the swap. `done` hears
     /// when it happened.
     fn set_adapter(&self, adapter: Option<std::path::PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>);
+    /// Serves the personality adapter `personality` (`None`: none) with no feedback adapter
+    /// over it (one trained on another personality does not fit), like [`Self::set_adapter`].
+    fn set_personality(&self, personality: Option<std::path::PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>);
     /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest and
     /// waits for the decoding thread to end.
     fn shutdown(&self, grace: Duration);

@@ -1,7 +1,7 @@
 //! Learning in memory: the manifest in a field, a trainer that counts its steps and "saves"
 //! by recording the file name.
 
-use crate::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, PolicyTrainer, TrainReport, TrainSample};
+use crate::ports::{AdapterManifest, AdapterVersion, LearnError, Learning, Personality, PolicyTrainer, TrainReport, TrainSample};
 use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,7 @@ pub struct FakeLearning {
     pub refuse: Mutex<Option<String>>,
     manifest: Mutex<Option<AdapterManifest>>,
     log: Arc<Mutex<LearningLog>>,
+    personality: Mutex<Option<Personality>>,
 }
 
 impl Default for FakeLearning {
@@ -48,6 +49,7 @@ impl Default for FakeLearning {
             refuse: Mutex::default(),
             manifest: Mutex::default(),
             log: Arc::default(),
+            personality: Mutex::default(),
         }
     }
 }
@@ -78,8 +80,18 @@ impl PolicyTrainer for FakeTrainer {
 }
 
 impl Learning for FakeLearning {
+    /// `base`, or `base+<personality file>` when one is served.
     fn base_model_sha256(&self) -> Result<String, LearnError> {
-        Ok(self.sha256.clone())
+        match self.personality.lock_or_recover().as_ref() {
+            Some(p) => Ok(format!("{}+{}", self.sha256, p.path.file_name().unwrap_or_default().to_string_lossy())),
+            None => Ok(self.sha256.clone()),
+        }
+    }
+    fn personality(&self) -> Option<String> {
+        self.personality.lock_or_recover().as_ref().map(|p| p.summary.clone())
+    }
+    fn set_personality(&self, personality: Option<Personality>) {
+        *self.personality.lock_or_recover() = personality;
     }
     fn adapters_dir(&self) -> PathBuf {
         self.dir.clone()

@@ -38,6 +38,7 @@ pub struct ScriptedModel {
     held: Mutex<Vec<(GenerationJob, Option<Vec<String>>)>>,
     adapters: Mutex<Vec<Option<PathBuf>>>,
     refused_adapters: Mutex<HashSet<PathBuf>>,
+    personalities: Mutex<Vec<Option<PathBuf>>>,
 }
 
 impl ScriptedModel {
@@ -75,6 +76,11 @@ impl ScriptedModel {
     /// The adapters asked for, in order (`None`: the base model).
     pub fn adapters(&self) -> Vec<Option<PathBuf>> {
         self.adapters.lock_or_recover().clone()
+    }
+
+    /// The personalities asked for, in order (each swap also drops the feedback adapter).
+    pub fn personalities(&self) -> Vec<Option<PathBuf>> {
+        self.personalities.lock_or_recover().clone()
     }
 
     /// Makes swaps to `path` fail as a file llama.cpp cannot load would.
@@ -138,6 +144,15 @@ impl LanguageModel for ScriptedModel {
     fn set_adapter(&self, adapter: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
         let refused = adapter.as_ref().is_some_and(|p| self.refused_adapters.lock_or_recover().contains(p));
         self.adapters.lock_or_recover().push(adapter);
+        let _ = done.send(if refused { Err(ModelError::Adapter("refused by the test".into())) } else { Ok(()) });
+    }
+
+    fn set_personality(&self, personality: Option<PathBuf>, done: tokio::sync::oneshot::Sender<Result<(), ModelError>>) {
+        let refused = personality.as_ref().is_some_and(|p| self.refused_adapters.lock_or_recover().contains(p));
+        if !refused {
+            self.personalities.lock_or_recover().push(personality);
+            self.adapters.lock_or_recover().push(None);
+        }
         let _ = done.send(if refused { Err(ModelError::Adapter("refused by the test".into())) } else { Ok(()) });
     }
 
