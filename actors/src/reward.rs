@@ -3,7 +3,7 @@
 
 use crate::ports::{FeedbackEvent, FeedbackSource};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 /// Weights turning one piece of feedback into a reward.
@@ -86,9 +86,14 @@ impl RewardRules {
 #[derive(Debug, Default)]
 pub struct RewardLedger {
     by_source: HashMap<FeedbackSource, u64>,
-    /// Rewards in journal order, `None` once undone.
-    rewards: Vec<Option<f32>>,
-    /// Live reactions: (message, user, emoji) → index into `rewards`.
+    /// The standing rewards by their place in the journal (an undone reaction leaves), so
+    /// the last 100 are read without walking all of them.
+    standing: BTreeMap<usize, f32>,
+    /// Places handed out so far.
+    recorded: usize,
+    /// The sum of `standing`, kept as rewards come and go.
+    sum: f64,
+    /// Live reactions: (message, user, emoji) → place in `standing`.
     reactions: HashMap<(String, String, String), usize>,
 }
 
@@ -97,23 +102,42 @@ impl RewardLedger {
         *self.by_source.entry(event.source).or_default() += 1;
         let key = || (event.reply_message_id.clone().unwrap_or_default(), event.user.clone(), event.emoji.clone().unwrap_or_default());
         match event.source {
-            FeedbackSource::Command => self.rewards.push(Some(event.reward)),
+            FeedbackSource::Command => {
+                self.stand(event.reward);
+            }
             FeedbackSource::Reaction => {
-                self.reactions.insert(key(), self.rewards.len());
-                self.rewards.push(Some(event.reward));
+                let place = self.stand(event.reward);
+                if let Some(replaced) = self.reactions.insert(key(), place) {
+                    // The same reaction seen twice counts once.
+                    self.withdraw(replaced);
+                }
             }
             FeedbackSource::ReactionRemoved => {
-                if let Some(i) = self.reactions.remove(&key()) {
-                    self.rewards[i] = None;
+                if let Some(place) = self.reactions.remove(&key()) {
+                    self.withdraw(place);
                 }
             }
         }
     }
 
+    fn stand(&mut self, reward: f32) -> usize {
+        let place = self.recorded;
+        self.recorded += 1;
+        self.standing.insert(place, reward);
+        self.sum += f64::from(reward);
+        place
+    }
+
+    fn withdraw(&mut self, place: usize) {
+        if let Some(reward) = self.standing.remove(&place) {
+            self.sum -= f64::from(reward);
+        }
+    }
+
     /// The reward a live reaction gave, if this user's reaction is on record.
     pub fn live_reaction(&self, message: &str, user: &str, emoji: &str) -> Option<f32> {
-        let i = self.reactions.get(&(message.to_string(), user.to_string(), emoji.to_string()))?;
-        self.rewards[*i]
+        let place = self.reactions.get(&(message.to_string(), user.to_string(), emoji.to_string()))?;
+        self.standing.get(place).copied()
     }
 
     pub fn count(&self, source: FeedbackSource) -> u64 {
@@ -124,14 +148,16 @@ impl RewardLedger {
         self.by_source.values().sum()
     }
 
-    /// Mean reward of the last `n` standing rewards (all of them for `None`).
+    /// Mean reward of the last `n` standing rewards (all of them for `None`): reads `n`
+    /// rewards, or none for all of them.
     pub fn mean(&self, n: Option<usize>) -> Option<f32> {
-        let standing: VecDeque<f32> = self.rewards.iter().flatten().copied().collect();
-        let take = n.unwrap_or(standing.len()).min(standing.len());
-        if take == 0 {
-            return None;
+        let count = self.standing.len();
+        match n.map(|n| n.min(count)) {
+            _ if count == 0 => None,
+            Some(0) => None,
+            Some(take) if take < count => Some(self.standing.values().rev().take(take).sum::<f32>() / take as f32),
+            _ => Some((self.sum / count as f64) as f32),
         }
-        Some(standing.iter().rev().take(take).sum::<f32>() / take as f32)
     }
 }
 
