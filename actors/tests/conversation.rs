@@ -38,6 +38,32 @@ async fn a_flood_beyond_the_queue_bound_gets_one_busy_notice_and_is_all_stored()
 }
 
 #[tokio::test(start_paused = true)]
+async fn chatter_beyond_the_queue_bound_is_stored_silently_and_the_notice_waits_for_someone_who_asked() {
+    let tree = Setup::default().start().await;
+    let here = channel(1);
+    tree.loader.model.script(Script::hold(&["first"]));
+    let first = tree.send(here, Message::addressed("m0"));
+    tree.until("the first reply is being written", || tree.loader.model.held() == 1).await;
+    let texts: Vec<String> = (1..8).map(|i| format!("m{i}")).collect();
+    let rest: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tree.send(here, if (3..5).contains(&i) { Message::chatter(t) } else { Message::addressed(t) }))
+        .collect();
+    tree.loader.model.release();
+    assert!(first.heard(Duration::from_secs(60)).await.replied());
+    let mut heard = Vec::new();
+    for pending in rest {
+        heard.push(pending.heard(Duration::from_secs(60)).await);
+    }
+    // m4 and m5 are chatter beyond the bound: nothing; m6 asked: the one notice; m7: nothing.
+    assert!(heard[3].events.is_empty() && heard[4].events.is_empty(), "{:?} {:?}", heard[3], heard[4]);
+    assert_eq!(heard[5].notices(), [BUSY]);
+    assert!(heard[6].events.is_empty(), "{:?}", heard[6]);
+    assert_eq!(tree.store.messages(&here).into_iter().filter(|m| m.content.starts_with('m')).count(), 8, "all stored");
+}
+
+#[tokio::test(start_paused = true)]
 async fn only_allowlisted_channels_get_answers_once_there_is_an_allowlist() {
     let tree = Setup::default().start().await;
     let (allowed, other) = (channel(1), channel(2));

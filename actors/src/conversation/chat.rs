@@ -84,7 +84,8 @@ impl ConversationState {
             self.push_history(asked.turn.clone());
         }
         if inbound.queued_ahead >= self.args.defaults.chat.queue_limit {
-            if !self.busy_notified {
+            // Chatter is stored silently; the notice is for someone who asked the bot.
+            if inbound.addressed && !self.busy_notified {
                 self.busy_notified = true;
                 let _ = reply.send(ReplyEvent::Notice(BUSY.into()));
             }
