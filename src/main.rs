@@ -71,8 +71,8 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    load_dotenv(&cli.config);
     init_logging();
-    let _ = dotenvy::dotenv();
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match Config::load(&cli.config, explicit, &env) {
@@ -114,6 +114,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `.env` before logging starts, so `SIDEKICK_LOG` in it counts: the one beside the config
+/// file, then the working directory's. Neither overrides what the environment already says.
+fn load_dotenv(config_file: &std::path::Path) {
+    if let Some(dir) = config_file.parent() {
+        let _ = dotenvy::from_path(dir.join(".env"));
+    }
+    let _ = dotenvy::dotenv();
 }
 
 fn init_logging() {

@@ -41,6 +41,26 @@ fn piped_chat_answers_ping_and_a_message_then_exits() {
 }
 
 #[test]
+fn a_dotenv_beside_the_config_file_is_read_before_logging_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("sidekick.toml"), "").unwrap();
+    let chat = || {
+        let mut cmd = sidekick(dir.path());
+        cmd.env_remove("SIDEKICK_LOG").args(["--config", "conf/sidekick.toml", "chat"]);
+        run_with_input(cmd, "!ping\n")
+    };
+    let quiet = chat();
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert!(!text(&quiet.stderr).contains("model loaded"), "warnings only by default: {}", text(&quiet.stderr));
+    std::fs::write(conf.join(".env"), "SIDEKICK_LOG=info\n").unwrap();
+    let told = chat();
+    assert_eq!(text(&told.stdout).trim(), "Pong!");
+    assert!(text(&told.stderr).contains("model loaded"), "SIDEKICK_LOG from conf/.env: {}", text(&told.stderr));
+}
+
+#[test]
 fn sigterm_during_a_reply_exits_zero_and_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = sidekick(dir.path());
