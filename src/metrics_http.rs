@@ -41,7 +41,12 @@ fn register_at_zero() {
     ] {
         metrics::counter!(counter).increment(0);
     }
-    for gauge in [m::QUEUE_DEPTH, m::INFLIGHT_SEQUENCES, m::LAST_LOSS, m::ADAPTER_VERSION, m::LAST_ADAPTER_SAVE, m::INDEX_SIZE] {
+    for why in ["idle", "least recently used"] {
+        metrics::counter!(m::CHANNELS_LET_GO, "why" => why).increment(0);
+    }
+    for gauge in
+        [m::QUEUE_DEPTH, m::INFLIGHT_SEQUENCES, m::LAST_LOSS, m::ADAPTER_VERSION, m::LAST_ADAPTER_SAVE, m::INDEX_SIZE, m::OPEN_CHANNELS]
+    {
         metrics::gauge!(gauge).increment(0.0);
     }
 }
@@ -76,4 +81,6 @@ fn describe() {
     describe_gauge!(m::ADAPTER_VERSION, "Adapter version served (0: the base model)");
     describe_counter!(m::ADAPTER_SWAPS, "Adapters swapped into the running model");
     describe_gauge!(m::LAST_ADAPTER_SAVE, Unit::Seconds, "Unix time of the last adapter save");
+    describe_gauge!(m::OPEN_CHANNELS, "Conversation actors open now");
+    describe_counter!(m::CHANNELS_LET_GO, "Conversations let go, idle or least recently used");
 }

@@ -31,6 +31,8 @@ pub const ADAPTER_SWAPS: &str = "sidekick_rl_adapter_swaps_total";
 pub const LAST_ADAPTER_SAVE: &str = "sidekick_rl_last_save_timestamp_seconds";
 pub const DISCORD_CONNECTED: &str = "sidekick_discord_connected";
 pub const DISCORD_LATENCY: &str = "sidekick_discord_latency_seconds";
+pub const OPEN_CHANNELS: &str = "sidekick_open_channels";
+pub const CHANNELS_LET_GO: &str = "sidekick_channels_let_go_total";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
 pub const LATENCY_BUCKETS: &[f64] =

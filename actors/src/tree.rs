@@ -12,6 +12,8 @@ pub struct TreeStatus {
     pub engine: Option<crate::ports::EngineStats>,
     pub retrieval: Option<crate::ports::RetrievalStats>,
     pub channels: usize,
+    /// The open conversations, least recently used first (the next to go at the cap).
+    pub open: Vec<crate::channel_key::ChannelKey>,
     pub uptime: Duration,
     pub restarts: u64,
     /// The adapter served (`None`: the base model).

@@ -2,6 +2,7 @@
 //! conversation actor per channel on first use, and restarts any child that fails, within
 //! limits and with backoff. Purges and `!forgetme` are in `privacy.rs`.
 
+mod idle;
 mod privacy;
 
 use crate::channel_key::ChannelKey;
@@ -83,6 +84,8 @@ pub enum RootMsg {
     Drain(Duration, RpcReplyPort<()>),
     /// A purge of this channel is done: it takes messages again.
     Purged(ChannelKey),
+    /// Let go of conversations idle longer than `chat.idle_minutes` (every minute).
+    LetGoIdle,
     /// Fault injection for supervision tests: that child's handler panics.
     #[cfg(feature = "fault-injection")]
     InjectPanic(Child),
@@ -121,6 +124,8 @@ pub struct RootState {
     rl_summary: Arc<RwLock<crate::feedback::RlSummary>>,
     watchdog: Option<ActorRef<crate::watchdog::WatchdogMsg>>,
     channels: HashMap<ChannelKey, Conversation>,
+    /// When each open conversation last got a message.
+    used: HashMap<ChannelKey, Instant>,
     global: SharedGlobal,
     children: HashMap<ActorId, Child>,
     trackers: HashMap<Child, RestartTracker>,
@@ -150,6 +155,7 @@ impl Actor for RootSupervisor {
             rl_summary: Arc::default(),
             watchdog: None,
             channels: HashMap::new(),
+            used: HashMap::new(),
             children: HashMap::new(),
             trackers: HashMap::new(),
             disabled: HashMap::new(),
@@ -167,6 +173,8 @@ impl Actor for RootSupervisor {
             tracing::error!(error = %e, "the feedback actor could not start; learning is off until the next start");
         }
         state.start_watchdog(&myself).await?;
+        let every = state.args.defaults.chat.idle_after().min(Duration::from_secs(60));
+        myself.send_interval(every, || RootMsg::LetGoIdle);
         Ok(state)
     }
 
@@ -199,6 +207,7 @@ impl Actor for RootSupervisor {
             RootMsg::Purged(channel) => {
                 state.purging.remove(&channel);
             }
+            RootMsg::LetGoIdle => state.let_go_idle(),
             RootMsg::Tree(TreeRequest::Status(reply)) => {
                 let _ = reply.send(state.status().await);
             }
@@ -310,6 +319,8 @@ impl RootState {
             Child::Watchdog => self.watchdog = None,
             Child::Channel(id) => {
                 self.channels.remove(id);
+                self.used.remove(id);
+                self.publish_open();
             }
         }
     }
@@ -334,6 +345,7 @@ impl RootState {
             engine,
             retrieval,
             channels: self.channels.len(),
+            open: self.open_by_use(),
             uptime: self.started.elapsed(),
             restarts: self.restarts,
             adapter: self.rl_summary.read_or_recover().active.clone(),
@@ -427,6 +439,7 @@ impl RootState {
         if let Some(entry) = self.channels.get(&key) {
             return Ok(entry.clone());
         }
+        self.make_room();
         let pending = Arc::new(AtomicUsize::new(0));
         let args = ConversationArgs {
             channel: key,
@@ -443,6 +456,7 @@ impl RootState {
         let (actor, _) = Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await?;
         self.children.insert(actor.get_id(), Child::Channel(key));
         self.channels.insert(key, (actor.clone(), pending.clone()));
+        self.publish_open();
         Ok((actor, pending))
     }
 
@@ -453,6 +467,7 @@ impl RootState {
             tracing::debug!(channel = %id, "stopping");
             actor.stop(Some("restart".into()));
         }
+        self.used.clear();
         if let Some(model) = self.model.get() {
             // Forget it first so its termination is not taken for a failure to restart.
             self.children.remove(&model.get_id());
@@ -492,6 +507,7 @@ impl RootState {
             }
             self.disabled.remove(&key);
         }
+        self.touch(key);
         match self.channel(myself, key).await {
             Ok((actor, pending)) => {
                 let mut inbound = inbound;
