@@ -2,7 +2,7 @@
 //! model works, split at 2,000 characters, as a reply to the message, pinging nobody.
 
 use ractor::ActorRef;
-use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, MessageId};
+use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Http, MessageId, MessageReference, MessageReferenceKind};
 use sidekick_actors::metric_names as m;
 use sidekick_actors::split::{split_message, DISCORD_LIMIT};
 use sidekick_actors::{ReplyEvent, RootMsg};
@@ -36,25 +36,29 @@ pub async fn deliver(
             ReplyEvent::Failed(why) => format!("⚠️ {why}"),
         };
         drop(typing.take());
-        let sent = send(&http, channel, to, &text).await;
-        if let Some(reply_id) = reply_id.filter(|_| !sent.is_empty()) {
-            let message_ids = sent.iter().map(|id| id.to_string()).collect();
-            let _ = root.send_message(RootMsg::Delivered { reply_id, message_ids });
-        }
+        send(&http, channel, to, &text, |sent| {
+            // Linked part by part: a reaction on the first part counts while the rest is sent.
+            if let Some(reply_id) = reply_id {
+                let _ = root.send_message(RootMsg::Delivered { reply_id, message_ids: vec![sent.to_string()] });
+            }
+        })
+        .await;
     }
 }
 
-/// Returns the ids of the messages sent.
-async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str) -> Vec<MessageId> {
-    let mut sent = Vec::new();
+/// Sends `text` in parts; `sent` is told each part's id as soon as Discord has it.
+async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str, mut sent: impl FnMut(MessageId)) {
     for (i, piece) in split_message(text, DISCORD_LIMIT).into_iter().enumerate() {
         // An empty allowed-mentions list: a reply never pings @everyone, roles or users.
         let mut message = CreateMessage::new().content(piece).allowed_mentions(CreateAllowedMentions::new());
         if i == 0 {
-            message = message.reference_message((channel, to));
+            // Only the first part is a reply (a long answer notifies once). If the message was
+            // deleted meanwhile, Discord sends it as a plain message instead of refusing it.
+            let reference = MessageReference::new(MessageReferenceKind::Default, channel).message_id(to).fail_if_not_exists(false);
+            message = message.reference_message(reference);
         }
         match channel.send_message(http, message).await {
-            Ok(message) => sent.push(message.id),
+            Ok(message) => sent(message.id),
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "could not send a reply");
                 m::count_error("discord_send");
@@ -62,5 +66,4 @@ async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str) -> Vec
             }
         }
     }
-    sent
 }

@@ -116,6 +116,19 @@ async fn answered(fake: &FakeDiscord, bot: &Bot, channel: u64, id: u64, text: &s
     replied
 }
 
+/// The reply Discord message `id` is linked to, waiting a little for the link (the supervisor
+/// writes it just after the message is sent).
+async fn linked(bot: &Bot, id: u64) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = bot.daemon.store.reply_for_message(&id.to_string()).unwrap();
+        if reply.is_some() || Instant::now() >= deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn no_pings(m: &SentMessage) -> bool {
     let allowed = m.allowed_mentions().expect("allowed_mentions is always sent");
     ["parse", "users", "roles"].iter().all(|k| allowed[k].as_array().is_some_and(|a| a.is_empty()))
@@ -301,9 +314,15 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     };
     assert!(whole.chars().count() > 4500, "the model wrote {} characters", whole.chars().count());
     assert_eq!(pieces.len(), 3, "{} characters in {} pieces", whole.chars().count(), pieces.len());
-    for piece in &pieces {
+    let reply = linked(&bot, first.message_id).await;
+    assert!(reply.is_some(), "the reply is linked for reactions");
+    for (i, piece) in pieces.iter().enumerate() {
         assert!(piece.content().chars().count() <= 2000);
         assert!(no_pings(piece));
+        // Only the first part is a Discord reply: a long answer notifies once.
+        assert_eq!(piece.reference().is_some(), i == 0, "part {i}");
+        // A reaction on any part rates the reply.
+        assert_eq!(linked(&bot, piece.message_id).await, reply, "part {i}");
     }
 
     // A reply that says @everyone pings no one.
@@ -315,6 +334,23 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     let store = FjallStore::open(&store_dir).unwrap();
     let history = store.recent_history(&ChannelKey::guild(GUILD, CH1), 10).unwrap();
     assert_eq!(history[1].content.split_whitespace().collect::<String>(), whole.split_whitespace().collect::<String>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_message_deleted_meanwhile_is_still_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let bot = start(&bot_config(dir.path(), &fake), &fake, Arc::new(SystemClock)).await;
+
+    // Deleted while the model is still writing the answer.
+    let question = mention(&fake, CH1, &alice(), "What colour is the sky?").await;
+    fake.delete(CH1, question);
+    let sent = reply_to(&fake, question).await;
+    assert!(!sent.content().is_empty());
+    let delivered = fake.message(sent.message_id).expect("the answer reached the channel");
+    assert_eq!(delivered["type"], 0, "delivered as a plain message, the question being gone");
+    assert!(linked(&bot, sent.message_id).await.is_some(), "and linked for reactions");
+    bot.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

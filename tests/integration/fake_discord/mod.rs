@@ -230,6 +230,22 @@ impl FakeDiscord {
         self.inner.reaction(false, channel_id, message_id, user, emoji);
     }
 
+    /// Message `id` is deleted (announced with MESSAGE_DELETE).
+    pub fn delete(&self, channel_id: u64, id: u64) {
+        let mut st = self.inner.state();
+        st.messages.remove(&id);
+        let mut d = json!({ "id": id.to_string(), "channel_id": channel_id.to_string() });
+        if self.inner.is_guild_channel_in(&st, channel_id) {
+            d["guild_id"] = json!(self.inner.guild_id.to_string());
+        }
+        dispatch(&mut st, "MESSAGE_DELETE", d);
+    }
+
+    /// The message as the fake keeps it (`type` 19 is a reply, 0 a plain message).
+    pub fn message(&self, id: u64) -> Option<Value> {
+        self.inner.state().messages.get(&id).cloned()
+    }
+
     /// Every message the bot sent, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.inner.state().sent.clone()

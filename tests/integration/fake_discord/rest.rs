@@ -156,7 +156,17 @@ impl Inner {
             ("POST", ["channels", channel, "messages"]) => {
                 let channel_id = parse_id(channel);
                 let content = body["content"].as_str().unwrap_or("");
-                let reply_to = id_of(&body["message_reference"]["message_id"]);
+                let mut reply_to = id_of(&body["message_reference"]["message_id"]);
+                if reply_to.is_some_and(|r| !self.state().messages.contains_key(&r)) {
+                    // As Discord: a reply to an unknown message is refused, unless the sender
+                    // said `fail_if_not_exists: false`, and then it is sent as a plain message.
+                    if body["message_reference"]["fail_if_not_exists"] != json!(false) {
+                        let why = json!([{ "code": "REPLIES_UNKNOWN_MESSAGE", "message": "Unknown message" }]);
+                        let errors = json!({ "message_reference": { "_errors": why } });
+                        return (StatusCode::BAD_REQUEST, json!({ "message": "Invalid Form Body", "code": 50035, "errors": errors }));
+                    }
+                    reply_to = None;
+                }
                 let id = self.post_message(NewMessage { channel_id, author: &self.bot, content, mentions: vec![], reply_to });
                 let mut st = self.state();
                 st.sent.push(SentMessage { channel_id, message_id: id, body });
