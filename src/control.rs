@@ -9,8 +9,14 @@ use sidekick_actors::RootMsg;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+
+/// The largest request read: a history batch (2,000 messages of up to 4,000 characters, as
+/// JSON) fits many times over; anything larger is refused, not buffered.
+pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
+/// How long a client may take to send its request (a local socket needs milliseconds).
+pub const REQUEST_TIME: Duration = Duration::from_secs(10);
 
 pub fn socket_path(config: &Config) -> PathBuf {
     config.storage.path.join("sidekick.sock")
@@ -104,7 +110,16 @@ impl ControlServer {
 async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallStore>, config: &Config, faults: bool) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
+    let mut bounded = BufReader::new(read).take(MAX_REQUEST_BYTES + 1);
+    let Ok(got) = tokio::time::timeout(REQUEST_TIME, bounded.read_line(&mut line)).await else {
+        let why = format!("no request within {} s", REQUEST_TIME.as_secs());
+        return reply(&mut write, &Response::Error(why)).await;
+    };
+    got?;
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        let why = format!("request too large (over {} MiB)", MAX_REQUEST_BYTES >> 20);
+        return reply(&mut write, &Response::Error(why)).await;
+    }
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(Request::Status) => match status(root).await {
             Some(s) => Response::Status(s),
@@ -191,6 +206,8 @@ async fn status(root: &ActorRef<RootMsg>) -> Option<Status> {
 pub enum AskError {
     #[error("sidekick is not running (no daemon answers on {0})")]
     NotRunning(PathBuf),
+    #[error("permission denied on {0}: run this as the daemon's user")]
+    PermissionDenied(PathBuf),
     #[error("the daemon did not answer: {0}")]
     Io(#[from] std::io::Error),
     #[error("the daemon's answer is unreadable: {0}")]
@@ -199,7 +216,10 @@ pub enum AskError {
 
 /// Sends one request to the daemon whose control socket is `path`.
 pub async fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
-    let stream = UnixStream::connect(path).await.map_err(|_| AskError::NotRunning(path.to_path_buf()))?;
+    let stream = UnixStream::connect(path).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => AskError::PermissionDenied(path.to_path_buf()),
+        _ => AskError::NotRunning(path.to_path_buf()),
+    })?;
     let (read, mut write) = stream.into_split();
     let mut json = serde_json::to_vec(request)?;
     json.push(b'\n');

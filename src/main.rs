@@ -230,6 +230,8 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
 
 /// LSB's "program is not running" status code, which service scripts understand.
 const EXIT_NOT_RUNNING: u8 = 3;
+/// LSB's "status unknown": the daemon may run, but this user may not ask it.
+const EXIT_STATUS_UNKNOWN: u8 = 4;
 
 async fn status(config: &Config) -> anyhow::Result<ExitCode> {
     match control::ask(&control::socket_path(config), &Request::Status).await {
@@ -242,6 +244,10 @@ async fn status(config: &Config) -> anyhow::Result<ExitCode> {
         Err(e @ control::AskError::NotRunning(_)) => {
             println!("{e}");
             Ok(ExitCode::from(EXIT_NOT_RUNNING))
+        }
+        Err(e @ control::AskError::PermissionDenied(_)) => {
+            eprintln!("sidekick: {e}");
+            Ok(ExitCode::from(EXIT_STATUS_UNKNOWN))
         }
         Err(e) => Err(e.into()),
     }

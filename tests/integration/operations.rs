@@ -3,7 +3,7 @@
 
 use crate::discord::{alice, ask, mention, owner, reply_to, BOT, CH1, GUILD, WAIT};
 use crate::fake_discord::FakeDiscord;
-use crate::support::{free_port, http_get, sidekick_cli, sigkill, spawn_connected_daemon};
+use crate::support::{free_port, http_get, sidekick, sidekick_cli, sigkill, spawn_connected_daemon};
 use sidekick::control::{self, Request, Response};
 use sidekick::store::FjallStore;
 #[allow(unused_imports)]
@@ -37,6 +37,19 @@ async fn status_and_backup_come_from_the_running_daemon() {
     assert!(shown.contains("last reply: ") && !shown.contains("last reply: none"), "{shown}");
     assert!(shown.contains("queue:      0 waiting, 0 replying"), "{shown}");
 
+    // Someone the socket refuses hears that, not "not running".
+    let out = status_refused(dir.path());
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("permission denied on ") && text(&out).contains("sidekick.sock"), "{}", text(&out));
+
+    // The socket bounds what it reads: too much is refused, too slow is answered and closed.
+    let socket = dir.path().join("store/sidekick.sock");
+    let answer = raw_request(&socket, vec![b'x'; (64 << 20) + 10]).await;
+    assert!(answer.contains("request too large (over 64 MiB)"), "{answer}");
+    let answer = raw_request(&socket, Vec::new()).await;
+    assert!(answer.contains("no request within 10 s"), "{answer}");
+    assert!(sidekick_cli(dir.path(), &["status"]).status.success(), "and it still answers");
+
     // A backup taken while the daemon runs opens as a store with what was said.
     let backup = dir.path().join("backup-1");
     let out = sidekick_cli(dir.path(), &["backup", backup.to_str().unwrap()]);
@@ -57,6 +70,50 @@ async fn status_and_backup_come_from_the_running_daemon() {
 }
 
 /// The value of `series` in the daemon's /metrics, if present.
+/// `sidekick status` by a user the control socket refuses: root passes any file mode, so as
+/// root the client runs as `nobody` (from a copy of the binary it can reach); otherwise the
+/// socket's mode is taken away meanwhile.
+fn status_refused(dir: &Path) -> std::process::Output {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let mut template = sidekick(dir);
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        let socket = dir.join("store/sidekick.sock");
+        mode(&socket, 0o000);
+        let out = template.args(["status"]).output().unwrap();
+        mode(&socket, 0o600);
+        return out;
+    }
+    let exe = dir.join("sidekick-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_sidekick"), &exe).unwrap();
+    mode(dir, 0o755);
+    let mut as_nobody = std::process::Command::new("setpriv");
+    as_nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&exe).arg("status").current_dir(dir);
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => as_nobody.env(key, value),
+            None => as_nobody.env_remove(key),
+        };
+    }
+    as_nobody.output().expect("setpriv runs")
+}
+
+/// Sends `bytes` on the control socket as they are (in a task of their own: the daemon may
+/// stop reading) and returns what comes back before the daemon hangs up.
+async fn raw_request(socket: &Path, bytes: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut read, mut write) = tokio::net::UnixStream::connect(socket).await.unwrap().into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&bytes).await;
+        write // kept open: the daemon sees no end of the request
+    });
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), read.read_to_string(&mut answer)).await;
+    assert!(read.is_ok(), "the daemon never answered or hung up");
+    drop(writer.await);
+    answer
+}
+
 fn metric(addr: &str, series: &str) -> Option<f64> {
     http_get(addr, "/metrics").lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
