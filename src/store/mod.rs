@@ -5,7 +5,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use sidekick_actors::channel_key::ChannelKey;
 use sidekick_actors::ports::{
     ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, MessageLog, ReplyJournal, ReplyRecord,
-    SettingsStore, StatsStore, StoreError, StoredMessage,
+    SettingsStore, StatsStore, StoreError, StoredMessage, TrainingMarks,
 };
 use sidekick_actors::sync::LockExt;
 use std::collections::HashMap;
@@ -48,6 +48,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// The settings key holding [`GlobalSettings`]; channel ids never start with `@`.
 const GLOBAL: &str = "@global";
+/// The settings key holding the training crash guard ([`TrainingMarks`]).
+const TRAINING_MARKS: &str = "@training-marks";
 
 fn message_prefix(channel: &ChannelKey) -> Vec<u8> {
     let mut key = channel.to_string().into_bytes();
@@ -334,6 +336,19 @@ impl FeedbackJournal for FjallStore {
             }
         }
         Ok(out)
+    }
+
+    fn training_marks(&self) -> Result<TrainingMarks, StoreError> {
+        match self.settings.get(TRAINING_MARKS).map_err(backend)? {
+            Some(json) => serde_json::from_slice(&json).map_err(backend),
+            None => Ok(TrainingMarks::default()),
+        }
+    }
+
+    fn save_training_marks(&self, marks: &TrainingMarks) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(marks).map_err(backend)?;
+        self.settings.insert(TRAINING_MARKS, json).map_err(backend)?;
+        self.sync()
     }
 }
 

@@ -412,6 +412,9 @@ fn show_rl(s: &RlSummary, now_ms: u64) -> String {
     if let Some(why) = &s.refused {
         out.push_str(&format!(" · {why}"));
     }
+    if s.skipped_after_crash > 0 {
+        out.push_str(&format!(" · {} replies skipped: a training step on them ended the process", s.skipped_after_crash));
+    }
     out
 }
 

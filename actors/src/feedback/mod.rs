@@ -4,6 +4,7 @@
 //! served and kept follows the pure rules of [`manifest`].
 
 mod adapters;
+mod crash;
 pub mod fairness;
 pub mod manifest;
 mod training;
@@ -98,6 +99,8 @@ pub struct RlSummary {
     pub idle_reason: Option<String>,
     /// Why the newest saved version is not served, when the gate refused it.
     pub refused: Option<String>,
+    /// Replies not trained on because a step on them ended the process (`crash.rs`).
+    pub skipped_after_crash: usize,
 }
 
 pub enum FeedbackMsg {
@@ -192,6 +195,8 @@ pub struct FeedbackState {
     /// The last swap asked of the model: a new personality waits for it, so an adapter
     /// trained on the old voice cannot be served over the new one.
     swapping: Option<tokio::task::JoinHandle<()>>,
+    /// Replies whose training step ended the process once (`crash.rs`).
+    crashed: std::collections::HashSet<u64>,
 }
 
 /// The most votes kept waiting; then the loudest user's oldest goes first (`fairness.rs`).
@@ -222,9 +227,11 @@ impl Actor for FeedbackActor {
             broken: None,
             refused: None,
             swapping: None,
+            crashed: Default::default(),
             args,
         };
         let mut trained_through = None;
+        state.load_training_marks();
         if let Some(learning) = state.args.learning.clone() {
             let saved = learning.read_manifest().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "adapter manifest unreadable; starting from the base model");
@@ -267,6 +274,7 @@ impl Actor for FeedbackActor {
             FeedbackMsg::PruneReplies => state.prune_replies(),
             FeedbackMsg::Trained(result, generation) => {
                 state.training = false;
+                state.unmark_step();
                 if generation == state.generation {
                     state.on_trained(result, &myself).await;
                 }
@@ -324,6 +332,9 @@ impl FeedbackState {
         let left = left - self.in_flight.iter().filter(|q| q.key == key).map(|q| q.sample.reward).sum::<f32>();
         if left.abs() < 1e-6 || self.args.learning.is_none() || !self.args.rules.train {
             return;
+        }
+        if self.crashed_on(key.0) {
+            return tracing::debug!(reply = key.0, "not trained on: a step on it ended the process");
         }
         let reply = match self.args.replies.reply(key.0) {
             Ok(Some(reply)) if !reply.reply_tokens.is_empty() => reply,
@@ -457,6 +468,13 @@ impl FeedbackState {
         if self.trainer.is_none() {
             self.trainer = Some(spawn_trainer(learning, self.manifest.resume_point().cloned(), myself.clone(), self.generation));
         }
+        if let Err(e) = self.mark_step(&batch) {
+            tracing::warn!(error = %e, "could not mark the training step; it waits");
+            for queued in batch.into_iter().rev() {
+                self.queue.push_front(queued);
+            }
+            return;
+        }
         let samples: Vec<TrainSample> = batch.iter().map(|q| q.sample.clone()).collect();
         self.training = self.trainer.as_ref().is_some_and(|t| t.send(TrainJob::Step(samples)).is_ok());
         if !self.training {
@@ -554,6 +572,7 @@ impl FeedbackState {
             active: self.manifest.served().cloned(),
             queued: self.queue.len(),
             refused: self.refused.clone(),
+            skipped_after_crash: self.crashed.len(),
             idle_reason: match (&self.args.learning, &self.broken) {
                 (None, _) => Some("learning is off (rl.enabled = false)".into()),
                 (_, Some(why)) => Some(why.clone()),

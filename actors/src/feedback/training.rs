@@ -29,13 +29,11 @@ pub(super) fn spawn_trainer(
         for job in inbox {
             let opened = match trainer.as_mut() {
                 Some(t) => Ok(t),
-                None => learning.open_trainer(resume.as_ref()).map(|t| trainer.insert(t)),
+                None => guarded(|| learning.open_trainer(resume.as_ref()), LearnError::Load).map(|t| trainer.insert(t)),
             };
             match job {
                 TrainJob::Step(batch) => {
-                    // A panic in the trainer must still answer, or the actor would wait forever.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened.and_then(|t| t.step(&batch))))
-                        .unwrap_or_else(|_| Err(LearnError::Train("the trainer panicked".into())));
+                    let result = opened.and_then(|t| guarded(|| t.step(&batch), LearnError::Train));
                     if actor.send_message(FeedbackMsg::Trained(result, generation)).is_err() {
                         return;
                     }
@@ -50,6 +48,15 @@ pub(super) fn spawn_trainer(
         tracing::error!(error = %e, "could not start the training thread");
     }
     jobs
+}
+
+/// Runs `f`, turning a panic into an error the actor hears: a thread that died silently
+/// would leave it waiting for the step forever.
+fn guarded<T>(f: impl FnOnce() -> Result<T, LearnError>, error: fn(String) -> LearnError) -> Result<T, LearnError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Err(error(why.map_or("the trainer panicked".into(), |why| format!("the trainer panicked: {why}"))))
+    })
 }
 
 /// Asks the model actor to serve `path` (`None`: the base model) and waits for the swap.

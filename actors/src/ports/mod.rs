@@ -15,5 +15,5 @@ pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, 
 pub use retrieval::{IndexItem, RetrievalError, RetrievalStats, Retriever, RetrieverLoader};
 pub use store::{
     ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, FeedbackSource, Forgotten, GlobalSettings, HistoryLog, MessageLog,
-    ParamOverrides, ReplyJournal, ReplyRecord, SettingsStore, StatsStore, Store, StoreError, StoredMessage,
+    ParamOverrides, ReplyJournal, ReplyRecord, SettingsStore, StatsStore, Store, StoreError, StoredMessage, TrainingMarks,
 };

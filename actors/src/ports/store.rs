@@ -256,6 +256,18 @@ pub trait FeedbackJournal: Send + Sync + 'static {
     fn append_feedback(&self, event: &FeedbackEvent) -> Result<u64, StoreError>;
     /// Journal entries with their sequence numbers, from `from` on.
     fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError>;
+    /// The training crash guard (`feedback/crash.rs`); default when never saved.
+    fn training_marks(&self) -> Result<TrainingMarks, StoreError>;
+    /// Saves the crash guard durably (before the step it marks runs).
+    fn save_training_marks(&self, marks: &TrainingMarks) -> Result<(), StoreError>;
+}
+
+/// The replies of the training step running now, and those of steps that never ended (the
+/// process died during them): these are not trained on again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainingMarks {
+    pub in_step: Vec<u64>,
+    pub skipped: Vec<u64>,
 }
 
 /// Every reply with what training on it needs, and the Discord messages it was sent as.

@@ -39,7 +39,13 @@ pub struct FakeLearning {
     manifest: Mutex<Option<AdapterManifest>>,
     log: Arc<Mutex<LearningLog>>,
     personality: Mutex<Option<Personality>>,
+    /// Opening a trainer panics (a broken native library).
+    pub panic_on_open: std::sync::atomic::AtomicBool,
+    on_step: StepHook,
 }
+
+/// Called at the start of every step (to look at the world while it runs).
+type StepHook = Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>;
 
 impl Default for FakeLearning {
     fn default() -> Self {
@@ -50,6 +56,8 @@ impl Default for FakeLearning {
             manifest: Mutex::default(),
             log: Arc::default(),
             personality: Mutex::default(),
+            panic_on_open: Default::default(),
+            on_step: Arc::default(),
         }
     }
 }
@@ -61,12 +69,20 @@ impl FakeLearning {
     pub fn log(&self) -> LearningLog {
         self.log.lock_or_recover().clone()
     }
+    /// `hook` runs at the start of every step, on the training thread.
+    pub fn on_step(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.on_step.lock_or_recover() = Some(Arc::new(hook));
+    }
 }
 
-struct FakeTrainer(Arc<Mutex<LearningLog>>);
+struct FakeTrainer(Arc<Mutex<LearningLog>>, StepHook);
 
 impl PolicyTrainer for FakeTrainer {
     fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
+        let hook = self.1.lock_or_recover().clone();
+        if let Some(hook) = hook {
+            hook();
+        }
         let mut log = self.0.lock_or_recover();
         log.steps += 1;
         log.rewards.extend(batch.iter().map(|s| s.reward));
@@ -111,7 +127,10 @@ impl Learning for FakeLearning {
         self.refuse.lock_or_recover().clone().map_or(Ok(()), Err)
     }
     fn open_trainer(&self, resume: Option<&AdapterVersion>) -> Result<Box<dyn PolicyTrainer>, LearnError> {
+        if self.panic_on_open.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the test broke the trainer");
+        }
         self.log.lock_or_recover().opened_from.push(resume.map(|v| v.version));
-        Ok(Box::new(FakeTrainer(self.log.clone())))
+        Ok(Box::new(FakeTrainer(self.log.clone(), self.on_step.clone())))
     }
 }

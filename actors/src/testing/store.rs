@@ -4,7 +4,7 @@ use crate::channel_key::ChannelKey;
 use crate::history::HistoryMessage;
 use crate::ports::{
     ChannelSettings, ChannelSummary, FeedbackEvent, FeedbackJournal, Forgotten, GlobalSettings, HistoryLog, MessageLog, ReplyJournal,
-    ReplyRecord, SettingsStore, StatsStore, StoreError, StoredMessage,
+    ReplyRecord, SettingsStore, StatsStore, StoreError, StoredMessage, TrainingMarks,
 };
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +28,7 @@ struct Inner {
     stats: HashMap<String, u64>,
     history: BTreeMap<(String, u64), HistoryMessage>,
     history_cursors: HashMap<ChannelKey, u64>,
+    training_marks: TrainingMarks,
 }
 
 impl MemoryStore {
@@ -156,6 +157,13 @@ impl FeedbackJournal for MemoryStore {
     }
     fn feedback_since(&self, from: u64) -> Result<Vec<(u64, FeedbackEvent)>, StoreError> {
         Ok(self.0.lock_or_recover().feedback.range(from..).map(|(k, v)| (*k, v.clone())).collect())
+    }
+    fn training_marks(&self) -> Result<TrainingMarks, StoreError> {
+        Ok(self.0.lock_or_recover().training_marks.clone())
+    }
+    fn save_training_marks(&self, marks: &TrainingMarks) -> Result<(), StoreError> {
+        self.0.lock_or_recover().training_marks = marks.clone();
+        Ok(())
     }
 }
 
