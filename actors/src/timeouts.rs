@@ -8,6 +8,9 @@ pub const ADAPTER_SWAP: Duration = Duration::from_secs(300);
 /// A reply that gets no token from the model for this long ends with "try again" and frees
 /// its sequence (`model.stall_seconds`); the watchdog calls a model this quiet stalled.
 pub const REPLY_STALL: Duration = Duration::from_secs(30);
+/// A reply asked while the model loads again (after a crash, a stall or `!restart`) waits
+/// this long for it before saying "try again"; a load takes about a second.
+pub const MODEL_RETURN: Duration = Duration::from_secs(30);
 /// An admin's `!adapter` waits for the swap it asked for, and a little longer, so it hears
 /// the swap's own answer rather than a timeout of its own.
 pub const ADAPTER_COMMAND: Duration = ADAPTER_SWAP.saturating_add(Duration::from_secs(30));

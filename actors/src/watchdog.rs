@@ -52,6 +52,8 @@ pub struct WatchdogArgs {
     pub started: Instant,
     pub tick: Duration,
     pub stall_after: Duration,
+    /// Told when the model stalls, to load it again (a stuck decode never ends on its own).
+    pub root: Option<ActorRef<crate::supervisor::RootMsg>>,
 }
 
 impl WatchdogArgs {
@@ -108,6 +110,11 @@ impl Actor for Watchdog {
                 for who in stalled.iter().filter(|w| !reported.contains(w)) {
                     tracing::warn!(component = who, "no heartbeat while busy; it may be stuck");
                     metrics::counter!(m::WATCHDOG_STALLS, "component" => *who).increment(1);
+                    if *who == "model" {
+                        if let Some(root) = &args.root {
+                            let _ = root.send_message(crate::supervisor::RootMsg::ModelStalled);
+                        }
+                    }
                 }
                 args.watch_gateway();
                 if stalled.is_empty() {

@@ -128,3 +128,44 @@ async fn discord_down_for_longer_than_allowed_asks_the_process_to_end() {
     assert_eq!(asked.code, 1);
     assert!(asked.why.starts_with("Discord has been unreachable for 5m"), "{asked:?}");
 }
+
+// On the wall clock: tokio's paused clock does not move while a blocking load waits.
+#[tokio::test]
+async fn while_the_model_loads_again_the_root_keeps_routing_and_answering_status() {
+    let tree = Setup::default().start().await;
+    tree.loader.hold_loads();
+    tree.root.send_message(RootMsg::InjectPanic(Child::Model)).unwrap();
+    tree.until("the reload has begun", || tree.loader.waiting() == 1).await;
+    // A message that needs the model waits for it; a slow load (a large model, a busy disk)
+    // holds up no one who does not need it.
+    let waiting = tree.send(channel(4), Message::addressed("hello while you reload"));
+    let pong = tree.send(channel(3), Message::addressed("!ping")).heard(Duration::from_secs(5)).await;
+    assert_eq!(pong.answer(), Some("Pong!"));
+    let status = sidekick_actors::tree::status(&tree.root.get_derived(), Duration::from_secs(5)).await.expect("status answers");
+    assert!(status.model.is_none(), "the model is still loading");
+    tree.loader.release_loads();
+    tree.until("the model is loaded again", || tree.loader.loads() == 2).await;
+    let heard = waiting.heard(Duration::from_secs(60)).await;
+    assert!(heard.replied(), "answered once the model is back: {heard:?}");
+    while tree.status().await.model.is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let heard = tree.say(channel(3), Message::addressed("hello again")).await;
+    assert!(heard.replied(), "{heard:?}");
+    assert_eq!(tree.status().await.restarts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_busy_and_silent_past_the_stall_deadline_is_loaded_again_once() {
+    let mut setup = Setup::default();
+    // The heartbeats run on the wall clock, which a paused test barely moves.
+    setup.defaults.stall = Duration::ZERO;
+    let tree = setup.start().await;
+    tree.heartbeats.beat("model", true);
+    tree.until("the watchdog has the model loaded again", || tree.loader.loads() == 2).await;
+    assert_eq!(tree.status().await.restarts, 1);
+    // Still silent (nothing beats here): reloaded once, not at every tick.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(tree.loader.loads(), 2);
+    assert!(!tree.join.is_finished());
+}

@@ -159,6 +159,21 @@ impl ConversationState {
         Ok(self.args.store.keep_history(&[kept], None)?)
     }
 
+    /// The model, waiting up to `timeouts::MODEL_RETURN` while it loads again (off the root's
+    /// loop): a message that arrives meanwhile is answered once it is back, not refused.
+    async fn model_back(&self) -> Option<ractor::ActorRef<ModelMsg>> {
+        let deadline = tokio::time::Instant::now() + timeouts::MODEL_RETURN;
+        loop {
+            if let Some(model) = self.args.model.get() {
+                return Some(model);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Asks the model for a reply to the history and streams it to `reply`. `None` when
     /// generation failed (already reported to the asker); `Some(None)` for a reply that was
     /// not kept.
@@ -168,7 +183,7 @@ impl ConversationState {
         received: Instant,
         asked: Asked<'_>,
     ) -> Result<Option<Option<Stored>>, ActorProcessingErr> {
-        let Some(model) = self.args.model.get() else {
+        let Some(model) = self.model_back().await else {
             m::count_error("model_unavailable");
             let _ = reply.send(ReplyEvent::Failed(MODEL_RESTARTING.into()));
             return Ok(None);

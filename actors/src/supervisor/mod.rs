@@ -2,22 +2,25 @@
 //! conversation actor per channel on first use, and restarts any child that fails, within
 //! limits and with backoff. Purges and `!forgetme` are in `privacy.rs`.
 
+mod children;
 mod idle;
 mod privacy;
 
+pub use children::Started;
+
 use crate::channel_key::ChannelKey;
 use crate::conversation::{ChannelDefaults, ChannelMsg, ConversationActor, ConversationArgs, Inbound, ReplyEvent, SharedGlobal};
-use crate::feedback::{FeedbackActor, FeedbackArgs, FeedbackMsg, RlRules};
+use crate::feedback::{FeedbackMsg, RlRules};
 use crate::handle::ActorHandle;
 use crate::metric_names as m;
-use crate::model::{ModelActor, ModelMsg};
+use crate::model::ModelMsg;
 use crate::ports::{Learning, ModelLoader, RetrieverLoader, Store};
 use crate::restart::{RestartDecision, RestartLimits, RestartTracker};
-use crate::retrieval::{RetrievalActor, RetrievalMsg};
+use crate::retrieval::RetrievalMsg;
 use crate::sync::RwLockExt;
 use crate::timeouts;
 use crate::tree::{TreeRequest, TreeStatus};
-use crate::watchdog::{Heartbeats, Watchdog, WatchdogArgs};
+use crate::watchdog::Heartbeats;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +89,10 @@ pub enum RootMsg {
     Purged(ChannelKey),
     /// Let go of conversations idle longer than `chat.idle_minutes` (every minute).
     LetGoIdle,
+    /// The watchdog saw the model busy and silent for `model.stall_seconds`: load it again.
+    ModelStalled,
+    /// A child restarted off the root's loop is up, or could not start (`children.rs`).
+    Started(Child, Result<Started, String>),
     /// Fault injection for supervision tests: that child's handler panics.
     #[cfg(feature = "fault-injection")]
     InjectPanic(Child),
@@ -134,6 +141,8 @@ pub struct RootState {
     noticed: HashMap<ChannelKey, Instant>,
     /// Channels being purged: their messages wait for it to finish (they are turned away).
     purging: std::collections::HashSet<ChannelKey>,
+    /// Children being started off the root's loop.
+    starting: std::collections::HashSet<Child>,
     restarts: u64,
     started: Instant,
     draining: bool,
@@ -161,6 +170,7 @@ impl Actor for RootSupervisor {
             disabled: HashMap::new(),
             noticed: HashMap::new(),
             purging: Default::default(),
+            starting: Default::default(),
             restarts: 0,
             started: Instant::now(),
             draining: false,
@@ -201,13 +211,15 @@ impl Actor for RootSupervisor {
         match msg {
             RootMsg::Route { channel, inbound } => state.route(&myself, channel, inbound).await?,
             RootMsg::Restart(child) => state.restart(&myself, child).await?,
-            RootMsg::Tree(TreeRequest::RestartTree) => state.restart_tree(&myself).await?,
+            RootMsg::Tree(TreeRequest::RestartTree) => state.restart_tree(&myself),
             RootMsg::Tree(TreeRequest::Purge { channel, requester, reply }) => state.purge(&myself, channel, requester, reply),
             RootMsg::Tree(TreeRequest::ForgetUser { user, requester, reply }) => state.forget_user(user, requester, reply),
             RootMsg::Purged(channel) => {
                 state.purging.remove(&channel);
             }
             RootMsg::LetGoIdle => state.let_go_idle(),
+            RootMsg::Started(child, started) => state.adopt(&myself, child, started),
+            RootMsg::ModelStalled => state.reload_model(&myself, "the model stalled", true),
             RootMsg::Tree(TreeRequest::Status(reply)) => {
                 let _ = reply.send(state.status().await);
             }
@@ -386,55 +398,6 @@ impl RootState {
         }
     }
 
-    async fn start_model(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(None, ModelActor, self.args.loader.clone(), myself.get_cell()).await?;
-        self.children.insert(actor.get_id(), Child::Model);
-        self.model.set(Some(actor));
-        Ok(())
-    }
-
-    async fn start_retrieval(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        let args = (self.args.retriever.clone(), self.args.heartbeats.clone());
-        let (actor, _) = Actor::spawn_linked(None, RetrievalActor, args, myself.get_cell()).await?;
-        self.children.insert(actor.get_id(), Child::Retrieval);
-        self.retrieval.set(Some(actor));
-        Ok(())
-    }
-
-    async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        let args = FeedbackArgs {
-            global: self.global.clone(),
-            journal: self.args.store.clone(),
-            replies: self.args.store.clone(),
-            history: self.args.store.clone(),
-            learning: self.args.learning.clone(),
-            model: self.model.clone(),
-            heartbeats: self.args.heartbeats.clone(),
-            rules: self.args.rl.clone(),
-            clock: self.args.defaults.clock.clone(),
-            published: self.rl_summary.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, FeedbackActor, args, myself.get_cell()).await?;
-        self.children.insert(actor.get_id(), Child::Feedback);
-        self.feedback.set(Some(actor));
-        Ok(())
-    }
-
-    async fn start_watchdog(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        let args = WatchdogArgs {
-            heartbeats: self.args.heartbeats.clone(),
-            started: self.started.into_std(),
-            tick: self.args.watchdog_tick,
-            store: Some(self.args.store.clone()),
-            stall_after: self.args.defaults.stall,
-            liveness: self.args.liveness.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
-        self.children.insert(actor.get_id(), Child::Watchdog);
-        self.watchdog = Some(actor);
-        Ok(())
-    }
-
     async fn channel(&mut self, myself: &ActorRef<RootMsg>, key: ChannelKey) -> Result<Conversation, ActorProcessingErr> {
         if let Some(entry) = self.channels.get(&key) {
             return Ok(entry.clone());
@@ -458,26 +421,6 @@ impl RootState {
         self.channels.insert(key, (actor.clone(), pending.clone()));
         self.publish_open();
         Ok((actor, pending))
-    }
-
-    async fn restart_tree(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
-        tracing::info!("restarting the conversations and reloading the model");
-        for (id, (actor, _)) in self.channels.drain() {
-            self.children.remove(&actor.get_id());
-            tracing::debug!(channel = %id, "stopping");
-            actor.stop(Some("restart".into()));
-        }
-        self.used.clear();
-        if let Some(model) = self.model.get() {
-            // Forget it first so its termination is not taken for a failure to restart.
-            self.children.remove(&model.get_id());
-            self.model.set(None);
-            let _ = model.stop_and_wait(Some("restart".into()), Some(timeouts::CHILD_STOP)).await;
-        }
-        if let Err(error) = self.start_model(myself).await {
-            self.give_up(myself, format!("the model could not be reloaded ({error}); exiting"));
-        }
-        Ok(())
     }
 
     /// The root's own answer to a message it cannot deliver: only to someone who addressed the
@@ -522,43 +465,6 @@ impl RootState {
                 m::count_error("channel_start");
                 self.refuse(key, inbound, "I couldn't open this conversation (storage problem); check the logs.");
             }
-        }
-        Ok(())
-    }
-
-    async fn restart(&mut self, myself: &ActorRef<RootMsg>, child: Child) -> Result<(), ActorProcessingErr> {
-        if self.draining {
-            return Ok(());
-        }
-        match &child {
-            Child::Model if self.model.get().is_none() => {
-                self.count_restart(&child);
-                if let Err(error) = self.start_model(myself).await {
-                    self.give_up(myself, format!("the model could not be loaded again ({error}); exiting"));
-                }
-            }
-            Child::Retrieval if self.retrieval.get().is_none() => {
-                self.count_restart(&child);
-                self.start_retrieval(myself).await?;
-            }
-            Child::Feedback if self.feedback.get().is_none() => {
-                self.count_restart(&child);
-                if let Err(e) = self.start_feedback(myself).await {
-                    tracing::error!(error = %e, "the feedback actor could not restart; learning is off until the next start");
-                }
-            }
-            Child::Watchdog if self.watchdog.is_none() => {
-                self.count_restart(&child);
-                self.start_watchdog(myself).await?;
-            }
-            Child::Channel(key) if !self.channels.contains_key(key) => {
-                let key = *key;
-                self.count_restart(&child);
-                if let Err(error) = self.channel(myself, key).await {
-                    tracing::error!(channel = %key, %error, "conversation restart failed");
-                }
-            }
-            _ => {}
         }
         Ok(())
     }

@@ -173,6 +173,10 @@ pub struct ScriptedLoader {
     pub model: Arc<ScriptedModel>,
     loads: AtomicUsize,
     fail_next: AtomicUsize,
+    /// While set, loads wait (a slow model load), counted in `waiting`.
+    held: Mutex<bool>,
+    release: std::sync::Condvar,
+    waiting: AtomicUsize,
 }
 
 impl ScriptedLoader {
@@ -183,10 +187,31 @@ impl ScriptedLoader {
     pub fn fail_next_loads(&self, n: usize) {
         self.fail_next.store(n, Ordering::SeqCst);
     }
+    /// From now on a load waits until [`ScriptedLoader::release_loads`].
+    pub fn hold_loads(&self) {
+        *self.held.lock_or_recover() = true;
+    }
+    pub fn release_loads(&self) {
+        *self.held.lock_or_recover() = false;
+        self.release.notify_all();
+    }
+    /// Loads waiting for [`ScriptedLoader::release_loads`] now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
 }
 
 impl ModelLoader for ScriptedLoader {
     fn load(&self) -> Result<Arc<dyn LanguageModel>, ModelError> {
+        let mut held = self.held.lock_or_recover();
+        if *held {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while *held {
+                held = self.release.wait(held).unwrap_or_else(|e| e.into_inner());
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(held);
         if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(ModelError::Load("the test made this load fail".into()));
         }

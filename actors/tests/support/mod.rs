@@ -62,6 +62,8 @@ pub struct Tree {
     pub retriever: Arc<FakeRetrieverLoader>,
     pub learning: Option<Arc<FakeLearning>>,
     pub clock: ManualClock,
+    /// The components' heartbeats the watchdog reads.
+    pub heartbeats: Heartbeats,
     /// What the tree asked of the process.
     pub exit: tokio::sync::watch::Receiver<Option<ExitRequest>>,
 }
@@ -69,6 +71,7 @@ pub struct Tree {
 impl Setup {
     pub async fn start(self) -> Tree {
         let (exit, exit_rx) = Exit::new();
+        let heartbeats = Heartbeats::default();
         let args = TreeArgs {
             store: self.store.clone() as Arc<dyn Store>,
             loader: self.loader.clone(),
@@ -76,7 +79,7 @@ impl Setup {
             defaults: Arc::new(self.defaults),
             learning: self.learning.clone().map(|l| l as Arc<dyn Learning>),
             rl: self.rl,
-            heartbeats: Heartbeats::default(),
+            heartbeats: heartbeats.clone(),
             limits: self.limits,
             watchdog_tick: Duration::from_secs(5),
             liveness: Liveness { exit, gateway: self.liveness_gateway.unwrap_or_default(), ..Liveness::default() },
@@ -90,6 +93,7 @@ impl Setup {
             retriever: self.retriever,
             learning: self.learning,
             clock: self.clock,
+            heartbeats,
             exit: exit_rx,
         }
     }

@@ -1,0 +1,204 @@
+//! Starting the tree's children. At start the root waits for each (a model that cannot load is
+//! a configuration problem, reported at once); a later restart of the model or of retrieval
+//! (seconds: a model load, a large index) runs in a task of its own, and the child is adopted
+//! when it is up, so routing, `!status` and the other channels keep going meanwhile.
+
+use super::{Child, RootMsg, RootState};
+use crate::feedback::{FeedbackActor, FeedbackArgs};
+use crate::model::{ModelActor, ModelMsg};
+use crate::retrieval::{RetrievalActor, RetrievalMsg};
+use crate::timeouts;
+use crate::watchdog::{Watchdog, WatchdogArgs};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
+
+/// A child started off the root's loop, handed back to the root to adopt.
+pub enum Started {
+    Model(ActorRef<ModelMsg>),
+    Retrieval(ActorRef<RetrievalMsg>),
+}
+
+impl RootState {
+    pub(super) async fn start_model(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, ModelActor, self.args.loader.clone(), myself.get_cell()).await?;
+        self.adopt_model(actor);
+        Ok(())
+    }
+
+    pub(super) async fn start_retrieval(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let args = (self.args.retriever.clone(), self.args.heartbeats.clone());
+        let (actor, _) = Actor::spawn_linked(None, RetrievalActor, args, myself.get_cell()).await?;
+        self.adopt_retrieval(actor);
+        Ok(())
+    }
+
+    fn adopt_model(&mut self, actor: ActorRef<ModelMsg>) {
+        self.children.insert(actor.get_id(), Child::Model);
+        self.model.set(Some(actor));
+    }
+
+    fn adopt_retrieval(&mut self, actor: ActorRef<RetrievalMsg>) {
+        self.children.insert(actor.get_id(), Child::Retrieval);
+        self.retrieval.set(Some(actor));
+    }
+
+    pub(super) async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let args = FeedbackArgs {
+            global: self.global.clone(),
+            journal: self.args.store.clone(),
+            replies: self.args.store.clone(),
+            history: self.args.store.clone(),
+            learning: self.args.learning.clone(),
+            model: self.model.clone(),
+            heartbeats: self.args.heartbeats.clone(),
+            rules: self.args.rl.clone(),
+            clock: self.args.defaults.clock.clone(),
+            published: self.rl_summary.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, FeedbackActor, args, myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Feedback);
+        self.feedback.set(Some(actor));
+        Ok(())
+    }
+
+    pub(super) async fn start_watchdog(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let args = WatchdogArgs {
+            heartbeats: self.args.heartbeats.clone(),
+            started: self.started.into_std(),
+            tick: self.args.watchdog_tick,
+            store: Some(self.args.store.clone()),
+            stall_after: self.args.defaults.stall,
+            liveness: self.args.liveness.clone(),
+            root: Some(myself.clone()),
+        };
+        let (actor, _) = Actor::spawn_linked(None, Watchdog, args, myself.get_cell()).await?;
+        self.children.insert(actor.get_id(), Child::Watchdog);
+        self.watchdog = Some(actor);
+        Ok(())
+    }
+
+    /// Starts the model or retrieval in a task of its own; [`RootMsg::Started`] brings it back.
+    /// One start at a time per child. `replacing`, a model let go, is stopped first (in the
+    /// same task: a stuck one may take its time).
+    fn start_off_loop(&mut self, myself: &ActorRef<RootMsg>, child: Child, replacing: Option<ActorRef<ModelMsg>>) {
+        if !self.starting.insert(child.clone()) {
+            return;
+        }
+        let (root, supervisor) = (myself.clone(), myself.get_cell());
+        let loader = self.args.loader.clone();
+        let retriever = (self.args.retriever.clone(), self.args.heartbeats.clone());
+        tokio::spawn(async move {
+            if let Some(old) = replacing {
+                let _ = old.stop_and_wait(Some("reload".into()), Some(timeouts::CHILD_STOP)).await;
+            }
+            let started = match child {
+                Child::Model => Actor::spawn_linked(None, ModelActor, loader, supervisor).await.map(|(a, _)| Started::Model(a)),
+                _ => Actor::spawn_linked(None, RetrievalActor, retriever, supervisor).await.map(|(a, _)| Started::Retrieval(a)),
+            };
+            let _ = root.send_message(RootMsg::Started(child, started.map_err(|e| e.to_string())));
+        });
+    }
+
+    /// Stops the model and loads it again, off the root's loop; meanwhile replies wait for it.
+    /// A stall counts as a restart (a failure); `!restart` does not.
+    pub(super) fn reload_model(&mut self, myself: &ActorRef<RootMsg>, why: &str, failure: bool) {
+        if self.draining || self.starting.contains(&Child::Model) {
+            return;
+        }
+        tracing::warn!("{why}; loading the model again");
+        let old = self.model.get();
+        if let Some(old) = &old {
+            // Forgotten first, so its end is not taken for a failure to restart.
+            self.children.remove(&old.get_id());
+            self.model.set(None);
+        }
+        if failure {
+            self.count_restart(&Child::Model);
+        }
+        self.start_off_loop(myself, Child::Model, old);
+    }
+
+    /// A child started off the loop is up (or could not start).
+    pub(super) fn adopt(&mut self, myself: &ActorRef<RootMsg>, child: Child, started: Result<Started, String>) {
+        self.starting.remove(&child);
+        let actor = match started {
+            Ok(started) if self.draining => {
+                match started {
+                    Started::Model(actor) => actor.stop(None),
+                    Started::Retrieval(actor) => actor.stop(None),
+                }
+                return;
+            }
+            Ok(actor) => actor,
+            Err(error) => return self.not_started(myself, child, error),
+        };
+        // A child that failed before it was adopted was not known to the root when its
+        // supervision event came: count the failure now, and never adopt it.
+        let gone = |status: ActorStatus| matches!(status, ActorStatus::Stopping | ActorStatus::Stopped);
+        match actor {
+            Started::Model(actor) if !gone(actor.get_status()) => self.adopt_model(actor),
+            Started::Retrieval(actor) if !gone(actor.get_status()) => self.adopt_retrieval(actor),
+            _ => self.on_failure(myself, child),
+        }
+    }
+
+    fn not_started(&mut self, myself: &ActorRef<RootMsg>, child: Child, error: String) {
+        match child {
+            // Without a model the bot is useless: the service manager starts a fresh process.
+            Child::Model => self.give_up(myself, format!("the model could not be loaded again ({error}); exiting")),
+            // Without retrieval replies go on: try again within the restart limits.
+            other => {
+                tracing::error!(child = ?other, %error, "could not start");
+                self.on_failure(myself, other);
+            }
+        }
+    }
+
+    /// `!restart`: stops every conversation (each starts again from the store at its next
+    /// message) and reloads the model.
+    pub(super) fn restart_tree(&mut self, myself: &ActorRef<RootMsg>) {
+        tracing::info!("restarting the conversations and reloading the model");
+        for (id, (actor, _)) in self.channels.drain() {
+            self.children.remove(&actor.get_id());
+            tracing::debug!(channel = %id, "stopping");
+            actor.stop(Some("restart".into()));
+        }
+        self.used.clear();
+        self.publish_open();
+        self.reload_model(myself, "!restart", false);
+    }
+
+    pub(super) async fn restart(&mut self, myself: &ActorRef<RootMsg>, child: Child) -> Result<(), ActorProcessingErr> {
+        if self.draining || self.starting.contains(&child) {
+            return Ok(());
+        }
+        match &child {
+            Child::Model if self.model.get().is_none() => {
+                self.count_restart(&child);
+                self.start_off_loop(myself, child, None);
+            }
+            Child::Retrieval if self.retrieval.get().is_none() => {
+                self.count_restart(&child);
+                self.start_off_loop(myself, child, None);
+            }
+            Child::Feedback if self.feedback.get().is_none() => {
+                self.count_restart(&child);
+                if let Err(e) = self.start_feedback(myself).await {
+                    tracing::error!(error = %e, "the feedback actor could not restart; learning is off until the next start");
+                }
+            }
+            Child::Watchdog if self.watchdog.is_none() => {
+                self.count_restart(&child);
+                self.start_watchdog(myself).await?;
+            }
+            Child::Channel(key) if !self.channels.contains_key(key) => {
+                let key = *key;
+                self.count_restart(&child);
+                if let Err(error) = self.channel(myself, key).await {
+                    tracing::error!(channel = %key, %error, "conversation restart failed");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
