@@ -21,7 +21,9 @@ async fn a_failing_model_comes_back_after_doubling_backoffs_then_the_tree_stops(
         tree.until("the model is loaded again", || tree.loader.loads() == i + 2).await;
         let waited = failed.elapsed();
         assert!(waited >= Duration::from_millis(*backoff) && waited < Duration::from_millis(backoff + 5), "restart {i} after {waited:?}");
+        tree.until_restarts(i as u64 + 1).await;
     }
+    tree.until_restarts(5).await;
     assert_eq!(tree.status().await.restarts, 5);
     // A sixth failure within the minute: without a model the bot is useless, so the tree
     // stops (and the process with it; see `sidekick run`).
@@ -163,7 +165,7 @@ async fn a_model_busy_and_silent_past_the_stall_deadline_is_loaded_again_once() 
     let tree = setup.start().await;
     tree.heartbeats.beat("model", true);
     tree.until("the watchdog has the model loaded again", || tree.loader.loads() == 2).await;
-    assert_eq!(tree.status().await.restarts, 1);
+    tree.until_restarts(1).await;
     // Still silent (nothing beats here): reloaded once, not at every tick.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(tree.loader.loads(), 2);

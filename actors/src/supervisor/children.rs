@@ -78,9 +78,10 @@ impl RootState {
 
     /// Starts the model or retrieval in a task of its own; [`RootMsg::Started`] brings it back.
     /// One start at a time per child. `replacing`, a model let go, is stopped first (in the
-    /// same task: a stuck one may take its time).
-    fn start_off_loop(&mut self, myself: &ActorRef<RootMsg>, child: Child, replacing: Option<ActorRef<ModelMsg>>) {
-        if !self.starting.insert(child.clone()) {
+    /// same task: a stuck one may take its time). A `restart` is counted once the child is up,
+    /// as `!status` and the metric have always meant it.
+    fn start_off_loop(&mut self, myself: &ActorRef<RootMsg>, child: Child, replacing: Option<ActorRef<ModelMsg>>, restart: bool) {
+        if self.starting.insert(child.clone(), restart).is_some() {
             return;
         }
         let (root, supervisor) = (myself.clone(), myself.get_cell());
@@ -101,7 +102,7 @@ impl RootState {
     /// Stops the model and loads it again, off the root's loop; meanwhile replies wait for it.
     /// A stall counts as a restart (a failure); `!restart` does not.
     pub(super) fn reload_model(&mut self, myself: &ActorRef<RootMsg>, why: &str, failure: bool) {
-        if self.draining || self.starting.contains(&Child::Model) {
+        if self.draining || self.starting.contains_key(&Child::Model) {
             return;
         }
         tracing::warn!("{why}; loading the model again");
@@ -111,15 +112,12 @@ impl RootState {
             self.children.remove(&old.get_id());
             self.model.set(None);
         }
-        if failure {
-            self.count_restart(&Child::Model);
-        }
-        self.start_off_loop(myself, Child::Model, old);
+        self.start_off_loop(myself, Child::Model, old, failure);
     }
 
     /// A child started off the loop is up (or could not start).
     pub(super) fn adopt(&mut self, myself: &ActorRef<RootMsg>, child: Child, started: Result<Started, String>) {
-        self.starting.remove(&child);
+        let restart = self.starting.remove(&child).unwrap_or(false);
         let actor = match started {
             Ok(started) if self.draining => {
                 match started {
@@ -137,7 +135,10 @@ impl RootState {
         match actor {
             Started::Model(actor) if !gone(actor.get_status()) => self.adopt_model(actor),
             Started::Retrieval(actor) if !gone(actor.get_status()) => self.adopt_retrieval(actor),
-            _ => self.on_failure(myself, child),
+            _ => return self.on_failure(myself, child),
+        }
+        if restart {
+            self.count_restart(&child);
         }
     }
 
@@ -168,18 +169,12 @@ impl RootState {
     }
 
     pub(super) async fn restart(&mut self, myself: &ActorRef<RootMsg>, child: Child) -> Result<(), ActorProcessingErr> {
-        if self.draining || self.starting.contains(&child) {
+        if self.draining || self.starting.contains_key(&child) {
             return Ok(());
         }
         match &child {
-            Child::Model if self.model.get().is_none() => {
-                self.count_restart(&child);
-                self.start_off_loop(myself, child, None);
-            }
-            Child::Retrieval if self.retrieval.get().is_none() => {
-                self.count_restart(&child);
-                self.start_off_loop(myself, child, None);
-            }
+            Child::Model if self.model.get().is_none() => self.start_off_loop(myself, child, None, true),
+            Child::Retrieval if self.retrieval.get().is_none() => self.start_off_loop(myself, child, None, true),
             Child::Feedback if self.feedback.get().is_none() => {
                 self.count_restart(&child);
                 if let Err(e) = self.start_feedback(myself).await {

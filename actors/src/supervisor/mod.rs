@@ -141,8 +141,8 @@ pub struct RootState {
     noticed: HashMap<ChannelKey, Instant>,
     /// Channels being purged: their messages wait for it to finish (they are turned away).
     purging: std::collections::HashSet<ChannelKey>,
-    /// Children being started off the root's loop.
-    starting: std::collections::HashSet<Child>,
+    /// Children being started off the root's loop, and whether each start is a restart.
+    starting: HashMap<Child, bool>,
     restarts: u64,
     started: Instant,
     draining: bool,

@@ -201,6 +201,17 @@ impl Tree {
         sidekick_actors::tree::status(&self.root.get_derived(), Duration::from_secs(5)).await.expect("status")
     }
 
+    /// Waits until the tree has counted `n` restarts (a restart counts once the child is up).
+    pub async fn until_restarts(&self, n: u64) {
+        for _ in 0..60_000 {
+            if self.status().await.restarts >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("never counted {n} restarts");
+    }
+
     /// Waits (in the test's time) until `done` holds, checking every millisecond.
     pub async fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
         for _ in 0..600_000 {

@@ -125,6 +125,9 @@ async fn with_the_daemon_running_import_and_live_messages_meet_in_one_history_un
     fake.react(CH1, live, &dave, "🔥").await;
     let bob = FakeUser::new(700_000_000_000_000_007, "bob");
     let bobs = fake.user_says(CH1, &bob, "bob was here, live", false, None).await;
+    // A channel handles its messages in order: once the ping is answered, bob's message is
+    // kept, and a reaction (handled by another actor) finds it, as a person's would seconds later.
+    assert_eq!(ask(&fake, CH1, &dave, "!ping").await, "Pong!");
     fake.react(CH1, bobs, &dave, "🔥").await;
     // An export with alice and eve, imported while the daemon holds the store.
     let eve = FakeUser::new(800_000_000_000_000_008, "eve");
