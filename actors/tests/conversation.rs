@@ -6,17 +6,23 @@ mod support;
 use sidekick_actors::testing::Script;
 use sidekick_actors::{ChannelKey, ReplyEvent};
 use std::time::Duration;
-use support::{channel, Message, Setup, GUILD};
+use support::{channel, Message, Pending, Setup, Tree, GUILD};
 
 const BUSY: &str = "I'm getting a lot of messages at once here; I'll answer the first few and catch up after.";
+
+/// Sends "m0" and returns once the model is writing its reply (held until `release`).
+async fn hold_the_first_reply(tree: &Tree, here: ChannelKey) -> Pending {
+    tree.loader.model.script(Script::hold(&["first"]));
+    let first = tree.send(here, Message::addressed("m0"));
+    tree.until("the first reply is being written", || tree.loader.model.held() == 1).await;
+    first
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_flood_beyond_the_queue_bound_gets_one_busy_notice_and_is_all_stored() {
     let tree = Setup::default().start().await;
     let here = channel(1);
-    tree.loader.model.script(Script::hold(&["first"]));
-    let first = tree.send(here, Message::addressed("m0"));
-    tree.until("the first reply is being written", || tree.loader.model.held() == 1).await;
+    let first = hold_the_first_reply(&tree, here).await;
     let texts: Vec<String> = (1..8).map(|i| format!("m{i}")).collect();
     let rest: Vec<_> = texts.iter().map(|t| tree.send(here, Message::addressed(t))).collect();
     tree.loader.model.release();
@@ -41,9 +47,7 @@ async fn a_flood_beyond_the_queue_bound_gets_one_busy_notice_and_is_all_stored()
 async fn chatter_beyond_the_queue_bound_is_stored_silently_and_the_notice_waits_for_someone_who_asked() {
     let tree = Setup::default().start().await;
     let here = channel(1);
-    tree.loader.model.script(Script::hold(&["first"]));
-    let first = tree.send(here, Message::addressed("m0"));
-    tree.until("the first reply is being written", || tree.loader.model.held() == 1).await;
+    let first = hold_the_first_reply(&tree, here).await;
     let texts: Vec<String> = (1..8).map(|i| format!("m{i}")).collect();
     let rest: Vec<_> = texts
         .iter()
