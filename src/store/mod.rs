@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 mod history;
 mod privacy;
+mod retention;
 mod vectors;
 pub use vectors::VectorMeta;
 
@@ -28,6 +29,9 @@ pub struct FjallStore {
     /// Discord message id → reply id, so reactions and replies find the reply.
     reply_links: Keyspace,
     vectors: Keyspace,
+    /// User messages stored and not yet embedded (`vectors.rs`): a crash between the two
+    /// leaves them here, and the retriever catches them up at its next start.
+    unindexed: Keyspace,
     stats: Keyspace,
     /// What is known about channels beyond their store key: a thread's parent and server.
     channels: Keyspace,
@@ -93,6 +97,7 @@ impl FjallStore {
             replies: open("replies")?,
             reply_links: open("reply_links")?,
             vectors: open("vectors")?,
+            unindexed: open("unindexed")?,
             stats: open("stats")?,
             channels: open("channels")?,
             history: open("history")?,
@@ -203,7 +208,7 @@ impl FjallStore {
         Ok(records)
     }
 
-    fn keyspaces(&self) -> [(&'static str, &Keyspace); 11] {
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 12] {
         [
             ("history", &self.history),
             ("history_cursors", &self.history_cursors),
@@ -215,6 +220,7 @@ impl FjallStore {
             ("replies", &self.replies),
             ("reply_links", &self.reply_links),
             ("vectors", &self.vectors),
+            ("unindexed", &self.unindexed),
             ("stats", &self.stats),
         ]
     }
@@ -263,7 +269,13 @@ impl MessageLog for FjallStore {
         self.remember_thread(channel)?;
         let seq = self.take_seq(channel)?;
         let json = serde_json::to_vec(message).map_err(backend)?;
-        self.messages.insert(message_key(channel, seq), json).map_err(backend)?;
+        let key = message_key(channel, seq);
+        let mut batch = self.db.batch();
+        if message.role == sidekick_actors::prompt::Role::User {
+            batch.insert(&self.unindexed, key.clone(), Vec::<u8>::new());
+        }
+        batch.insert(&self.messages, key, json);
+        batch.commit().map_err(backend)?;
         self.sync()?;
         Ok(seq)
     }
@@ -314,6 +326,10 @@ impl MessageLog for FjallStore {
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, StoreError> {
         self.purge(channel)
     }
+
+    fn prune_messages(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.prune_messages_before(before_ms)
+    }
 }
 
 impl FeedbackJournal for FjallStore {
@@ -349,6 +365,10 @@ impl FeedbackJournal for FjallStore {
         let json = serde_json::to_vec(marks).map_err(backend)?;
         self.settings.insert(TRAINING_MARKS, json).map_err(backend)?;
         self.sync()
+    }
+
+    fn prune_feedback(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.prune_feedback_before(before_ms)
     }
 }
 
@@ -430,6 +450,14 @@ impl StatsStore for FjallStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.sync()
+    }
+
+    fn prune_hourly(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.prune_hourly_before(before_ms)
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
     }
 }
 

@@ -1,10 +1,10 @@
 //! What each vector of the retrieval index stands for: the index holds only numbers, the
 //! store holds the rest (channel, server, author, text).
 
-use super::{backend, last_seq, seq_of, FjallStore};
+use super::{backend, last_seq, message_key, privacy, seq_of, FjallStore};
 use serde::{Deserialize, Serialize};
 use sidekick_actors::governance::Place;
-use sidekick_actors::ports::StoreError;
+use sidekick_actors::ports::{StoreError, StoredMessage};
 use sidekick_actors::ChannelKey;
 
 /// What a vector in the retrieval index stands for.
@@ -37,13 +37,44 @@ impl VectorMeta {
 }
 
 impl FjallStore {
-    /// Records what each vector key stands for (the index holds only numbers).
-    pub fn put_vector_meta(&self, entries: &[(u64, VectorMeta)]) -> Result<(), StoreError> {
+    /// Records what each vector key stands for (the index holds only numbers); the stored
+    /// messages they embed (channel and sequence number) no longer wait for a vector.
+    pub fn put_vector_meta(&self, entries: &[(u64, VectorMeta)], embedded: &[(ChannelKey, u64)]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         for (key, meta) in entries {
             batch.insert(&self.vectors, key.to_be_bytes(), serde_json::to_vec(meta).map_err(backend)?);
         }
+        for (channel, seq) in embedded {
+            batch.remove(&self.unindexed, message_key(channel, *seq));
+        }
         batch.commit().map_err(backend)
+    }
+
+    /// The stored user messages still waiting for a vector (written before a crash), with
+    /// their channel and sequence number; markers of messages deleted meanwhile are dropped.
+    pub fn unindexed_messages(&self) -> Result<Vec<(ChannelKey, u64, StoredMessage)>, StoreError> {
+        let mut out = Vec::new();
+        let mut gone = self.db.batch();
+        for guard in self.unindexed.iter() {
+            let key = guard.key().map_err(backend)?;
+            let message = self.messages.get(&key).map_err(backend)?.and_then(|v| serde_json::from_slice::<StoredMessage>(&v).ok());
+            match (privacy::channel_of(&key), message) {
+                (Some(channel), Some(message)) => out.push((self.known(channel), seq_of(&key), message)),
+                _ => gone.remove(&self.unindexed, key),
+            }
+        }
+        gone.commit().map_err(backend)?;
+        Ok(out)
+    }
+
+    /// No stored message waits for a vector (a rebuild embeds them all).
+    pub fn clear_unindexed(&self) -> Result<(), StoreError> {
+        self.unindexed.clear().map_err(backend)
+    }
+
+    /// How many records the message log holds, roughly (for a rebuild's progress).
+    pub fn approximate_message_count(&self) -> usize {
+        self.messages.approximate_len()
     }
 
     pub fn vector_meta(&self, key: u64) -> Result<Option<VectorMeta>, StoreError> {

@@ -15,6 +15,10 @@ pub struct IndexItem {
     pub user_id: Option<String>,
     pub text: String,
     pub at_ms: u64,
+    /// Its sequence number in the channel's message log, so the store can tell which stored
+    /// messages still wait for a vector (a crash between storing and embedding).
+    #[serde(default)]
+    pub seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,6 +35,9 @@ pub enum RetrievalError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetrievalStats {
     pub vectors: usize,
+    /// What the index takes in memory.
+    #[serde(default)]
+    pub bytes: u64,
     pub rebuilds: u64,
     /// Why retrieval is off, when it is.
     pub degraded: Option<String>,
@@ -46,6 +53,8 @@ pub trait Retriever: Send + Sync + 'static {
     fn purge_channel(&self, channel: &ChannelKey) -> Result<usize, RetrievalError>;
     /// Removes the vectors of what `user_id` wrote; returns how many.
     fn purge_user(&self, user_id: &str) -> Result<usize, RetrievalError>;
+    /// Removes the vectors of messages said before `before_ms` (retention); returns how many.
+    fn prune_before(&self, before_ms: u64) -> Result<usize, RetrievalError>;
     fn save(&self) -> Result<(), RetrievalError>;
     fn stats(&self) -> RetrievalStats;
 }

@@ -240,6 +240,9 @@ pub trait MessageLog: Send + Sync + 'static {
     fn user_message_count(&self, user_id: &str) -> Result<usize, StoreError>;
     /// The threads of `parent` that have messages kept (they follow its allowlist and purge).
     fn threads_of(&self, parent: &ChannelKey) -> Result<Vec<ChannelKey>, StoreError>;
+    /// Deletes what was said before `before_ms` from every channel's log and from the server's
+    /// history (`storage.keep_messages_days`); returns how many messages.
+    fn prune_messages(&self, before_ms: u64) -> Result<usize, StoreError>;
 }
 
 /// Per-channel settings and the admins' settings for the whole bot.
@@ -260,6 +263,9 @@ pub trait FeedbackJournal: Send + Sync + 'static {
     fn training_marks(&self) -> Result<TrainingMarks, StoreError>;
     /// Saves the crash guard durably (before the step it marks runs).
     fn save_training_marks(&self, marks: &TrainingMarks) -> Result<(), StoreError>;
+    /// Drops feedback given before `before_ms` (its replies have left the reply journal, so
+    /// nothing can be trained on it); returns how many events.
+    fn prune_feedback(&self, before_ms: u64) -> Result<usize, StoreError>;
 }
 
 /// The replies of the training step running now, and those of steps that never ended (the
@@ -287,6 +293,10 @@ pub trait StatsStore: Send + Sync + 'static {
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn stat(&self, name: &str) -> Result<u64, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
+    /// Drops the hourly counters (`stats.rs`) of the hours before `before_ms`.
+    fn prune_hourly(&self, before_ms: u64) -> Result<usize, StoreError>;
+    /// What the store takes on disk, in bytes.
+    fn disk_bytes(&self) -> u64;
 }
 
 /// The server's history, what its voice is learned from (`crate::history`).

@@ -76,6 +76,13 @@ impl Retriever for FakeRetriever {
         Ok(before - items.len())
     }
 
+    fn prune_before(&self, before_ms: u64) -> Result<usize, RetrievalError> {
+        let mut items = self.items.lock_or_recover();
+        let before = items.len();
+        items.retain(|i| i.at_ms >= before_ms);
+        Ok(before - items.len())
+    }
+
     fn save(&self) -> Result<(), RetrievalError> {
         Ok(())
     }

@@ -128,6 +128,24 @@ impl MessageLog for MemoryStore {
         inner.history_cursors.remove(channel);
         Ok(inner.messages.remove(channel).map_or(0, |m| m.len()))
     }
+
+    fn prune_messages(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let mut gone = 0;
+        let Inner { messages, cursors, history, .. } = &mut *inner;
+        for (channel, log) in messages.iter_mut() {
+            let old = log.iter().take_while(|m| m.at_ms < before_ms).count();
+            log.drain(..old);
+            if let Some(cursor) = cursors.get_mut(channel) {
+                *cursor = cursor.saturating_sub(old);
+            }
+            gone += old;
+        }
+        messages.retain(|_, log| !log.is_empty());
+        let before = history.len();
+        history.retain(|_, m| m.at_ms >= before_ms);
+        Ok(gone + before - history.len())
+    }
 }
 
 impl SettingsStore for MemoryStore {
@@ -164,6 +182,12 @@ impl FeedbackJournal for MemoryStore {
     fn save_training_marks(&self, marks: &TrainingMarks) -> Result<(), StoreError> {
         self.0.lock_or_recover().training_marks = marks.clone();
         Ok(())
+    }
+    fn prune_feedback(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let before = inner.feedback.len();
+        inner.feedback.retain(|_, e| e.at_ms >= before_ms);
+        Ok(before - inner.feedback.len())
     }
 }
 
@@ -239,5 +263,14 @@ impl StatsStore for MemoryStore {
     }
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    fn prune_hourly(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let before = inner.stats.len();
+        inner.stats.retain(|name, _| crate::stats::hour_of(name).is_none_or(|hour| hour >= before_ms / 3_600_000));
+        Ok(before - inner.stats.len())
+    }
+    fn disk_bytes(&self) -> u64 {
+        0
     }
 }
