@@ -4,11 +4,11 @@
 //! message log.
 
 mod embedder;
+mod file;
 
 use crate::config::Config;
 use crate::store::{FjallStore, VectorMeta};
 pub use embedder::{Embedder, DIMENSIONS};
-use sha2::Digest;
 use sidekick_actors::context::Hit;
 use sidekick_actors::governance::{Place, Scope};
 use sidekick_actors::metric_names as m;
@@ -17,7 +17,7 @@ use sidekick_actors::sync::LockExt;
 use sidekick_actors::ChannelKey;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -27,11 +27,12 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 pub const SCALAR: ScalarKind = ScalarKind::BF16;
 /// Searches and additions that may run at once (usearch needs a slot for each).
 const THREADS: usize = 16;
-/// The index file: this magic, the length and sha256 of the usearch bytes, then the bytes.
-/// usearch has no checksum of its own, and a damaged graph can load fine and crash a search.
-const MAGIC: &[u8; 8] = b"SKVIDX01";
 /// Messages embedded at once while rebuilding.
 const REBUILD_BATCH: usize = 64;
+/// Messages read from the store at once while rebuilding: sorted by length within a window
+/// (batches pad to their longest text, so similar lengths together embed about twice as
+/// fast) without holding the whole log in memory.
+const REBUILD_WINDOW: usize = 4096;
 
 fn index_error(e: impl std::fmt::Display) -> RetrievalError {
     RetrievalError::Index(e.to_string())
@@ -59,14 +60,6 @@ impl RetrieverLoader for Loader {
     }
 }
 
-/// What the index file was built with, kept beside it.
-#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
-struct Manifest {
-    model: String,
-    dimensions: usize,
-    scalar: String,
-}
-
 pub struct LocalRetriever {
     embedder: Embedder,
     index: Mutex<Index>,
@@ -85,29 +78,15 @@ pub fn new_index() -> Result<Index, RetrievalError> {
     Ok(index)
 }
 
-/// The usearch bytes of a framed index file, if the frame is whole and its checksum right.
-fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
-    if bytes.len() < 48 || &bytes[..8] != MAGIC {
-        return Err("not a Sidekick index file".into());
-    }
-    let payload = &bytes[48..];
-    let length = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    if payload.len() as u64 != length {
-        return Err(format!("truncated: {} of {length} bytes", payload.len()));
-    }
-    if sha2::Sha256::digest(payload).as_slice() != &bytes[16..48] {
-        return Err("checksum mismatch".into());
-    }
-    Ok(payload)
-}
-
-fn manifest_path(index: &Path) -> PathBuf {
-    index.with_extension("json")
-}
-
 impl LocalRetriever {
-    fn manifest(&self) -> Manifest {
-        Manifest { model: self.embedder.model_id.clone(), dimensions: DIMENSIONS, scalar: format!("{SCALAR:?}") }
+    fn manifest(&self) -> file::Manifest {
+        file::Manifest {
+            model: self.embedder.model_id.clone(),
+            dimensions: DIMENSIONS,
+            scalar: format!("{SCALAR:?}"),
+            length: None,
+            sha256: None,
+        }
     }
 
     pub fn open(embedder: Embedder, path: PathBuf, store: Arc<FjallStore>) -> Result<LocalRetriever, RetrievalError> {
@@ -131,23 +110,15 @@ impl LocalRetriever {
 
     /// The saved index, if it is readable and was built like this one would be.
     fn load_saved(&self) -> Result<Index, String> {
-        let manifest: Manifest = std::fs::read(manifest_path(&self.path))
-            .map_err(|e| format!("no manifest: {e}"))
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("bad manifest: {e}")))?;
-        if manifest != self.manifest() {
+        let manifest = file::read_manifest(&self.path)?;
+        if !manifest.built_like(&self.manifest()) {
             return Err(format!(
                 "built with {} ({} dimensions, {}), not {}",
                 manifest.model, manifest.dimensions, manifest.scalar, self.embedder.model_id
             ));
         }
-        let bytes = std::fs::read(&self.path).map_err(|e| format!("unreadable: {e}"))?;
-        let payload = unframe(&bytes)?;
-        let header = Index::metadata_from_buffer(payload).map_err(|e| format!("unreadable header: {e}"))?;
-        if header.dimensions as usize != DIMENSIONS || header.metric != MetricKind::Cos || header.quantization != SCALAR {
-            return Err(format!("file holds {}-dimensional {:?} vectors", header.dimensions, header.quantization));
-        }
         let index = new_index().map_err(|e| e.to_string())?;
-        index.load_from_buffer(payload).map_err(|e| format!("unreadable: {e}"))?;
+        file::load(&index, &self.path, &manifest)?;
         if index.dimensions() != DIMENSIONS {
             return Err(format!("loaded {} dimensions", index.dimensions()));
         }
@@ -156,7 +127,8 @@ impl LocalRetriever {
         Ok(index)
     }
 
-    /// Adds what the store has and the saved index lacks (written since the last save).
+    /// Adds what the store has and the saved index lacks: vectors written since the last save,
+    /// and stored messages never embedded (the process ended between storing and embedding).
     fn catch_up(&self) -> Result<(), RetrievalError> {
         let missing: Vec<(u64, VectorMeta)> = {
             let index = self.index.lock_or_recover();
@@ -167,37 +139,39 @@ impl LocalRetriever {
             let vectors = self.embedder.embed(&texts)?;
             self.add(chunk.iter().map(|(k, _)| *k).zip(vectors))?;
         }
-        if !missing.is_empty() {
-            tracing::info!(added = missing.len(), "vector index caught up with the store");
+        let waiting: Vec<IndexItem> = self
+            .store
+            .unindexed_messages()
+            .map_err(index_error)?
+            .into_iter()
+            .map(|(channel, seq, m)| item_of(channel, Some(seq), m))
+            .collect();
+        for chunk in waiting.chunks(REBUILD_BATCH) {
+            self.index(chunk)?;
+        }
+        if !missing.is_empty() || !waiting.is_empty() {
+            tracing::info!(vectors = missing.len(), messages = waiting.len(), "vector index caught up with the store");
         }
         Ok(())
     }
 
     /// Re-embeds every stored user message into a fresh index, showing progress on stderr.
+    /// The log is read in windows, so a rebuild of months holds one window in memory.
     fn rebuild(&self) -> Result<(), RetrievalError> {
         metrics::counter!(m::INDEX_REBUILDS).increment(1);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         *self.index.lock_or_recover() = new_index()?;
         self.store.clear_vector_meta().map_err(index_error)?;
-        let mut messages: Vec<(ChannelKey, sidekick_actors::ports::StoredMessage)> = self.store.user_messages().collect();
-        // Batches pad to their longest text: similar lengths together embed about twice as fast.
-        messages.sort_by_key(|(_, m)| m.content.len());
-        let total = messages.len();
-        let mut progress = Progress::new(total);
-        for chunk in messages.chunks(REBUILD_BATCH) {
-            let items: Vec<IndexItem> = chunk
-                .iter()
-                .map(|(channel, m)| IndexItem {
-                    channel: *channel,
-                    user_id: m.user_id.clone(),
-                    guild: m.guild.clone(),
-                    author: m.author.clone(),
-                    text: m.content.clone(),
-                    at_ms: m.at_ms,
-                })
-                .collect();
-            self.index(&items)?;
-            progress.advance(chunk.len());
+        self.store.clear_unindexed().map_err(index_error)?;
+        let mut progress = Progress::new(self.store.approximate_message_count());
+        let mut messages = self.store.user_messages().peekable();
+        while messages.peek().is_some() {
+            let mut window: Vec<IndexItem> = messages.by_ref().take(REBUILD_WINDOW).map(|(c, m)| item_of(c, None, m)).collect();
+            window.sort_by_key(|item| item.text.len());
+            for chunk in window.chunks(REBUILD_BATCH) {
+                self.index(chunk)?;
+                progress.advance(chunk.len());
+            }
         }
         progress.finish();
         self.save()
@@ -254,7 +228,8 @@ impl Retriever for LocalRetriever {
             };
             entries.push((key, meta));
         }
-        self.store.put_vector_meta(&entries).map_err(index_error)?;
+        let embedded: Vec<(ChannelKey, u64)> = items.iter().filter_map(|i| Some((i.channel, i.seq?))).collect();
+        self.store.put_vector_meta(&entries, &embedded).map_err(index_error)?;
         self.places.lock_or_recover().extend(entries.iter().filter_map(|(k, m)| Some((*k, m.place()?))));
         self.add(entries.iter().map(|(k, _)| *k).zip(vectors))
     }
@@ -297,29 +272,30 @@ impl Retriever for LocalRetriever {
         self.remove(|m| m.user_id.as_deref() == Some(user_id))
     }
 
+    fn prune_before(&self, before_ms: u64) -> Result<usize, RetrievalError> {
+        self.remove(|m| m.at_ms < before_ms)
+    }
+
     fn save(&self) -> Result<(), RetrievalError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(index_error)?;
-        }
-        let payload = {
-            let index = self.index.lock_or_recover();
-            let mut buffer = vec![0u8; index.serialized_length()];
-            index.save_to_buffer(&mut buffer).map_err(index_error)?;
-            buffer
-        };
-        let mut framed = Vec::with_capacity(payload.len() + 48);
-        framed.extend_from_slice(MAGIC);
-        framed.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        framed.extend_from_slice(&sha2::Sha256::digest(&payload));
-        framed.extend_from_slice(&payload);
-        crate::files::write_atomically(&self.path, &framed).map_err(index_error)?;
-        let manifest = serde_json::to_vec(&self.manifest()).map_err(index_error)?;
-        std::fs::write(manifest_path(&self.path), manifest).map_err(index_error)
+        // Under the lock, usearch writes the live index to the file: no copy of it in memory.
+        let index = self.index.lock_or_recover();
+        file::save(&index, &self.path, self.manifest()).map_err(index_error)
     }
 
     fn stats(&self) -> RetrievalStats {
-        RetrievalStats { vectors: self.index.lock_or_recover().size(), rebuilds: self.rebuilds.load(Ordering::Relaxed), degraded: None }
+        let index = self.index.lock_or_recover();
+        RetrievalStats {
+            vectors: index.size(),
+            bytes: index.memory_usage() as u64,
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
+            degraded: None,
+        }
     }
+}
+
+/// A stored message as the index takes it.
+fn item_of(channel: ChannelKey, seq: Option<u64>, m: sidekick_actors::ports::StoredMessage) -> IndexItem {
+    IndexItem { channel, user_id: m.user_id, guild: m.guild, author: m.author, text: m.content, at_ms: m.at_ms, seq }
 }
 
 /// A progress bar on stderr (a line per tenth when stderr is not a terminal).
@@ -337,6 +313,8 @@ impl Progress {
 
     fn advance(&mut self, n: usize) {
         self.done += n;
+        // The total is an estimate (bot messages count in it too).
+        self.total = self.total.max(self.done);
         let tenths = self.done * 10 / self.total.max(1);
         if self.tty {
             let filled = self.done * 30 / self.total.max(1);
