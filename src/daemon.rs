@@ -119,6 +119,9 @@ impl Daemon {
             .rl
             .enabled
             .then(|| Arc::new(LocalLearning::new(&config.model.path, &config.rl, personality, crate::learning::GateRules::new(config))));
+        if config.rl.enabled {
+            crate::learning::check_training_memory(&config.model.path, &config.rl);
+        }
         if let Some(served) = learning.as_ref().and_then(|l| l.served_adapter()) {
             engine.adapter.lock_or_recover().get_or_insert(served);
         }
@@ -132,6 +135,7 @@ impl Daemon {
             heartbeats,
             limits: RestartLimits::default(),
             watchdog_tick: Duration::from_secs(5),
+            keep_messages: config.storage.keep_messages(),
             liveness: liveness.clone(),
         };
         let (root, join) = Actor::spawn(None, RootSupervisor, args)

@@ -41,12 +41,23 @@ fn register_at_zero() {
     ] {
         metrics::counter!(counter).increment(0);
     }
-    for why in ["idle", "least recently used"] {
+    for what in ["messages", "vectors", "feedback", "stats"] {
+        metrics::counter!(m::PRUNED, "what" => what).increment(0);
+    }
+    for why in ["idle", "least recently used", "retention"] {
         metrics::counter!(m::CHANNELS_LET_GO, "why" => why).increment(0);
     }
-    for gauge in
-        [m::QUEUE_DEPTH, m::INFLIGHT_SEQUENCES, m::LAST_LOSS, m::ADAPTER_VERSION, m::LAST_ADAPTER_SAVE, m::INDEX_SIZE, m::OPEN_CHANNELS]
-    {
+    for gauge in [
+        m::QUEUE_DEPTH,
+        m::INFLIGHT_SEQUENCES,
+        m::LAST_LOSS,
+        m::ADAPTER_VERSION,
+        m::LAST_ADAPTER_SAVE,
+        m::INDEX_SIZE,
+        m::OPEN_CHANNELS,
+        m::STORE_BYTES,
+        m::INDEX_BYTES,
+    ] {
         metrics::gauge!(gauge).increment(0.0);
     }
 }
@@ -83,4 +94,7 @@ fn describe() {
     describe_gauge!(m::LAST_ADAPTER_SAVE, Unit::Seconds, "Unix time of the last adapter save");
     describe_gauge!(m::OPEN_CHANNELS, "Conversation actors open now");
     describe_counter!(m::CHANNELS_LET_GO, "Conversations let go, idle or least recently used");
+    describe_gauge!(m::STORE_BYTES, Unit::Bytes, "What the store takes on disk");
+    describe_gauge!(m::INDEX_BYTES, Unit::Bytes, "What the retrieval index takes in memory");
+    describe_counter!(m::PRUNED, "Records dropped by retention, by kind");
 }

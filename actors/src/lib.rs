@@ -36,5 +36,5 @@ pub mod watchdog;
 
 pub use channel_key::ChannelKey;
 pub use conversation::{ChannelDefaults, ChannelMsg, ChatRules, Inbound, ReplyEvent};
-pub use supervisor::{RootMsg, RootSupervisor, TreeArgs};
+pub use supervisor::{Pruned, RootMsg, RootSupervisor, TreeArgs};
 pub use tree::TreeStatus;

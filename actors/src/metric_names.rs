@@ -33,6 +33,9 @@ pub const DISCORD_CONNECTED: &str = "sidekick_discord_connected";
 pub const DISCORD_LATENCY: &str = "sidekick_discord_latency_seconds";
 pub const OPEN_CHANNELS: &str = "sidekick_open_channels";
 pub const CHANNELS_LET_GO: &str = "sidekick_channels_let_go_total";
+pub const STORE_BYTES: &str = "sidekick_store_bytes";
+pub const INDEX_BYTES: &str = "sidekick_index_bytes";
+pub const PRUNED: &str = "sidekick_pruned_total";
 
 /// Histograms are exported with these bucket bounds (seconds) so Grafana can take quantiles.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -56,6 +59,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "training",
     "adapter_save",
     "adapter_swap",
+    "retention",
 ];
 pub const ACTORS: &[&str] = &["model", "retrieval", "feedback", "watchdog", "conversation"];
 pub const FEEDBACK_SOURCES: &[&str] = &["command", "reaction", "reaction_removed"];

@@ -38,6 +38,11 @@ pub enum RetrievalMsg {
         user: String,
         reply: RpcReplyPort<usize>,
     },
+    /// Retention: removes the vectors of messages said before `before_ms`.
+    Prune {
+        before_ms: u64,
+        reply: RpcReplyPort<usize>,
+    },
     /// Embeds what is pending and saves the index.
     Save(Option<RpcReplyPort<()>>),
     Stats(RpcReplyPort<RetrievalStats>),
@@ -57,6 +62,7 @@ pub struct RetrievalActor;
 pub enum Purge {
     Channel(crate::channel_key::ChannelKey, RpcReplyPort<usize>),
     User(String, RpcReplyPort<usize>),
+    Before(u64, RpcReplyPort<usize>),
 }
 
 impl Purge {
@@ -67,6 +73,11 @@ impl Purge {
             }
             Purge::User(user, reply) => {
                 let _ = reply.send(retriever.purge_user(&user)?);
+            }
+            Purge::Before(at_ms, reply) => {
+                let gone = retriever.prune_before(at_ms)?;
+                publish_size(retriever.as_ref());
+                let _ = reply.send(gone);
             }
         }
         Ok(())
@@ -98,7 +109,7 @@ impl Actor for RetrievalActor {
         let retriever = match tokio::task::spawn_blocking(move || loader.load()).await? {
             Ok(r) => {
                 metrics::gauge!(m::RETRIEVAL_DEGRADED).set(0.0);
-                metrics::gauge!(m::INDEX_SIZE).set(r.stats().vectors as f64);
+                publish_size(r.as_ref());
                 Ok(r)
             }
             Err(e) => {
@@ -155,7 +166,7 @@ impl Actor for RetrievalActor {
                 }
                 metrics::histogram!(m::EMBED_SECONDS).record(seconds);
                 metrics::histogram!(m::EMBED_BATCH_SIZE).record(items as f64);
-                metrics::gauge!(m::INDEX_SIZE).set(retriever.stats().vectors as f64);
+                publish_size(retriever.as_ref());
                 if state.pending.len() >= BATCH {
                     state.start_batch(&myself, &retriever);
                 }
@@ -180,6 +191,10 @@ impl Actor for RetrievalActor {
             RetrievalMsg::PurgeUser { user, reply } => {
                 state.pending.retain(|i| i.user_id.as_deref() != Some(user.as_str()));
                 state.purge(Purge::User(user, reply), &retriever).await?;
+            }
+            RetrievalMsg::Prune { before_ms, reply } => {
+                state.pending.retain(|i| i.at_ms >= before_ms);
+                state.purge(Purge::Before(before_ms, reply), &retriever).await?;
             }
             RetrievalMsg::Save(reply) => {
                 let items = std::mem::take(&mut state.pending);
@@ -237,13 +252,20 @@ impl RetrievalState {
     }
 }
 
+/// The index's size, as metrics.
+fn publish_size(retriever: &dyn Retriever) {
+    let stats = retriever.stats();
+    metrics::gauge!(m::INDEX_SIZE).set(stats.vectors as f64);
+    metrics::gauge!(m::INDEX_BYTES).set(stats.bytes as f64);
+}
+
 /// Without a retriever every query finds nothing and every index request is dropped.
 fn degraded(msg: RetrievalMsg, state: &RetrievalState) -> Result<(), ActorProcessingErr> {
     match msg {
         RetrievalMsg::Query { reply, .. } => {
             let _ = reply.send(Vec::new());
         }
-        RetrievalMsg::Purge { reply, .. } | RetrievalMsg::PurgeUser { reply, .. } => {
+        RetrievalMsg::Purge { reply, .. } | RetrievalMsg::PurgeUser { reply, .. } | RetrievalMsg::Prune { reply, .. } => {
             let _ = reply.send(0);
         }
         RetrievalMsg::Save(Some(reply)) => {

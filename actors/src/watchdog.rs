@@ -124,6 +124,7 @@ impl Actor for Watchdog {
                 }
                 *reported = stalled;
                 if let Some(store) = &args.store {
+                    metrics::gauge!(m::STORE_BYTES).set(store.disk_bytes() as f64);
                     if let Err(e) = store.flush() {
                         tracing::error!(error = %e, "could not sync the store");
                     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 const DESCRIBED: &[(&str, &str)] = &[
     ("model.threads_batch", "number of cores"),
     ("model.seed", "unset"),
+    ("storage.keep_messages_days", "keep everything"),
     ("chat.system_prompt", "seed 003's \"regular on this server\" prompt"),
     ("retrieval.index_path", "`<storage.path>/vectors.usearch`"),
     ("train.targets", "all seven projections"),
@@ -28,6 +29,7 @@ fn code_defaults() -> BTreeMap<String, toml::Value> {
     }
     // Options without a default are not serialized; they are documented all the same.
     out.entry("model.seed".into()).or_insert(toml::Value::String("unset".into()));
+    out.entry("storage.keep_messages_days".into()).or_insert(toml::Value::String("keep everything".into()));
     out
 }
 

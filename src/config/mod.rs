@@ -55,6 +55,15 @@ pub struct ModelConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// Messages (the log, the server's history, their vectors) older than this many days are
+    /// dropped hourly; `None` keeps them until deleted by hand.
+    pub keep_messages_days: Option<u32>,
+}
+
+impl StorageConfig {
+    pub fn keep_messages(&self) -> Option<std::time::Duration> {
+        self.keep_messages_days.map(|days| std::time::Duration::from_secs(u64::from(days) * 86_400))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -253,7 +262,7 @@ fn default_threads() -> u32 {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: "data_storage".into() }
+        Self { path: "data_storage".into(), keep_messages_days: None }
     }
 }
 
@@ -317,6 +326,11 @@ impl Config {
                 Err(refuse(format!("model.{key} must be between {lo} and {hi}, got {v}")))
             }
         };
+        if let Some(days) = self.storage.keep_messages_days.filter(|d| !(1..=36_500).contains(d)) {
+            return Err(refuse(format!(
+                "storage.keep_messages_days must be between 1 and 36500, got {days} (leave it out to keep everything)"
+            )));
+        }
         range("context_tokens", m.context_tokens.into(), 512, 131_072)?;
         range("parallel", m.parallel.into(), 1, 64)?;
         range("threads", m.threads.into(), 1, 256)?;

@@ -51,7 +51,7 @@ pub(crate) fn retrieval_config(dir: &Path) -> Config {
 }
 
 /// Stores messages the bot does not answer (reply rate 0), as a quiet server would.
-async fn store_quietly(daemon: &Daemon, channel: &str, lines: &[String]) {
+pub(crate) async fn store_quietly(daemon: &Daemon, channel: &str, lines: &[String]) {
     say(daemon, channel, "!setrate 0").await;
     for line in lines {
         let (reply, _) = tokio::sync::mpsc::unbounded_channel();
@@ -78,7 +78,7 @@ pub(crate) async fn wait_for_vectors(daemon: &Daemon, n: usize) {
 }
 
 /// The background lines of the prompt for `question`, asked in a fresh channel.
-async fn background(daemon: &Daemon, channel: &str, question: &str) -> Vec<String> {
+pub(crate) async fn background(daemon: &Daemon, channel: &str, question: &str) -> Vec<String> {
     let prompt = say(daemon, channel, question).await.prompt.expect("a chat prompt");
     prompt.lines().filter_map(|l| l.strip_prefix("- someone: ").map(|t| t.trim_end_matches("<|im_end|>").to_string())).collect()
 }

@@ -445,6 +445,16 @@ impl FeedbackState {
             Ok(n) => tracing::info!(replies = n, "dropped old journaled replies"),
             Err(e) => tracing::warn!(error = %e, "could not prune the reply journal"),
         }
+        // Feedback on a dropped reply can never be trained on: it goes too, so a start reads
+        // the journal of `rl.keep_replies_days`, not of every day the bot ran.
+        match self.args.journal.prune_feedback(before) {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!(m::PRUNED, "what" => "feedback").increment(n as u64);
+                tracing::info!(feedback = n, "dropped feedback on dropped replies");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not prune the feedback journal"),
+        }
     }
 
     /// Starts a step on the training thread when there is work the share cap allows and the

@@ -9,14 +9,35 @@ use crate::metric_names as m;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
+/// Which conversations to let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LetGo {
+    /// Those idle for longer than `chat.idle_minutes` (every minute).
+    Idle,
+    /// Every one not busy, for this reason (retention dropped what they hold in memory).
+    All(&'static str),
+}
+
 impl RootState {
+    pub(super) fn let_go_of(&mut self, which: LetGo) {
+        match which {
+            LetGo::Idle => self.let_go_idle(),
+            LetGo::All(why) => {
+                let idle: Vec<ChannelKey> = self.channels.keys().filter(|key| self.is_idle(key)).copied().collect();
+                for key in idle {
+                    self.let_go(key, why);
+                }
+            }
+        }
+    }
+
     /// A message for `key` arrived: it is the most recently used.
     pub(super) fn touch(&mut self, key: ChannelKey) {
         self.used.insert(key, Instant::now());
     }
 
     /// Stops every conversation idle for longer than `chat.idle_minutes`.
-    pub(super) fn let_go_idle(&mut self) {
+    fn let_go_idle(&mut self) {
         let idle_after = self.args.defaults.chat.idle_after();
         let now = Instant::now();
         let idle: Vec<ChannelKey> = self

@@ -3,8 +3,10 @@
 //! limits and with backoff. Purges and `!forgetme` are in `privacy.rs`.
 
 mod children;
-mod idle;
+pub mod idle;
 mod privacy;
+mod retention;
+pub use retention::Pruned;
 
 pub use children::Started;
 
@@ -41,6 +43,8 @@ pub struct TreeArgs {
     pub limits: RestartLimits,
     pub watchdog_tick: Duration,
     pub liveness: crate::liveness::Liveness,
+    /// `storage.keep_messages_days` (`None`: messages are kept until deleted by hand).
+    pub keep_messages: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,8 +91,11 @@ pub enum RootMsg {
     Drain(Duration, RpcReplyPort<()>),
     /// A purge of this channel is done: it takes messages again.
     Purged(ChannelKey),
-    /// Let go of conversations idle longer than `chat.idle_minutes` (every minute).
-    LetGoIdle,
+    /// Let go of conversations idle longer than `chat.idle_minutes` (every minute), or of all
+    /// that are not busy.
+    LetGoIdle(idle::LetGo),
+    /// Drop what retention no longer keeps (every hour; `retention.rs`).
+    Prune(Option<RpcReplyPort<retention::Pruned>>),
     /// The watchdog saw the model busy and silent for `model.stall_seconds`: load it again.
     ModelStalled,
     /// A child restarted off the root's loop is up, or could not start (`children.rs`).
@@ -146,6 +153,8 @@ pub struct RootState {
     restarts: u64,
     started: Instant,
     draining: bool,
+    /// A retention pass is running.
+    pruning: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor for RootSupervisor {
@@ -174,6 +183,7 @@ impl Actor for RootSupervisor {
             restarts: 0,
             started: Instant::now(),
             draining: false,
+            pruning: Arc::default(),
         };
         // A model that cannot load at start is a configuration problem: fail loudly.
         state.start_model(&myself).await?;
@@ -184,7 +194,9 @@ impl Actor for RootSupervisor {
         }
         state.start_watchdog(&myself).await?;
         let every = state.args.defaults.chat.idle_after().min(Duration::from_secs(60));
-        myself.send_interval(every, || RootMsg::LetGoIdle);
+        myself.send_interval(every, || RootMsg::LetGoIdle(idle::LetGo::Idle));
+        let _ = myself.send_message(RootMsg::Prune(None));
+        myself.send_interval(Duration::from_secs(3600), || RootMsg::Prune(None));
         Ok(state)
     }
 
@@ -217,7 +229,8 @@ impl Actor for RootSupervisor {
             RootMsg::Purged(channel) => {
                 state.purging.remove(&channel);
             }
-            RootMsg::LetGoIdle => state.let_go_idle(),
+            RootMsg::LetGoIdle(which) => state.let_go_of(which),
+            RootMsg::Prune(reply) => state.prune(&myself, reply),
             RootMsg::Started(child, started) => state.adopt(&myself, child, started),
             RootMsg::ModelStalled => state.reload_model(&myself, "the model stalled", true),
             RootMsg::Tree(TreeRequest::Status(reply)) => {

@@ -34,6 +34,8 @@ pub struct Setup {
     pub clock: ManualClock,
     /// The Discord connection the watchdog watches (none: the console).
     pub liveness_gateway: Option<sidekick_actors::liveness::GatewayHealth>,
+    /// `storage.keep_messages_days`.
+    pub keep_messages: Option<Duration>,
 }
 
 impl Default for Setup {
@@ -50,6 +52,7 @@ impl Default for Setup {
             limits: RestartLimits::default(),
             clock,
             liveness_gateway: None,
+            keep_messages: None,
         }
     }
 }
@@ -82,6 +85,7 @@ impl Setup {
             heartbeats: heartbeats.clone(),
             limits: self.limits,
             watchdog_tick: Duration::from_secs(5),
+            keep_messages: self.keep_messages,
             liveness: Liveness { exit, gateway: self.liveness_gateway.unwrap_or_default(), ..Liveness::default() },
         };
         let (root, join) = Actor::spawn(None, RootSupervisor, args).await.expect("the tree starts");
