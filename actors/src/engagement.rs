@@ -1,6 +1,8 @@
 //! When the bot speaks up unasked. Always when addressed; otherwise by chance: a base rate
-//! raised by the channel's engagement, which rises when the bot talks or is talked to and
-//! decays with a half-life. Time comes from a [`crate::clock::Clock`] and chance from a seeded RNG, so a
+//! raised by the channel's engagement (up to ten times the base rate), which rises when
+//! someone talks to the bot and when it answers them, and decays with a half-life. Its own
+//! unasked replies raise nothing, so a channel where only the bot talks calms down, and a
+//! base rate of 0 means no unasked replies at all. Time comes from a [`crate::clock::Clock`] and chance from a seeded RNG, so a
 //! sequence of decisions is exactly reproducible.
 
 use rand::Rng;
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct EngagementRules {
     /// Time for engagement to fall to half.
     pub half_life_ms: u64,
-    /// Added when the bot replies in the channel.
+    /// Added when the bot answers someone who addressed it.
     pub on_reply: f64,
     /// Added when someone mentions or replies to the bot.
     pub on_addressed: f64,
@@ -31,6 +33,9 @@ pub struct Engagement {
     pub last_activity_ms: u64,
 }
 
+/// Full engagement makes unasked replies this many times likelier than the base rate.
+const MAX_RAISE: f64 = 10.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
     Addressed,
@@ -44,11 +49,12 @@ impl Engagement {
         self.level * 0.5f64.powf(elapsed / rules.half_life_ms.max(1) as f64)
     }
 
-    /// Chance of answering an unaddressed message at `now_ms`: the base rate, raised toward
-    /// certainty by engagement.
+    /// Chance of answering an unaddressed message at `now_ms`: the base rate, raised by
+    /// engagement toward ten times the base rate (at most certainty); 0 stays 0.
     pub fn probability(&self, base_rate: f64, now_ms: u64, rules: &EngagementRules) -> f64 {
         let base = base_rate.clamp(0.0, 1.0);
-        (base + (1.0 - base) * self.level_at(now_ms, rules)).clamp(0.0, 1.0)
+        let ceiling = (base * MAX_RAISE).min(1.0);
+        (base + (ceiling - base) * self.level_at(now_ms, rules)).clamp(0.0, 1.0)
     }
 
     pub fn bump(&mut self, amount: f64, now_ms: u64, rules: &EngagementRules) {
@@ -93,7 +99,9 @@ mod tests {
         e.bump(0.8, 0, &rules);
         assert!((e.level_at(10 * MIN, &rules) - 0.4).abs() < 1e-9);
         assert!((e.level_at(20 * MIN, &rules) - 0.2).abs() < 1e-9);
-        assert!((e.probability(0.05, 20 * MIN, &rules) - (0.05 + 0.95 * 0.2)).abs() < 1e-9);
+        assert!((e.probability(0.05, 20 * MIN, &rules) - (0.05 + 0.45 * 0.2)).abs() < 1e-9);
+        assert_eq!(e.probability(0.0, 20 * MIN, &rules), 0.0, "a base rate of 0 stays 0");
+        assert_eq!(e.probability(0.5, 20 * MIN, &rules), 0.5 + 0.5 * 0.2, "at most certainty");
         e.bump(1.0, 20 * MIN, &rules);
         assert_eq!(e.level, 1.0, "capped at 1");
     }
@@ -141,7 +149,7 @@ mod tests {
         let right_after = e.probability(0.05, MIN, &rules);
         let hour_later = e.probability(0.05, 60 * MIN, &rules);
         assert!((base - 0.05).abs() < 1e-12);
-        assert!(right_after > 0.45, "{right_after}");
+        assert!(right_after > 0.2, "{right_after}");
         assert!(hour_later < 0.06 && hour_later > base, "{hour_later}");
     }
 }

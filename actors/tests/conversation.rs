@@ -145,3 +145,25 @@ async fn a_system_prompt_is_measured_in_tokens_and_admins_set_the_limits() {
     tree.say(here, Message::from_admin("!lock config off")).await;
     assert!(tree.say(here, Message::addressed("!config")).await.answer().unwrap().starts_with("Generation settings"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn unasked_replies_do_not_feed_themselves_and_a_rate_of_0_means_none() {
+    let tree = Setup::default().start().await;
+    let here = channel(1);
+    tree.say(here, Message::from_admin("!setrate 0")).await;
+    assert!(tree.say(here, Message::addressed("hello bot")).await.replied(), "a mention is answered");
+    for i in 0..30 {
+        let chatter = format!("chatter {i}");
+        assert!(!tree.say(here, Message::chatter(&chatter)).await.replied(), "no unasked reply at rate 0 ({i})");
+    }
+
+    // At 10 %, unasked replies stay near the base rate instead of each raising the next.
+    tree.say(here, Message::from_admin("!setrate 0.1")).await;
+    let mut answered = 0;
+    for i in 0..100 {
+        tree.clock.advance(60_000);
+        let chatter = format!("more chatter {i}");
+        answered += usize::from(tree.say(here, Message::chatter(&chatter)).await.replied());
+    }
+    assert!((2..40).contains(&answered), "{answered} of 100 unasked messages answered");
+}

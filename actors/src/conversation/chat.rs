@@ -6,6 +6,7 @@ use super::{ConversationState, Inbound, ReplyEvent, Turn};
 use crate::channel_key::ChannelKey;
 use crate::commands::Command;
 use crate::context;
+use crate::engagement::Why;
 use crate::governance;
 use crate::history::{self, HistoryMessage};
 use crate::metric_names as m;
@@ -100,13 +101,19 @@ impl ConversationState {
         if decision.is_none() {
             return self.save_settings(settings);
         }
+        // Only answering someone raises engagement: the bot's own unasked replies do not feed
+        // more of them.
+        let answered_someone = decision == Some(Why::Addressed);
         match self.generate(&reply, received, asked).await? {
-            Some(Some(stored)) => {
-                settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
-                settings.last_reply_seq = Some(stored.seq);
-                settings.last_reply_id = stored.reply_id;
+            Some(stored) => {
+                if answered_someone {
+                    settings.engagement.bump(rules.on_reply, self.now_ms(), &rules);
+                }
+                if let Some(stored) = stored {
+                    settings.last_reply_seq = Some(stored.seq);
+                    settings.last_reply_id = stored.reply_id;
+                }
             }
-            Some(None) => settings.engagement.bump(rules.on_reply, self.now_ms(), &rules),
             None => count_hourly(self.args.store.as_ref(), "errors", now),
         }
         self.save_settings(settings)
@@ -115,7 +122,7 @@ impl ConversationState {
     /// Stores a message (synced) and queues it for embedding.
     fn keep_message(&self, message: &StoredMessage) -> Result<(), ActorProcessingErr> {
         self.keep_in_history(message)?;
-        self.args.store.append_message(&self.args.channel, message)?;
+        let seq = self.args.store.append_message(&self.args.channel, message)?;
         if let Some(retrieval) = self.args.retrieval.get() {
             let item = IndexItem {
                 channel: self.args.channel,
@@ -124,6 +131,7 @@ impl ConversationState {
                 user_id: message.user_id.clone(),
                 text: message.content.clone(),
                 at_ms: message.at_ms,
+                seq: Some(seq),
             };
             let _ = retrieval.send_message(RetrievalMsg::Index(item));
         }
