@@ -22,6 +22,16 @@ pub struct BackupReport {
 pub enum BackupError {
     #[error("{0} already exists and is not empty; choose a new folder")]
     NotEmpty(PathBuf),
+    #[error(
+        "the daemon sees a different {seen} than you do (systemd's PrivateTmp gives the service a /tmp of its own), so a backup in {dir} would be out of your sight; \
+         back up into a folder the service writes, such as {suggest}, or stop the daemon and run sidekick backup again"
+    )]
+    ElsewhereForDaemon { dir: PathBuf, seen: PathBuf, suggest: PathBuf },
+    #[error(
+        "the daemon cannot write to {dir} ({source}); under the shipped systemd unit (ProtectSystem=strict) it writes only to its ReadWritePaths: \
+         back up into {suggest}, add the folder to ReadWritePaths, or stop the daemon and run sidekick backup again"
+    )]
+    NotWritable { dir: PathBuf, suggest: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("store: {0}")]
@@ -32,11 +42,56 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io { path: path.to_path_buf(), source }
 }
 
+/// Where a backup can always go: beside the store, which the service writes.
+fn suggested(config: &Config) -> PathBuf {
+    std::path::absolute(config.storage.path.join("backups")).unwrap_or_else(|_| config.storage.path.join("backups"))
+}
+
+/// The nearest existing folder of a backup's destination, as the one asking for it sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SeenFolder {
+    pub path: PathBuf,
+    pub device: u64,
+    pub inode: u64,
+}
+
+impl SeenFolder {
+    /// The nearest folder of `dest` (or `dest`) that exists here.
+    pub fn of(dest: &Path) -> Option<SeenFolder> {
+        use std::os::unix::fs::MetadataExt;
+        let path = dest.ancestors().find(|p| p.is_dir())?;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(SeenFolder { path: path.to_path_buf(), device: meta.dev(), inode: meta.ino() })
+    }
+
+    /// Why the daemon must not write `dest`: it sees another folder at this path.
+    pub fn differs_here(&self, dest: &Path, config: &Config) -> Option<BackupError> {
+        let here = SeenFolder::of(&self.path);
+        (here.as_ref() != Some(self)).then(|| BackupError::ElsewhereForDaemon {
+            dir: dest.to_path_buf(),
+            seen: self.path.clone(),
+            suggest: suggested(config),
+        })
+    }
+}
+
 /// Copies `store` (a snapshot), the index files and the adapters into `dest`; every copy is
 /// synced before `backup.json`, written last, names it. Call it after
 /// the index and the adapter were saved, so the store copy is at least as new as both (a
 /// restored index then only catches up).
 pub fn take(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupReport, BackupError> {
+    copy(config, store, dest).map_err(|e| match e {
+        BackupError::Io { path, source }
+            if path.starts_with(dest)
+                && matches!(source.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied) =>
+        {
+            BackupError::NotWritable { dir: dest.to_path_buf(), suggest: suggested(config), source }
+        }
+        other => other,
+    })
+}
+
+fn copy(config: &Config, store: &FjallStore, dest: &Path) -> Result<BackupReport, BackupError> {
     if dest.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         return Err(BackupError::NotEmpty(dest.to_path_buf()));
     }

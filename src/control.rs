@@ -28,6 +28,10 @@ pub enum Request {
     Status,
     Backup {
         dir: PathBuf,
+        /// The nearest existing folder of `dir` as the asker sees it, so a daemon that sees
+        /// another one there (systemd's PrivateTmp) refuses instead of writing out of sight.
+        #[serde(default)]
+        seen: Option<crate::backup::SeenFolder>,
     },
     /// Fault injection for the supervision tests; refused unless the daemon was started
     /// with `SIDEKICK_FAULT_INJECTION=1`.
@@ -125,12 +129,17 @@ async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallSt
             Some(s) => Response::Status(s),
             None => Response::Error("the actor tree did not answer".into()),
         },
-        Ok(Request::Backup { dir }) => {
-            let _ = root.call(RootMsg::Checkpoint, Some(Duration::from_secs(180))).await;
+        Ok(Request::Backup { dir, seen }) => {
             let (config, store) = (config.clone(), store.clone());
-            match tokio::task::spawn_blocking(move || crate::backup::take(&config, &store, &dir)).await? {
-                Ok(report) => Response::Backup(report),
-                Err(e) => Response::Error(e.to_string()),
+            match seen.as_ref().and_then(|seen| seen.differs_here(&dir, &config)) {
+                Some(refusal) => Response::Error(refusal.to_string()),
+                None => {
+                    let _ = root.call(RootMsg::Checkpoint, Some(Duration::from_secs(180))).await;
+                    match tokio::task::spawn_blocking(move || crate::backup::take(&config, &store, &dir)).await? {
+                        Ok(report) => Response::Backup(report),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
             }
         }
         Ok(Request::Panic { actor }) => inject_panic(root, &actor, faults)?,

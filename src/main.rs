@@ -255,7 +255,12 @@ async fn status(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn backup(config: &Config, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(dir)?;
-    let report = match control::ask(&control::socket_path(config), &Request::Backup { dir: dir.clone() }).await {
+    let report = match control::ask(
+        &control::socket_path(config),
+        &Request::Backup { dir: dir.clone(), seen: sidekick::backup::SeenFolder::of(&dir) },
+    )
+    .await
+    {
         Ok(Response::Backup(report)) => report,
         Ok(Response::Error(e)) => anyhow::bail!("backup failed: {e}"),
         Ok(_) => anyhow::bail!("the daemon gave an unexpected answer"),

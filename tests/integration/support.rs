@@ -91,6 +91,11 @@ pub fn http_get(addr: &str, path: &str) -> String {
 /// `sidekick run` in `dir` against the fake Discord (owner and admin from the Discord tests),
 /// as a process the test can kill. `env` adds or overrides settings.
 pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Child {
+    daemon_command(dir, fake, env).spawn().expect("the sidekick binary starts")
+}
+
+/// The command [`spawn_daemon`] runs.
+pub fn daemon_command(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Command {
     use crate::discord::{ADMIN, OWNER};
     let mut cmd = sidekick(dir);
     cmd.arg("run")
@@ -106,11 +111,11 @@ pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("the sidekick binary starts")
+    cmd
 }
 
 /// Where a spawned daemon's stderr goes: `daemon.stderr` in the test's folder, appended to.
-fn daemon_log(dir: &Path) -> std::fs::File {
+pub fn daemon_log(dir: &Path) -> std::fs::File {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.stderr")).unwrap()
 }
 
