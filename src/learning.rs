@@ -220,3 +220,59 @@ impl PolicyTrainer for CandleTrainer {
         self.0.write_adapter(path).map_err(|e| LearnError::Files(format!("{}: {e}", path.display())))
     }
 }
+
+/// What a training step takes, scaled from SmolLM2-135M's measured figures (98 MB Q4_1 file:
+/// a 650 MB f32 copy, and 2.1 GB at the peak of a 256-token step) by the model file's size.
+pub fn training_step_bytes(model_file_bytes: u64, tokens: usize) -> u64 {
+    const MEASURED_FILE: f64 = 98_362_432.0;
+    const F32_COPY: f64 = 650e6;
+    const PER_TOKEN: f64 = (2.1e9 - F32_COPY) / 256.0;
+    let scale = model_file_bytes as f64 / MEASURED_FILE;
+    (scale * (F32_COPY + PER_TOKEN * tokens as f64)) as u64
+}
+
+/// A warning when a step of `rl.max_train_tokens` would need more than the memory available.
+pub fn training_memory_warning(step_bytes: u64, available_bytes: u64, tokens: usize) -> Option<String> {
+    (step_bytes > available_bytes).then(|| {
+        format!(
+            "a training step of rl.max_train_tokens = {tokens} needs about {:.1} GB, and {:.1} GB is available: \
+             it may be killed for memory (it would then be skipped at the next start); lower rl.max_train_tokens or set rl.enabled = false",
+            step_bytes as f64 / 1e9,
+            available_bytes as f64 / 1e9
+        )
+    })
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Says at start, in the log, when training would not fit in this machine's memory.
+pub fn check_training_memory(model_path: &Path, rl: &RlConfig) {
+    let (Ok(file), Some(available)) = (std::fs::metadata(model_path), available_memory()) else { return };
+    let need = training_step_bytes(file.len(), rl.max_train_tokens);
+    if let Some(warning) = training_memory_warning(need, available, rl.max_train_tokens) {
+        tracing::warn!("{warning}");
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn a_training_step_is_estimated_from_the_measured_model_and_warned_about_when_it_does_not_fit() {
+        let smollm = 98_362_432;
+        assert_eq!(training_step_bytes(smollm, 256) / 1_000_000, 2_100);
+        assert_eq!(training_step_bytes(smollm, 4096) / 1_000_000_000, 23, "about 23.9 GB");
+        assert_eq!(training_step_bytes(2 * smollm, 256) / 1_000_000, 4_200, "twice the model, twice the memory");
+        assert_eq!(training_memory_warning(2_100_000_000, 8_000_000_000, 256), None);
+        let warning = training_memory_warning(23_900_000_000, 3_000_000_000, 4096).unwrap();
+        assert!(warning.contains("rl.max_train_tokens = 4096 needs about 23.9 GB, and 3.0 GB is available"), "{warning}");
+        assert!(available_memory().is_some_and(|b| b > 0));
+    }
+}
