@@ -6,6 +6,7 @@
 #   ./run.sh bench-retrieval   the same for the retrieval benchmark
 #   ./run.sh bench-learning    seconds per training step, and reply latency while training
 #   ./run.sh bench-history     import rate on the shared corpus, and dataset build time
+#   ./run.sh bench-soak        a simulated month of a busy server: memory, disk and latency per day
 #   ./run.sh run     set up, build, and start the Discord daemon (needs DISCORD_TOKEN)
 #   ./run.sh setup   only set up
 set -euo pipefail
@@ -78,5 +79,6 @@ case "$cmd" in
   bench-retrieval) setup; cargo bench --bench retrieval "$@" ;;
   bench-learning) setup; cargo bench --bench learning "$@" ;;
   bench-history) setup; cargo bench --bench history "$@" ;;
-  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|bench-learning|bench-history|run|setup]" >&2; exit 2 ;;
+  bench-soak) setup; cargo bench --bench soak "$@" ;;
+  *) echo "usage: ./run.sh [chat|test|bench|bench-retrieval|bench-learning|bench-history|bench-soak|run|setup]" >&2; exit 2 ;;
 esac

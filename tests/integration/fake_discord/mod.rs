@@ -352,6 +352,18 @@ impl FakeDiscord {
         self.inner.state().dispatched.clone()
     }
 
+    /// Forgets what a long run has piled up (requests, sent and stored messages, dispatches
+    /// but the last 1,000, kept for a resume), so a soak run measures the bot, not the fake.
+    pub fn trim(&self) {
+        let mut st = self.inner.state();
+        st.requests.clear();
+        st.sent.clear();
+        st.messages.clear();
+        let drop = st.dispatched.len().saturating_sub(1000);
+        st.dispatched.drain(..drop);
+        st.session_start = st.session_start.saturating_sub(drop);
+    }
+
     async fn wait_for(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
