@@ -2,7 +2,7 @@
 //! model, retrieval on, learning on) and the real serenity client, driven through the fake
 //! Discord with a simulated month of a very busy server in accelerated time: 100,000 real chat
 //! lines (`SOAK_MESSAGES` for a shorter run) across 2,000 channels (server channels, threads and
-//! DMs), a reply to one in twenty, reactions and `!feedback` on some replies, retention of 7
+//! DMs), a reply to one in twenty, reactions on one reply in 25 and `!feedback` on one in 50, retention of 7
 //! days, a `!deny … purge` and a `!forgetme` along the way. The clock moves a day at a time,
 //! and each simulated day runs the hourly retention pass; conversations idle for 30 real
 //! seconds are let go, and at most 100 are open. Prints one row per simulated day and the ratios the issue asks for.
@@ -132,8 +132,9 @@ impl Soak {
 
     /// Collects the answers that arrived; reacts to or rates some of them.
     async fn collect(&mut self) {
-        let sent = self.fake.sent();
-        for message in &sent[self.seen_sent.min(sent.len())..] {
+        let sent = self.fake.sent_since(self.seen_sent);
+        self.seen_sent += sent.len();
+        for message in &sent {
             let Some(to) = message.reference() else { continue };
             let Some(at) = self.outstanding.iter().position(|a| a.id == to) else { continue };
             let asked = self.outstanding.swap_remove(at);
@@ -141,16 +142,15 @@ impl Soak {
             self.replies += 1;
             let user = self.users[self.rng.random_range(0..30)].clone();
             match self.rng.random_range(0..50) {
-                0..=4 => {
+                0..=1 => {
                     self.fake.react(asked.channel, message.message_id, &user, if self.rng.random_bool(0.7) { "👍" } else { "👎" }).await
                 }
-                5 => {
+                2 => {
                     self.fake.user_says(asked.channel, &user, "!feedback 4 good answer", false, Some(message.message_id)).await;
                 }
                 _ => {}
             }
         }
-        self.seen_sent = sent.len();
         self.outstanding.retain(|a| {
             let late = a.at.elapsed() > Duration::from_secs(120);
             if late {
@@ -163,7 +163,7 @@ impl Soak {
     async fn wait_below(&mut self, n: usize) {
         while self.outstanding.len() >= n.max(1) {
             self.collect().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -202,8 +202,12 @@ fn config(dir: &std::path::Path, fake: &FakeDiscord) -> Config {
     config.rl.enabled = true;
     config.rl.adapters_dir = dir.join("adapters");
     config.rl.max_train_tokens = 128;
+    // Short prompts and replies, so a month of traffic fits in about half an hour here.
     config.generation.max_tokens = 4;
-    config.chat.history_turns = 6;
+    config.chat.history_turns = 2;
+    config.chat.system_prompt = "You're a regular on this server.".into();
+    config.retrieval.top_k = 2;
+    config.retrieval.max_context_chars = 300;
     config.chat.idle_minutes = 0.5;
     // Below the 250 channels a day talks in, so the least recently used ones make room.
     config.chat.max_open_channels = 100;
@@ -289,7 +293,7 @@ async fn main() {
                 soak.collect().await;
                 max_open = max_open.max(status(&daemon).await.open.len());
             }
-            tokio::time::sleep(Duration::from_millis(4)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
             match (day, i) {
                 (10, 0) => {
                     let purged = format!("!deny <#{}> purge", channels[1]);

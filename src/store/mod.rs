@@ -20,6 +20,8 @@ pub use vectors::VectorMeta;
 
 pub struct FjallStore {
     db: Database,
+    /// The store's folder (for what it takes on disk).
+    path: std::path::PathBuf,
     settings: Keyspace,
     messages: Keyspace,
     cursors: Keyspace,
@@ -49,6 +51,12 @@ pub struct FjallStore {
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
+
+/// A bot's writes are small and steady: fjall's defaults (512 MiB of journals, 64 MiB memtables
+/// per keyspace) would let its disk and memory grow for weeks before levelling off. With
+/// these, old journals are flushed and dropped early, and retention's deletes compact away.
+const MAX_JOURNALS: u64 = 64 << 20;
+const MAX_MEMTABLE: u64 = 8 << 20;
 
 /// The settings key holding [`GlobalSettings`]; channel ids never start with `@`.
 const GLOBAL: &str = "@global";
@@ -87,8 +95,11 @@ fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
 impl FjallStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| backend(format!("cannot create {}: {e}", path.display())))?;
-        let db = Database::builder(path).open().map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
-        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
+        let db = Database::builder(path)
+            .max_journaling_size(MAX_JOURNALS)
+            .open()
+            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let open = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE)).map_err(backend);
         Ok(Self {
             settings: open("settings")?,
             messages: open("messages")?,
@@ -103,6 +114,7 @@ impl FjallStore {
             history: open("history")?,
             history_cursors: open("history_cursors")?,
             history_lock: Mutex::default(),
+            path: path.to_path_buf(),
             db,
             known_threads: Mutex::default(),
             next_seq: Mutex::default(),
@@ -457,7 +469,9 @@ impl StatsStore for FjallStore {
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
+        // What the files take, not their length: fjall's journal is a preallocated 64 MB file
+        // that fills as it is written (`Database::disk_space` counts all of it).
+        retention::allocated_bytes(&self.path, &["jnl", "keyspaces", "version"])
     }
 }
 

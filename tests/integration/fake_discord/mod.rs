@@ -246,6 +246,12 @@ impl FakeDiscord {
         self.inner.state().messages.get(&id).cloned()
     }
 
+    /// The messages the bot sent after the first `from` (cheap to poll in a long run).
+    pub fn sent_since(&self, from: usize) -> Vec<SentMessage> {
+        let st = self.inner.state();
+        st.sent.get(from..).map(<[SentMessage]>::to_vec).unwrap_or_default()
+    }
+
     /// Every message the bot sent, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.inner.state().sent.clone()
