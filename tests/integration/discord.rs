@@ -239,6 +239,9 @@ async fn a_mention_gets_a_reply_and_a_channel_off_the_allowlist_gets_none() {
 }
 
 /// The answered/unanswered pattern of twelve unaddressed messages a minute apart.
+/// The message of [`engagement_run`] that mentions the bot; the others are chatter.
+const MENTIONED: usize = 4;
+
 async fn engagement_run(seed: u32) -> (Vec<bool>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
@@ -252,9 +255,15 @@ async fn engagement_run(seed: u32) -> (Vec<bool>, Vec<String>) {
     let mut levels = Vec::new();
     for i in 0..12 {
         clock.advance(60_000);
-        let text = format!("just chatting {i}");
-        let id = fake.user_says(CH1, &alice(), &text, false, None).await;
-        pattern.push(answered(&fake, &bot, CH1, id, &text).await);
+        if i == MENTIONED {
+            let id = mention(&fake, CH1, &alice(), "what do you think?").await;
+            reply_to(&fake, id).await;
+            pattern.push(true);
+        } else {
+            let text = format!("just chatting {i}");
+            let id = fake.user_says(CH1, &alice(), &text, false, None).await;
+            pattern.push(answered(&fake, &bot, CH1, id, &text).await);
+        }
         levels.push(ask(&fake, CH1, &owner(), "!engagement").await);
     }
     // An hour of silence lets engagement fall back toward the base rate.
@@ -269,14 +278,17 @@ fn level(engagement: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engagement_decisions_are_reproducible_rise_after_replies_and_decay() {
+async fn engagement_decisions_are_reproducible_rise_when_someone_talks_to_the_bot_and_decay() {
     let (first, levels) = engagement_run(7).await;
     let (second, levels2) = engagement_run(7).await;
     assert_eq!(first, second, "same seed and clock, same decisions: {levels:#?} {levels2:#?}");
-    assert!(first.contains(&true) && first.contains(&false), "{first:?}");
-    let i = first.iter().position(|a| *a).unwrap();
-    let before = if i == 0 { 0.0 } else { level(&levels[i - 1]) };
-    assert!(level(&levels[i]) > before + 0.2, "a reply raises engagement: {levels:?}");
+    let unasked: Vec<bool> = first.iter().enumerate().filter(|(i, _)| *i != MENTIONED).map(|(_, a)| *a).collect();
+    assert!(unasked.contains(&true) && unasked.contains(&false), "{first:?}");
+    let i = MENTIONED;
+    assert!(level(&levels[i]) > level(&levels[i - 1]) + 0.2, "a mention and its answer raise engagement: {levels:?}");
+    for i in (1..first.len()).filter(|i| *i != MENTIONED && first[*i]) {
+        assert!(level(&levels[i]) <= level(&levels[i - 1]) + 1e-9, "an unasked reply ({i}) raised engagement: {levels:?}");
+    }
     let last = level(levels.last().unwrap());
     assert!(last < level(&levels[levels.len() - 2]) / 4.0, "an hour later it has decayed: {levels:?}");
 }

@@ -1,8 +1,10 @@
 //! `sidekick backup` against a daemon under the shipped unit's sandbox. systemd does not run
 //! here (no `systemd-run`), so the sandbox is built as systemd builds it, with a mount
-//! namespace (`unshare`): a private `/tmp` (PrivateTmp=yes), everything read-only
-//! (ProtectSystem=strict) but the daemon's own folder (ReadWritePaths). ProtectHome is left
-//! out: the test's binary and models live under the home folder.
+//! namespace (`unshare`): everything read-only (ProtectSystem=strict) but the daemon's own
+//! folder (ReadWritePaths), and a temporary folder of its own where the operator has theirs
+//! (PrivateTmp=yes gives it a whole `/tmp` of its own; hiding all of `/tmp` here would hide a
+//! checkout that lives there, with the binary and models). ProtectHome is left out for the
+//! same reason.
 
 use crate::discord::{alice, mention, owner, BOT, CH1, GUILD};
 use crate::fake_discord::FakeDiscord;
@@ -13,7 +15,7 @@ use std::time::Duration;
 /// The mounts systemd makes for the unit, then the daemon.
 const SANDBOX: &str = r#"set -e
 mount --bind "$SANDBOX_RW" "$SANDBOX_RW"
-mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs "$SANDBOX_PRIVATE_TMP"
 mount -o remount,bind,ro /
 exec "$@""#;
 
@@ -21,7 +23,9 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-async fn spawn_sandboxed(dir: &Path, fake: &FakeDiscord) -> std::process::Child {
+/// The daemon in the sandbox; `private_tmp` is the operator's temporary folder, which the
+/// daemon sees as another, empty one.
+async fn spawn_sandboxed(dir: &Path, private_tmp: &Path, fake: &FakeDiscord) -> std::process::Child {
     let inner = daemon_command(dir, fake, &[]);
     let mut outer = std::process::Command::new("unshare");
     outer.args(["-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox"]).arg(inner.get_program()).args(inner.get_args());
@@ -31,7 +35,12 @@ async fn spawn_sandboxed(dir: &Path, fake: &FakeDiscord) -> std::process::Child 
             None => outer.env_remove(key),
         };
     }
-    outer.env("SANDBOX_RW", dir).current_dir(dir).stdout(std::process::Stdio::null()).stderr(daemon_log(dir));
+    outer
+        .env("SANDBOX_RW", dir)
+        .env("SANDBOX_PRIVATE_TMP", private_tmp)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(daemon_log(dir));
     let before = fake.connections();
     let child = outer.spawn().expect("unshare runs (util-linux)");
     assert!(
@@ -46,12 +55,13 @@ async fn spawn_sandboxed(dir: &Path, fake: &FakeDiscord) -> std::process::Child 
 async fn backup_under_the_units_sandbox_writes_where_asked_or_refuses_with_the_reason() {
     // Outside /tmp: the sandbox hides the real one.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let in_tmp = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
-    let mut daemon = spawn_sandboxed(dir.path(), &fake).await;
+    let mut daemon = spawn_sandboxed(dir.path(), in_tmp.path(), &fake).await;
     mention(&fake, CH1, &alice(), "remember the lighthouse").await;
 
-    // /tmp is the daemon's own: it refuses rather than write where the operator cannot look.
-    let in_tmp = tempfile::tempdir().unwrap();
+    // The temporary folder is the daemon's own: it refuses rather than write where the
+    // operator cannot look.
     let wanted = in_tmp.path().join("backup");
     let out = sidekick_cli(dir.path(), &["backup", wanted.to_str().unwrap()]);
     assert!(!out.status.success(), "{}", text(&out));
