@@ -2,9 +2,14 @@
 
 use crate::ports::StatsStore;
 
+/// The hour (since the Unix epoch) holding `at_ms`.
+pub fn hour(at_ms: u64) -> u64 {
+    at_ms / 3_600_000
+}
+
 /// The counter of `what` for the hour holding `now_ms`.
 pub fn hour_key(what: &str, now_ms: u64) -> String {
-    format!("{what}@{}", now_ms / 3_600_000)
+    format!("{what}@{}", hour(now_ms))
 }
 
 /// The hour an hourly counter's name counts (`None` for other counters).

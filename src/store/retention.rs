@@ -154,7 +154,7 @@ impl FjallStore {
     }
 
     pub(super) fn prune_hourly_before(&self, before_ms: u64) -> Result<usize, StoreError> {
-        let before_hour = before_ms / 3_600_000;
+        let before_hour = sidekick_actors::stats::hour(before_ms);
         let mut batch = self.db.batch();
         let mut gone = 0;
         for guard in self.stats.iter() {

@@ -7,7 +7,7 @@ pub mod commands;
 pub mod data;
 pub mod personality;
 mod progress;
-mod resources;
+pub(crate) mod resources;
 
 use crate::config::Config;
 use crate::llama::offline::OfflineModel;

@@ -267,7 +267,7 @@ impl StatsStore for MemoryStore {
     fn prune_hourly(&self, before_ms: u64) -> Result<usize, StoreError> {
         let mut inner = self.0.lock_or_recover();
         let before = inner.stats.len();
-        inner.stats.retain(|name, _| crate::stats::hour_of(name).is_none_or(|hour| hour >= before_ms / 3_600_000));
+        inner.stats.retain(|name, _| crate::stats::hour_of(name).is_none_or(|hour| hour >= crate::stats::hour(before_ms)));
         Ok(before - inner.stats.len())
     }
     fn disk_bytes(&self) -> u64 {
