@@ -10,13 +10,11 @@ use sidekick::history::{import, HistoryAccess};
 use sidekick::store::FjallStore;
 use sidekick_actors::ports::GlobalSettings;
 use sidekick_actors::prompt::ChatTurn;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
+mod common;
+use common::root;
 
 /// Tokens as words: what the dataset's own rules cost without the tokenizer.
 struct Words;

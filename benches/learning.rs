@@ -6,26 +6,17 @@
 use sidekick::config::{Config, DEFAULT_MODEL};
 use sidekick::daemon::{engine_config, Daemon};
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The checkout being tested, read at run time: cargo may reuse a binary built in another
-/// checkout, where a compile-time path would point.
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
+mod common;
+use common::{percentile, root};
 
 fn sample(tokens: usize, reward: f32) -> Sample {
     // Real token ids from the vocabulary's ordinary range; the prompt is 3/4 of the sample.
     let ids = |n: usize, at: u32| (0..n as u32).map(|i| 1000 + (i * 37 + at) % 20_000).collect::<Vec<_>>();
     Sample { prompt: ids(tokens * 3 / 4, 0), reply: ids(tokens / 4, 11), reward }
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1]
 }
 
 async fn reply_latencies(daemon: &Daemon, n: usize, tag: &str) -> Vec<f64> {
@@ -48,9 +39,9 @@ fn main() {
     println!("== training step, 1 thread, rank 8 on q+v ==");
     for tokens in [64, 128, 256] {
         trainer.step(&[sample(tokens, 1.0)]).unwrap(); // warm-up
-        let mut times: Vec<f64> =
+        let times: Vec<f64> =
             (0..4).map(|i| trainer.step(&[sample(tokens, if i % 2 == 0 { 1.0 } else { -1.0 })]).unwrap().seconds).collect();
-        println!("{tokens:>4} tokens: {:.2} s/step (median of 4)", percentile(&mut times, 0.5));
+        println!("{tokens:>4} tokens: {:.2} s/step (median of 4)", percentile(&times, 0.5));
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -67,7 +58,7 @@ fn main() {
         runtime.block_on(Daemon::start_with(&config, engine_config(&config), Arc::new(sidekick_actors::clock::SystemClock))).unwrap();
     let n = 12;
     runtime.block_on(reply_latencies(&daemon, 2, "warm"));
-    let mut quiet = runtime.block_on(reply_latencies(&daemon, n, "quiet"));
+    let quiet = runtime.block_on(reply_latencies(&daemon, n, "quiet"));
 
     // The worst case: a 256-token step running the whole time (the daemon trains only while
     // the model is idle, so a reply meets at most the step already under way).
@@ -84,15 +75,15 @@ fn main() {
     };
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let mut busy = runtime.block_on(reply_latencies(&daemon, n, "busy"));
+    let busy = runtime.block_on(reply_latencies(&daemon, n, "busy"));
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     background.join().unwrap();
     runtime.block_on(daemon.shutdown()).unwrap();
 
     println!("== reply latency, {n} replies of up to 48 tokens, model on 1 thread ==");
-    let (q50, q95) = (percentile(&mut quiet, 0.5), percentile(&mut quiet, 0.95));
-    let (b50, b95) = (percentile(&mut busy, 0.5), percentile(&mut busy, 0.95));
+    let (q50, q95) = (percentile(&quiet, 0.5), percentile(&quiet, 0.95));
+    let (b50, b95) = (percentile(&busy, 0.5), percentile(&busy, 0.95));
     println!("no training:            p50 {q50:.2} s  p95 {q95:.2} s");
     println!(
         "training all the while: p50 {b50:.2} s  p95 {b95:.2} s  ({:.1} steps/min meanwhile)",

@@ -4,43 +4,10 @@
 
 use sidekick::config::RetrievalConfig;
 use sidekick::retrieval::{new_index, Embedder, DIMENSIONS};
-use std::path::PathBuf;
 use std::time::Instant;
 
-/// The checkout being tested, read at run time: cargo may reuse a binary built in another
-/// checkout, where a compile-time path would point.
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
-/// Every non-bot message of the shared corpus, up to `n`.
-fn corpus(n: usize) -> Vec<String> {
-    let dir = root().join("../shared/corpus/ubuntu-irc");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the shared corpus")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        for m in json["messages"].as_array().into_iter().flatten() {
-            let text = m["content"].as_str().unwrap_or_default().trim();
-            if !text.is_empty() && !m["author"]["isBot"].as_bool().unwrap_or(false) {
-                out.push(text.to_string());
-            }
-        }
-    }
-    out.truncate(n);
-    out
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1]
-}
+mod common;
+use common::{corpus_messages, percentile, root};
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -65,7 +32,7 @@ fn build(vectors: &[Vec<f32>]) -> (usearch::Index, f64) {
 }
 
 fn query_latency(index: &usearch::Index, queries: &[Vec<f32>]) -> (f64, f64) {
-    let mut micros: Vec<f64> = queries
+    let micros: Vec<f64> = queries
         .iter()
         .map(|q| {
             let started = Instant::now();
@@ -73,7 +40,7 @@ fn query_latency(index: &usearch::Index, queries: &[Vec<f32>]) -> (f64, f64) {
             started.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    (percentile(&mut micros, 0.5), percentile(&mut micros, 0.95))
+    (percentile(&micros, 0.5), percentile(&micros, 0.95))
 }
 
 fn main() {
@@ -82,11 +49,11 @@ fn main() {
     config.onnxruntime = root().join(&config.onnxruntime);
     let embedder = Embedder::open(&config).expect("the embedding model (run ./run.sh setup)");
     let n = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let texts = corpus(n);
+    let mut texts = corpus_messages(1..usize::MAX);
+    texts.truncate(n);
     println!("Sidekick retrieval benchmark: all-MiniLM-L6-v2 int8, usearch cosine bf16, {} real chat messages", texts.len());
 
     // Similar lengths together, as the index rebuild does: batches pad to their longest text.
-    let mut texts = texts;
     texts.sort_by_key(|t| t.len());
     let started = Instant::now();
     let mut vectors = Vec::with_capacity(texts.len());

@@ -10,18 +10,15 @@ use sidekick::daemon::{engine_config, Answer, Daemon};
 use sidekick_actors::params::GenerationParams;
 use sidekick_actors::ChannelKey;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SEED: u32 = 42;
+mod common;
+use common::{corpus_messages, memory_mb, percentile, root};
 
-/// The checkout being tested, read at run time: cargo may reuse a binary built in another
-/// checkout, where a compile-time path would point.
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
+const SEED: u32 = 42;
 
 fn config(store: &Path, threads: u32) -> Config {
     let mut c = Config::default();
@@ -39,27 +36,10 @@ fn config(store: &Path, threads: u32) -> Config {
 
 /// Real chat lines from the shared corpus (falls back to a few fixed lines without it).
 fn corpus_lines(n: usize) -> Vec<String> {
-    let dir = root().join("../shared/corpus/ubuntu-irc");
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
-        files.sort();
-        for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            for m in json["messages"].as_array().into_iter().flatten() {
-                let content = m["content"].as_str().unwrap_or_default();
-                if (40..200).contains(&content.len()) && !m["author"]["isBot"].as_bool().unwrap_or(false) {
-                    out.push(content.to_string());
-                }
-                if out.len() >= n {
-                    return out;
-                }
-            }
-        }
-    }
+    let mut out = corpus_messages(40..200);
+    out.truncate(n);
     if out.is_empty() {
-        println!("(corpus not found at {}; using fixed lines)", dir.display());
+        println!("(corpus not found beside the checkout; using fixed lines)");
     }
     let fixed = [
         "how do I mount a usb drive from the terminal?",
@@ -70,12 +50,6 @@ fn corpus_lines(n: usize) -> Vec<String> {
         out.push(fixed[out.len() % fixed.len()].to_string());
     }
     out
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
 }
 
 /// Generation rate of one reply: tokens after the first, over the time after the first.
@@ -170,10 +144,10 @@ async fn concurrency(daemon: &Daemon, channels: usize, rounds: usize, lines: &[S
     println!(
         "  {channels} channel(s): {:6.1} tokens/s aggregate | time to first token p50 {:.3} s p95 {:.3} s | reply latency p50 {:.2} s p95 {:.2} s",
         tokens as f64 / wall.as_secs_f64(),
-        percentile(&mut ttft, 0.5),
-        percentile(&mut ttft, 0.95),
-        percentile(&mut latency, 0.5),
-        percentile(&mut latency, 0.95)
+        percentile(&ttft, 0.5),
+        percentile(&ttft, 0.95),
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.95)
     );
 }
 
@@ -194,16 +168,7 @@ async fn follow_up_ttft(config: &Config, reuse: bool, lines: &[String]) -> (f64,
         samples.push(a.first_token_after.unwrap_or(a.total).as_secs_f64());
     }
     daemon.shutdown().await.unwrap();
-    (percentile(&mut samples, 0.5), history_tokens)
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    (percentile(&samples, 0.5), history_tokens)
 }
 
 /// Child mode: the daemon alone with default settings under 8 channels, then its peak RSS.
@@ -214,7 +179,7 @@ async fn rss_probe() {
     let lines = corpus_lines(16);
     concurrency(&daemon, 8, 2, &lines).await;
     daemon.shutdown().await.unwrap();
-    println!("RSS {:.1}", peak_rss_mb());
+    println!("RSS {:.1}", memory_mb("VmHWM"));
 }
 
 fn main() {

@@ -22,9 +22,11 @@ use sidekick_actors::ports::StatsStore;
 use sidekick_actors::{Pruned, RootMsg};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{corpus_messages, memory_mb, percentile, root};
 
 const BOT: u64 = 100_000_000_000_000_001;
 const OWNER: u64 = 200_000_000_000_000_002;
@@ -42,44 +44,6 @@ const USERS: usize = 300;
 /// Server channels and threads that talk on a given day (the working set).
 const ACTIVE_PER_DAY: usize = 250;
 const MAX_OUTSTANDING: usize = 4;
-
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
-/// Real chat lines from the shared corpus.
-fn corpus() -> Vec<String> {
-    let dir = root().join("../shared/corpus/ubuntu-irc");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("the shared corpus").flatten().map(|e| e.path()).collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        for m in json["messages"].as_array().into_iter().flatten() {
-            let text = m["content"].as_str().unwrap_or_default().trim();
-            if (8..400).contains(&text.len()) && !m["author"]["isBot"].as_bool().unwrap_or(false) {
-                out.push(text.to_string());
-            }
-        }
-    }
-    out
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0.0);
-    kb / 1024.0
-}
 
 /// `sidekick_errors_total` by kind, from the daemon's /metrics.
 fn errors(metrics: &str) -> HashMap<String, u64> {
@@ -264,7 +228,7 @@ async fn main() {
     let mut soak = Soak {
         fake,
         users,
-        lines: corpus(),
+        lines: corpus_messages(8..400),
         next_line: 0,
         rng: StdRng::seed_from_u64(2026),
         outstanding: Vec::new(),
@@ -325,7 +289,7 @@ async fn main() {
         max_open = max_open.max(open);
         max_open_ever = max_open_ever.max(max_open);
         let today = Day {
-            rss: rss_mb(),
+            rss: memory_mb("VmRSS"),
             p95: percentile(&soak.latencies, 0.95),
             latencies: soak.latencies.clone(),
             store: daemon.store.disk_bytes(),

@@ -221,16 +221,6 @@ impl PolicyTrainer for CandleTrainer {
     }
 }
 
-/// What a training step takes, scaled from SmolLM2-135M's measured figures (98 MB Q4_1 file:
-/// a 650 MB f32 copy, and 2.1 GB at the peak of a 256-token step) by the model file's size.
-pub fn training_step_bytes(model_file_bytes: u64, tokens: usize) -> u64 {
-    const MEASURED_FILE: f64 = 98_362_432.0;
-    const F32_COPY: f64 = 650e6;
-    const PER_TOKEN: f64 = (2.1e9 - F32_COPY) / 256.0;
-    let scale = model_file_bytes as f64 / MEASURED_FILE;
-    (scale * (F32_COPY + PER_TOKEN * tokens as f64)) as u64
-}
-
 /// A warning when a step of `rl.max_train_tokens` would need more than the memory available.
 pub fn training_memory_warning(step_bytes: u64, available_bytes: u64, tokens: usize) -> Option<String> {
     (step_bytes > available_bytes).then(|| {
@@ -245,8 +235,11 @@ pub fn training_memory_warning(step_bytes: u64, available_bytes: u64, tokens: us
 
 /// Says at start, in the log, when training would not fit in this machine's memory.
 pub fn check_training_memory(model_path: &Path, rl: &RlConfig) {
-    let (Ok(file), Some(available)) = (std::fs::metadata(model_path), crate::train::resources::available_bytes()) else { return };
-    let need = training_step_bytes(file.len(), rl.max_train_tokens);
+    // The same estimate `sidekick train` checks against, from the model's GGUF header.
+    let (Ok(shape), Some(available)) = (sidekick_trainer::model_config(model_path), crate::train::resources::available_bytes()) else {
+        return;
+    };
+    let need = crate::train::resources::needed_bytes(&shape, rl.max_train_tokens);
     if let Some(warning) = training_memory_warning(need, available, rl.max_train_tokens) {
         tracing::warn!("{warning}");
     }
@@ -257,11 +250,7 @@ mod memory_tests {
     use super::*;
 
     #[test]
-    fn a_training_step_is_estimated_from_the_measured_model_and_warned_about_when_it_does_not_fit() {
-        let smollm = 98_362_432;
-        assert_eq!(training_step_bytes(smollm, 256) / 1_000_000, 2_100);
-        assert_eq!(training_step_bytes(smollm, 4096) / 1_000_000_000, 23, "about 23.9 GB");
-        assert_eq!(training_step_bytes(2 * smollm, 256) / 1_000_000, 4_200, "twice the model, twice the memory");
+    fn a_training_step_that_does_not_fit_is_warned_about_with_both_figures() {
         assert_eq!(training_memory_warning(2_100_000_000, 8_000_000_000, 256), None);
         let warning = training_memory_warning(23_900_000_000, 3_000_000_000, 4096).unwrap();
         assert!(warning.contains("rl.max_train_tokens = 4096 needs about 23.9 GB, and 3.0 GB is available"), "{warning}");

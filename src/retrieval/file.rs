@@ -68,14 +68,15 @@ fn io(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Writes `index` to `path` and its manifest beside it. usearch writes the file itself; it
-/// is synced and renamed into place, then the manifest names its checksum. A crash between
-/// the two leaves a checksum that does not match: the next start rebuilds (from the store).
-pub fn save(index: &Index, path: &Path, mut manifest: Manifest) -> Result<(), String> {
+/// Writes an index to `path` and its manifest beside it. `write` has usearch write the file
+/// itself (the caller holds its index only for that call, not through the sync and checksum
+/// that follow); it is synced and renamed into place, then the manifest names its checksum.
+/// A crash between the two leaves a checksum that does not match: the next start rebuilds.
+pub fn save(path: &Path, mut manifest: Manifest, write: impl FnOnce(&str) -> Result<(), String>) -> Result<(), String> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = path.with_extension("usearch.tmp");
-    index.save(tmp.to_str().ok_or("the index path is not UTF-8")?).map_err(io)?;
+    write(tmp.to_str().ok_or("the index path is not UTF-8")?)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
     let (length, sha256) = digest(&tmp).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;

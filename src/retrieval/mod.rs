@@ -277,9 +277,10 @@ impl Retriever for LocalRetriever {
     }
 
     fn save(&self) -> Result<(), RetrievalError> {
-        // Under the lock, usearch writes the live index to the file: no copy of it in memory.
-        let index = self.index.lock_or_recover();
-        file::save(&index, &self.path, self.manifest()).map_err(index_error)
+        // usearch writes the live index to the file under the lock (no copy of it in memory);
+        // the lock is let go before the file is synced and checksummed.
+        file::save(&self.path, self.manifest(), |tmp| self.index.lock_or_recover().save(tmp).map_err(|e| e.to_string()))
+            .map_err(index_error)
     }
 
     fn stats(&self) -> RetrievalStats {

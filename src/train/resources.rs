@@ -36,3 +36,31 @@ pub fn check_memory(model: &ModelConfig, max_tokens: usize) -> Result<(), String
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SmolLM2-135M's shape, whose 256-token step peaked at 2.1 GB when measured.
+    fn smollm2() -> ModelConfig {
+        ModelConfig {
+            architecture: "llama".into(),
+            n_layer: 30,
+            n_head: 9,
+            n_head_kv: 3,
+            n_embd: 576,
+            n_ff: 1536,
+            vocab: 49152,
+            rope_theta: 100_000.0,
+            rms_eps: 1e-5,
+            n_ctx_train: 8192,
+        }
+    }
+
+    #[test]
+    fn the_estimate_is_near_the_measured_peak_and_grows_with_the_tokens() {
+        let at_256 = needed_bytes(&smollm2(), 256);
+        assert!((2_000_000_000..2_600_000_000).contains(&at_256), "{at_256}");
+        assert!(needed_bytes(&smollm2(), 4096) > 10 * at_256, "attention grows with the square of the tokens");
+    }
+}

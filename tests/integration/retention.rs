@@ -50,6 +50,38 @@ async fn a_message_stored_but_never_embedded_is_caught_up_at_the_next_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_never_embedded_whose_author_asked_to_be_forgotten_stays_out_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = retrieval_config(dir.path());
+    let daemon = Daemon::start(&config).await.unwrap();
+    store_quietly(&daemon, "general", &["the office printer jams on every duplex job".to_string()]).await;
+    wait_for_vectors(&daemon, 1).await;
+    daemon.shutdown().await.unwrap();
+
+    // Stored, not embedded (the process died), and then its author was forgotten.
+    {
+        let store = FjallStore::open(&config.storage.path).unwrap();
+        let message = StoredMessage {
+            role: Role::User,
+            author: "leaver".into(),
+            content: "my raspberry pi will not boot from the sd card".into(),
+            at_ms: 1,
+            message_id: None,
+            guild: Some("1".into()),
+            user_id: Some("42".into()),
+        };
+        store.append_message(&ch("general"), &message).unwrap();
+        assert_eq!(store.forget_user("42").unwrap().messages, 1);
+    }
+
+    let daemon = Daemon::start(&config).await.unwrap();
+    assert_eq!(status(&daemon).await.retrieval.unwrap().vectors, 1, "the forgotten message was not caught up");
+    let found = background(&daemon, "asker", "why does my raspberry pi not boot?").await;
+    assert!(!found.iter().any(|l| l.contains("raspberry pi")), "{found:?}");
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_week_later_old_messages_leave_the_store_and_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = retrieval_config(dir.path());
