@@ -10,7 +10,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod discord;
 mod history;
+pub use discord::{DiscordConfig, MessageContent, SlashRegistration};
 pub use history::{DatasetConfig, TrainConfig};
 
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -71,14 +73,6 @@ impl StorageConfig {
 pub struct MetricsConfig {
     /// `host:port` for `/metrics`; empty turns the endpoint off.
     pub listen: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DiscordConfig {
-    pub api_base: String,
-    /// Disconnected from Discord longer than this, the process ends so systemd starts a fresh one.
-    pub max_disconnected_seconds: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -272,12 +266,6 @@ impl Default for MetricsConfig {
     }
 }
 
-impl Default for DiscordConfig {
-    fn default() -> Self {
-        Self { api_base: "https://discord.com".into(), max_disconnected_seconds: 300.0 }
-    }
-}
-
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self { grace_seconds: 5.0 }
@@ -352,18 +340,7 @@ impl Config {
                 self.metrics.listen
             )));
         }
-        if !(self.discord.api_base.starts_with("http://") || self.discord.api_base.starts_with("https://")) {
-            return Err(refuse(format!(
-                "discord.api_base (or DISCORD_API_BASE) must start with http:// or https://, got {:?}",
-                self.discord.api_base
-            )));
-        }
-        if !(10.0..=86_400.0).contains(&self.discord.max_disconnected_seconds) {
-            return Err(refuse(format!(
-                "discord.max_disconnected_seconds must be between 10 and 86400, got {}",
-                self.discord.max_disconnected_seconds
-            )));
-        }
+        self.discord.validate().map_err(refuse)?;
         let r = &self.retrieval;
         if r.top_k > 20 {
             return Err(refuse(format!("retrieval.top_k must be between 0 and 20, got {}", r.top_k)));

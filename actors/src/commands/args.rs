@@ -127,6 +127,18 @@ pub fn parse(specs: &[ArgSpec], input: &str) -> Option<Args> {
     rest.is_empty().then_some(args)
 }
 
+/// Reads values given by name (a slash command's options) against `specs`, each checked as
+/// its `!` twin would be. `None` when a required one is missing, a name is unknown, or a
+/// value does not fit its kind.
+pub fn from_named<'a>(specs: &[ArgSpec], values: impl IntoIterator<Item = (&'a str, String)>) -> Option<Args> {
+    let mut args = Args::default();
+    for (name, raw) in values {
+        let spec = specs.iter().find(|s| s.name == name)?;
+        args.set(spec.name, value(spec.kind, &raw)?);
+    }
+    specs.iter().filter(|s| s.required).all(|s| args.0.contains_key(s.name)).then_some(args)
+}
+
 /// Checks one raw value against its kind.
 pub fn value(kind: ArgKind, raw: &str) -> Option<ArgValue> {
     let raw = raw.trim();
@@ -177,6 +189,16 @@ mod tests {
         let one_word = [ArgSpec::required("what", "", ArgKind::Choice(&["on", "off"]))];
         assert_eq!(parse(&one_word, "on off"), None, "a word left over");
         assert_eq!(parse(&one_word, "ON").unwrap().text("what"), Some("on"));
+    }
+
+    #[test]
+    fn named_values_are_checked_as_the_same_words_would_be() {
+        let named = |values: &[(&'static str, &str)]| from_named(SPECS, values.iter().map(|(n, v)| (*n, v.to_string())));
+        let args = named(&[("comment", "nice one"), ("rating", "4")]).unwrap();
+        assert_eq!(args, parse(SPECS, "4 nice one").unwrap(), "any order, the same arguments");
+        assert_eq!(named(&[("comment", "nice one")]), None, "the required rating is missing");
+        assert_eq!(named(&[("rating", "9")]), None, "out of range");
+        assert_eq!(named(&[("rating", "4"), ("mood", "good")]), None, "no such argument");
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl CommandSpec {
     }
 }
 
+impl CommandSpec {
+    /// The command from values given by name (a slash command's options).
+    pub fn from_named<'a>(
+        &'static self,
+        prefix: &str,
+        values: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Result<Parsed, CommandError> {
+        let command = args::from_named(self.args, values).and_then(|a| (self.build)(&a)).ok_or_else(|| self.usage_error(prefix))?;
+        Ok(Parsed { spec: self, command })
+    }
+}
+
 /// The short answer to someone who may not run a command.
 pub fn refusal(needed: Access) -> &'static str {
     match needed {

@@ -100,6 +100,8 @@ pub struct Inbound {
     pub reply_to: Option<String>,
     /// Messages already waiting in this channel when this one arrived (set by the router).
     pub queued_ahead: usize,
+    /// A slash command arrives parsed from Discord's options; `!` commands are read from `text`.
+    pub command: Option<crate::commands::Parsed>,
     pub reply: mpsc::UnboundedSender<ReplyEvent>,
 }
 
@@ -116,6 +118,7 @@ impl Inbound {
             guild: None,
             reply_to: None,
             queued_ahead: 0,
+            command: None,
             reply,
         }
     }
@@ -285,10 +288,13 @@ impl ConversationState {
         Ok(())
     }
 
-    async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), ActorProcessingErr> {
+    async fn on_inbound(&mut self, mut inbound: Inbound) -> Result<(), ActorProcessingErr> {
         let reply = inbound.reply.clone();
         let prefix = self.args.defaults.chat.prefix.clone();
-        let parsed = crate::commands::parse(&prefix, &inbound.text);
+        let parsed = match inbound.command.take() {
+            Some(slash) => Ok(Some(slash)),
+            None => crate::commands::parse(&prefix, &inbound.text),
+        };
         // The prefix is shared with other bots: commands are answered only where the bot may
         // talk, and a command it does not know only when it was addressed.
         let global = self.global();

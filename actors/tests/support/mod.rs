@@ -190,6 +190,7 @@ impl Tree {
             guild: channel.guild_id().map(|g| g.to_string()),
             reply_to: None,
             queued_ahead: 0,
+            command: None,
             reply,
         };
         self.root.send_message(RootMsg::Route { channel, inbound }).expect("the tree is running");
