@@ -102,7 +102,8 @@ impl Soak {
             let Some(to) = message.reference() else { continue };
             let Some(at) = self.outstanding.iter().position(|a| a.id == to) else { continue };
             let asked = self.outstanding.swap_remove(at);
-            self.latencies.push(asked.at.elapsed().as_secs_f64());
+            // From the mention's send to the reply's arrival at the fake, not to this poll.
+            self.latencies.push(message.received.duration_since(asked.at).as_secs_f64());
             self.replies += 1;
             let user = self.users[self.rng.random_range(0..30)].clone();
             match self.rng.random_range(0..50) {
@@ -173,9 +174,15 @@ fn config(dir: &std::path::Path, fake: &FakeDiscord) -> Config {
     config.retrieval.top_k = 2;
     config.retrieval.max_context_chars = 300;
     config.chat.idle_minutes = 0.5;
+    // Prompts on one thread, as replies are: with both cores (the default) the prompt threads
+    // spin in llama.cpp's barrier while embedding and training hold the other core (half of
+    // all CPU samples in a profile of this run), and the reply p95 of day 1 was 5.2 s, not 3.4.
+    config.model.threads_batch = 1;
     // Below the 250 channels a day talks in, so the least recently used ones make room.
     config.chat.max_open_channels = 100;
     config.discord.api_base = fake.api_base();
+    // A reply's latency is to its whole text (four tokens here), posted at once.
+    config.discord.stream = false;
     config.secrets.discord_token = Some("fake-token".into());
     config.secrets.admin_users = vec![ADMIN];
     config
@@ -238,7 +245,9 @@ async fn main() {
         replies: 0,
     };
     println!("== soak: {messages} messages over {DAYS} simulated days, {} channels, retention 7 days ==", targets.len() + USERS);
-    println!("day | RSS MB | open actors (max) | store MB | index vectors | replies | reply p95 s | pruned msgs/vectors | errors");
+    println!(
+        "day | RSS MB | open actors (max) | store MB | index vectors (MB) | replies | reply p95 s | pruned msgs/vectors | errors | min"
+    );
     let mut days: Vec<Day> = Vec::new();
     let mut max_open_ever = 0;
     for day in 1..=DAYS {
@@ -285,7 +294,10 @@ async fn main() {
         }
         soak.fake.trim();
         soak.seen_sent = 0;
-        let open = status(&daemon).await.open.len();
+        let tree = status(&daemon).await;
+        let open = tree.open.len();
+        // usearch's own count of what it holds: whether removed vectors' memory is reused.
+        let index_mb = tree.retrieval.map_or(0.0, |r| r.bytes as f64 / 1e6);
         max_open = max_open.max(open);
         max_open_ever = max_open_ever.max(max_open);
         let today = Day {
@@ -297,7 +309,7 @@ async fn main() {
         };
         let errs = errors(&metrics);
         println!(
-            "{day:>3} | {:>6.1} | {open:>5} ({max_open:>3}) | {:>8.1} | {:>13} | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?}",
+            "{day:>3} | {:>6.1} | {open:>5} ({max_open:>3}) | {:>8.1} | {:>7} ({index_mb:>5.1}) | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?} | {:.1}",
             today.rss,
             today.store as f64 / 1e6,
             today.vectors,
@@ -305,7 +317,8 @@ async fn main() {
             today.p95,
             pruned.messages,
             pruned.vectors,
-            errs
+            errs,
+            started.elapsed().as_secs_f64() / 60.0
         );
         let _ = std::io::stdout().flush();
         soak.latencies.clear();

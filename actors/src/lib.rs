@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod context;
 pub mod conversation;
+pub mod edit_pacing;
 pub mod engagement;
 pub mod feedback;
 pub mod governance;

@@ -61,15 +61,24 @@ pub struct GatewayState {
     pub since: Instant,
 }
 
+/// What running without the Message Content intent means, for the log and `!status`.
+pub const WITHOUT_MESSAGE_CONTENT: &str = "Running without the Message Content intent: I answer mentions, replies to me, DMs and slash \
+     commands; chance replies and learning from history are off (discord.message_content; the intent is turned on in the developer \
+     portal, Bot → Privileged Gateway Intents).";
+
 /// Shared between the gateway (which writes) and the watchdog (which reads); empty when there
 /// is no gateway (the console).
 #[derive(Clone, Default)]
-pub struct GatewayHealth(Arc<Mutex<Option<GatewayState>>>);
+pub struct GatewayHealth {
+    state: Arc<Mutex<Option<GatewayState>>>,
+    /// Discord refused the Message Content intent and the gateway runs without it.
+    without_message_content: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl GatewayHealth {
     /// Records the connection's state; `since` moves only when `connected` changes.
     pub fn report(&self, connected: bool, latency: Option<Duration>, now: Instant) {
-        let mut state = self.0.lock_or_recover();
+        let mut state = self.state.lock_or_recover();
         let since = match *state {
             Some(s) if s.connected == connected => s.since,
             _ => now,
@@ -78,7 +87,16 @@ impl GatewayHealth {
     }
 
     pub fn get(&self) -> Option<GatewayState> {
-        *self.0.lock_or_recover()
+        *self.state.lock_or_recover()
+    }
+
+    /// The gateway runs without the Message Content intent (refused by Discord, or not asked).
+    pub fn set_without_message_content(&self, without: bool) {
+        self.without_message_content.store(without, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn without_message_content(&self) -> bool {
+        self.without_message_content.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

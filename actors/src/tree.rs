@@ -20,6 +20,9 @@ pub struct TreeStatus {
     pub adapter: Option<crate::ports::AdapterVersion>,
     /// How long ago the last reply was completed.
     pub last_reply: Option<Duration>,
+    /// The gateway runs without the Message Content intent: only messages addressed to the
+    /// bot have their text.
+    pub without_message_content: bool,
 }
 
 /// What a purge deleted.

@@ -9,17 +9,20 @@
 //! has registered one with the new shard.
 
 use super::deliver::deliver;
+use crate::config::SlashRegistration;
 use ractor::ActorRef;
 use serenity::all::{
-    ChannelId, Context, Event, EventHandler, GuildId, Http, Message, MessageId, MessageType, Reaction, ReactionType, Ready, UserId,
+    ChannelId, Context, Event, EventHandler, Guild, GuildId, Http, Interaction, Message, MessageId, MessageType, Reaction, ReactionType,
+    Ready, UserId,
 };
 use serenity::async_trait;
 use serenity::gateway::CollectorCallback;
 use sidekick_actors::commands::Access;
 use sidekick_actors::feedback::{self, FeedbackMsg};
+use sidekick_actors::metric_names as m;
 use sidekick_actors::sync::LockExt;
 use sidekick_actors::{ChannelKey, Inbound, RootMsg};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -37,6 +40,14 @@ pub struct Router {
     pub seen: Mutex<VecDeque<MessageId>>,
     /// Which server channels are threads, and of which channel (`None`: not a thread).
     pub threads: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
+    /// Where the slash commands go.
+    pub register: SlashRegistration,
+    /// Replies are streamed (posted early and edited) when set.
+    pub streaming: Option<Arc<super::stream::Streaming>>,
+    /// Where they were registered by this process (`None`: the global set), once each.
+    pub registered: Mutex<HashSet<Option<GuildId>>>,
+    /// Says whether the gateway runs without the Message Content intent.
+    pub health: sidekick_actors::liveness::GatewayHealth,
 }
 
 /// Channels whose kind is remembered; beyond this the memory starts over (a lookup is cheap).
@@ -130,7 +141,7 @@ impl Handler {
 }
 
 impl Router {
-    fn access(&self, user: UserId) -> Access {
+    pub(super) fn access(&self, user: UserId) -> Access {
         if Some(user) == self.owner_id {
             Access::Owner
         } else if self.admins.contains(&user) {
@@ -161,7 +172,7 @@ impl Router {
 
     /// The conversation a Discord channel is: a thread knows its parent (asked of Discord
     /// once, or told by THREAD_CREATE), so it follows the parent's allowlist and purge.
-    async fn key(&self, http: &Http, guild: Option<GuildId>, channel: ChannelId, user: UserId) -> ChannelKey {
+    pub(super) async fn key(&self, http: &Http, guild: Option<GuildId>, channel: ChannelId, user: UserId) -> ChannelKey {
         let Some(guild) = guild else { return ChannelKey::Dm { user: Some(user.get()), channel: channel.get() } };
         let known = self.threads.lock_or_recover().get(&channel).copied();
         let parent = match known {
@@ -182,6 +193,23 @@ impl Router {
         match parent {
             Some(parent) => ChannelKey::Thread { guild: Some(guild.get()), parent: Some(parent.get()), thread: channel.get() },
             None => ChannelKey::guild(guild.get(), channel.get()),
+        }
+    }
+
+    /// Registers the slash commands in `scope` (`None`: the application's global set) the
+    /// first time this process sees it; a reconnect's new session does not repeat it.
+    async fn register(&self, http: &Http, scope: Option<GuildId>) {
+        if !self.registered.lock_or_recover().insert(scope) {
+            return;
+        }
+        match super::slash::register(http, self.register, scope).await {
+            Ok(()) => tracing::debug!(?scope, mode = ?self.register, "slash commands registered"),
+            Err(e) => {
+                // Slash commands are a convenience; `!` commands work without them.
+                tracing::warn!(?scope, error = %e, "could not register the slash commands");
+                m::count_error("discord_send");
+                self.registered.lock_or_recover().remove(&scope);
+            }
         }
     }
 
@@ -206,6 +234,9 @@ impl Router {
         }
         let replied_to_bot = msg.referenced_message.as_ref().is_some_and(|m| m.author.id == self.bot_id);
         let addressed = msg.guild_id.is_none() || msg.mentions_user_id(self.bot_id) || replied_to_bot;
+        if !addressed && self.health.without_message_content() {
+            return; // Discord sent it without its text: nothing to store, learn from or answer
+        }
         let (reply, events) = mpsc::unbounded_channel();
         let inbound = Inbound {
             author: msg.author.global_name.clone().unwrap_or_else(|| msg.author.name.clone()),
@@ -217,6 +248,7 @@ impl Router {
             guild: msg.guild_id.map(|g| g.to_string()),
             reply_to: msg.referenced_message.as_ref().map(|m| m.id.to_string()),
             queued_ahead: 0,
+            command: None,
             reply,
         };
         let route = RootMsg::Route { channel: self.key(http, msg.guild_id, msg.channel_id, msg.author.id).await, inbound };
@@ -224,7 +256,13 @@ impl Router {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
         }
-        tokio::spawn(deliver(http.clone(), self.root.clone(), msg.channel_id, msg.id, events));
+        match &self.streaming {
+            Some(streaming) => {
+                let streaming = streaming.clone();
+                tokio::spawn(super::stream::stream_reply(http.clone(), self.root.clone(), msg.channel_id, msg.id, streaming, events))
+            }
+            None => tokio::spawn(deliver(http.clone(), self.root.clone(), msg.channel_id, msg.id, events)),
+        };
     }
 
     /// A reaction on any message goes to the feedback actor, which knows which are replies.
@@ -246,6 +284,17 @@ impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         self.collect_in_order(&ctx);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord gateway ready");
+        self.router.register(&ctx.http, None).await;
+    }
+
+    async fn guild_create(&self, ctx: Context, guild: Guild, _: Option<bool>) {
+        self.router.register(&ctx.http, Some(guild.id)).await;
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        if let Interaction::Command(command) = interaction {
+            self.router.slash(&ctx.http, command).await;
+        }
     }
 
     async fn message(&self, ctx: Context, msg: Message) {

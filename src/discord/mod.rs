@@ -5,13 +5,15 @@
 
 mod deliver;
 mod handler;
+pub mod slash;
+mod stream;
 
-use crate::config::Config;
+use crate::config::{Config, MessageContent};
 use ractor::ActorRef;
-use serenity::all::{GatewayIntents, HttpBuilder, ShardManager, UserId};
+use serenity::all::{GatewayIntents, Http, HttpBuilder, ShardManager, UserId};
 use serenity::client::ClientBuilder;
 use serenity::gateway::{ConnectionStage, GatewayError as Close};
-use sidekick_actors::liveness::{ExitRequest, GatewayHealth, ServiceManager, EXIT_CONFIG, EXIT_FAILED};
+use sidekick_actors::liveness::{ExitRequest, GatewayHealth, ServiceManager, EXIT_CONFIG, EXIT_FAILED, WITHOUT_MESSAGE_CONTENT};
 use sidekick_actors::RootMsg;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +24,22 @@ pub const DISCORD: &str = "https://discord.com";
 /// A connected gateway; dropping it does not disconnect, [`Gateway::shutdown`] does.
 pub struct Gateway {
     shards: Arc<ShardManager>,
-    task: Option<tokio::task::JoinHandle<Result<(), serenity::Error>>>,
+    task: Option<ClientTask>,
     monitor: tokio::task::JoinHandle<()>,
+    /// What a new client needs, should the first one have to be replaced.
+    restart: Restart,
     pub bot_id: UserId,
     pub owner_id: Option<UserId>,
+}
+
+/// How to start the client again without the Message Content intent.
+struct Restart {
+    token: String,
+    base: String,
+    handler: Arc<handler::Handler>,
+    health: GatewayHealth,
+    service: Arc<dyn ServiceManager>,
+    mode: MessageContent,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +54,43 @@ pub enum GatewayError {
     Client(#[from] serenity::Error),
 }
 
-pub fn intents() -> GatewayIntents {
-    GatewayIntents::GUILDS
+/// What the bot asks Discord for; the Message Content intent is privileged and optional.
+pub fn intents(message_content: bool) -> GatewayIntents {
+    let intents = GatewayIntents::GUILDS
         | GatewayIntents::GUILD_MESSAGES
-        | GatewayIntents::MESSAGE_CONTENT
         | GatewayIntents::GUILD_MESSAGE_REACTIONS
         | GatewayIntents::DIRECT_MESSAGES
-        | GatewayIntents::DIRECT_MESSAGE_REACTIONS
+        | GatewayIntents::DIRECT_MESSAGE_REACTIONS;
+    if message_content {
+        intents | GatewayIntents::MESSAGE_CONTENT
+    } else {
+        intents
+    }
+}
+
+/// The REST client for `base` (Discord's own address, or a proxy that rate-limits for us).
+fn http_for(token: &str, base: &str) -> Http {
+    let mut builder = HttpBuilder::new(token);
+    if base != DISCORD {
+        // serenity's rate limiter ignores the proxy, so requests would still go to Discord:
+        // the proxy must do the rate limiting (as a self-hosted REST proxy does).
+        builder = builder.proxy(base).ratelimiter_disabled(true);
+    }
+    builder.build()
+}
+
+type ClientTask = tokio::task::JoinHandle<Result<(), serenity::Error>>;
+/// A started client: its shards, the task running it, and the task watching it.
+type Started = (Arc<ShardManager>, ClientTask, tokio::task::JoinHandle<()>);
+
+/// Starts a client on `handler` with or without the Message Content intent, and its monitor.
+async fn start_client(restart: &Restart, message_content: bool) -> Result<Started, GatewayError> {
+    let http = http_for(&restart.token, &restart.base);
+    let mut client = ClientBuilder::new_with_http(http, intents(message_content)).event_handler_arc(restart.handler.clone()).await?;
+    let shards = client.shard_manager.clone();
+    let task = tokio::spawn(async move { client.start().await });
+    let monitor = tokio::spawn(monitor(shards.clone(), restart.health.clone(), restart.service.clone()));
+    Ok((shards, task, monitor))
 }
 
 /// Connects and starts dispatching events to `root`; `health` follows the connection, and
@@ -59,13 +103,7 @@ pub async fn connect(
 ) -> Result<Gateway, GatewayError> {
     let token = config.secrets.discord_token.clone().ok_or(GatewayError::NoToken)?;
     let base = config.discord.api_base.trim_end_matches('/').to_string();
-    let mut builder = HttpBuilder::new(&token);
-    if base != DISCORD {
-        // serenity's rate limiter ignores the proxy, so requests would still go to Discord:
-        // the proxy must do the rate limiting (as a self-hosted REST proxy does).
-        builder = builder.proxy(base.clone()).ratelimiter_disabled(true);
-    }
-    let http = builder.build();
+    let http = http_for(&token, &base);
     // serenity quietly falls back to Discord's own gateway when this lookup fails; with a
     // proxy that would leave it talking to the wrong place, so a failure here is an error.
     let unreachable = |source: serenity::Error| match &source {
@@ -80,20 +118,28 @@ pub async fn connect(
         Some(id) => Some(UserId::new(id)),
         None => http.get_current_application_info().await.ok().and_then(|app| app.owner).map(|u| u.id),
     };
-    let handler = handler::Handler::new(handler::Router {
+    let handler = Arc::new(handler::Handler::new(handler::Router {
         root,
         bot_id: me.id,
         owner_id,
         admins: config.secrets.admin_users.iter().map(|id| UserId::new(*id)).collect(),
         seen: Default::default(),
         threads: Default::default(),
-    });
-    let mut client = ClientBuilder::new_with_http(http, intents()).event_handler(handler).await?;
-    let shards = client.shard_manager.clone();
-    let task = tokio::spawn(async move { client.start().await });
-    let monitor = tokio::spawn(monitor(shards.clone(), health, service));
+        register: config.discord.register,
+        streaming: config.discord.stream.then(|| Arc::new(stream::Streaming::new(Duration::from_millis(config.discord.edit_interval_ms)))),
+        registered: Default::default(),
+        health: health.clone(),
+    }));
+    let mode = config.discord.message_content;
+    let restart = Restart { token, base, handler, health, service, mode };
+    let message_content = mode != MessageContent::Off;
+    restart.health.set_without_message_content(!message_content);
+    if !message_content {
+        tracing::info!("{WITHOUT_MESSAGE_CONTENT}");
+    }
+    let (shards, task, monitor) = start_client(&restart, message_content).await?;
     tracing::info!(bot = %me.name, "connected to Discord");
-    Ok(Gateway { shards, task: Some(task), monitor, bot_id: me.id, owner_id })
+    Ok(Gateway { shards, task: Some(task), monitor, restart, bot_id: me.id, owner_id })
 }
 
 /// Reads the shard's stage and heartbeat latency every second into `health`, and tells the
@@ -128,7 +174,7 @@ pub fn exit_for(error: Option<&serenity::Error>) -> ExitRequest {
         Some(serenity::Error::Gateway(Close::OverloadedShard)) => fix(4011, "the bot is in too many servers for one shard"),
         Some(serenity::Error::Gateway(Close::InvalidGatewayIntents)) => fix(4013, "the gateway intents asked for are invalid"),
         Some(serenity::Error::Gateway(Close::DisallowedGatewayIntents)) => {
-            fix(4014, "the Message Content intent is not enabled. Turn it on in the developer portal (Bot → Privileged Gateway Intents)")
+            fix(4014, "the Message Content intent is not enabled (discord.message_content = \"on\" needs it). Turn it on in the developer portal (Bot → Privileged Gateway Intents), or set discord.message_content = \"auto\" to run without it")
         }
         Some(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection ended: {e}") },
         None => ExitRequest { code: EXIT_FAILED, why: "the Discord connection ended".into() },
@@ -146,15 +192,32 @@ impl GatewayError {
 }
 
 impl Gateway {
-    /// Resolves if the connection ends for good, with what that means for the process.
+    /// Resolves if the connection ends for good, with what that means for the process. With
+    /// `discord.message_content = auto`, Discord refusing the intent (4014) is not the end:
+    /// the client starts again without it.
     pub async fn ended(&mut self) -> ExitRequest {
-        let Some(task) = self.task.as_mut() else { return std::future::pending().await };
-        let result = task.await;
-        self.task = None;
-        match result {
-            Ok(Ok(())) => exit_for(None),
-            Ok(Err(e)) => exit_for(Some(&e)),
-            Err(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection task failed: {e}") },
+        loop {
+            let Some(task) = self.task.as_mut() else { return std::future::pending().await };
+            let result = task.await;
+            self.task = None;
+            let refused = matches!(&result, Ok(Err(serenity::Error::Gateway(Close::DisallowedGatewayIntents))));
+            if refused && self.restart.mode == MessageContent::Auto && !self.restart.health.without_message_content() {
+                tracing::warn!("Discord refused the Message Content intent (4014); connecting without it. {WITHOUT_MESSAGE_CONTENT}");
+                self.restart.health.set_without_message_content(true);
+                self.monitor.abort();
+                match start_client(&self.restart, false).await {
+                    Ok((shards, task, monitor)) => {
+                        (self.shards, self.task, self.monitor) = (shards, Some(task), monitor);
+                        continue;
+                    }
+                    Err(e) => return ExitRequest { code: EXIT_FAILED, why: format!("could not connect again without the intent: {e}") },
+                }
+            }
+            return match result {
+                Ok(Ok(())) => exit_for(None),
+                Ok(Err(e)) => exit_for(Some(&e)),
+                Err(e) => ExitRequest { code: EXIT_FAILED, why: format!("the Discord connection task failed: {e}") },
+            };
         }
     }
 

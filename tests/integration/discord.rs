@@ -46,6 +46,8 @@ pub(crate) fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
     config.secrets.discord_token = Some("fake-token".into());
     config.secrets.admin_users = vec![ADMIN];
     config.generation.max_tokens = 16;
+    // These tests read each reply whole from its first post; streaming has its own tests.
+    config.discord.stream = false;
     config
 }
 

@@ -369,7 +369,7 @@ async fn status(ctx: &CommandContext<'_>) -> Answer {
         .map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
     let engine = tree.engine.unwrap_or_default();
     let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
-    Ok(format!(
+    let mut out = format!(
         "Up {} · model {model}\nQueue: {} waiting, {} replying · last 24 h: {} replies, {} errors · memory {memory} · restarts {}",
         crate::human::duration(tree.uptime),
         engine.waiting,
@@ -377,7 +377,12 @@ async fn status(ctx: &CommandContext<'_>) -> Answer {
         last_24h(stats, "replies", now),
         last_24h(stats, "errors", now),
         tree.restarts,
-    ))
+    );
+    if tree.without_message_content {
+        out.push('\n');
+        out.push_str(crate::liveness::WITHOUT_MESSAGE_CONTENT);
+    }
+    Ok(out)
 }
 
 fn restart(ctx: &CommandContext<'_>) -> Answer {

@@ -375,6 +375,7 @@ impl RootState {
             restarts: self.restarts,
             adapter: self.rl_summary.read_or_recover().active.clone(),
             last_reply: self.args.heartbeats.last("reply").map(|t| t.elapsed()),
+            without_message_content: self.args.liveness.gateway.without_message_content(),
         }
     }
 

@@ -73,11 +73,19 @@ impl Inner {
             }
             // IDENTIFY: a new session, READY then the guild.
             Some(2) => {
+                // A privileged intent the application may not use: Discord closes with 4014.
+                let intents = payload["d"]["intents"].as_u64().unwrap_or(0);
+                if st.refuse_intents & intents != 0 {
+                    st.requests.push(format!("GATEWAY IDENTIFY (intents {intents} refused with 4014)"));
+                    let _ = tx.send(Out::Close(4014));
+                    return;
+                }
                 if let Some(code) = st.close_on_identify {
                     st.requests.push(format!("GATEWAY IDENTIFY (closed with {code})"));
                     let _ = tx.send(Out::Close(code));
                     return;
                 }
+                st.identified_intents.push(intents);
                 st.current.as_mut().unwrap().live = true;
                 st.requests.push("GATEWAY IDENTIFY".into());
                 st.session_id = format!("fake-session-{conn_id}");

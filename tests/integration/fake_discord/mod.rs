@@ -12,7 +12,9 @@
 //!   what serenity's cache-based permission check before sending looks at);
 //! - HEARTBEAT gets HEARTBEAT_ACK; RESUME of the current session replays the missed dispatches
 //!   and then RESUMED; an unknown session gets INVALID_SESSION (false), so serenity re-identifies;
-//! - messages and reactions the bot makes over REST come back to it as gateway dispatches.
+//! - messages and reactions the bot makes over REST come back to it as gateway dispatches;
+//! - slash commands: registration by bulk overwrite, INTERACTION_CREATE, deferred answers
+//!   edited in and follow-ups (`interactions.rs`).
 //!
 //! Payloads are sent as uncompressed text frames, which serenity accepts although its IDENTIFY
 //! asks for `compress: true`.
@@ -20,10 +22,12 @@
 
 mod gateway;
 mod history;
+mod interactions;
 mod json;
 mod rest;
 
 pub use history::Historic;
+pub use interactions::Answer;
 
 use gateway::{dispatch, serve_gateway};
 use json::*;
@@ -75,6 +79,8 @@ pub struct SentMessage {
     pub message_id: u64,
     /// The JSON body exactly as serenity sent it.
     pub body: Value,
+    /// When the fake received it (the soak benchmark's reply latency ends here).
+    pub received: std::time::Instant,
 }
 
 impl SentMessage {
@@ -129,6 +135,10 @@ struct State {
     session_start: usize,
     /// Answer IDENTIFY by closing with this code.
     close_on_identify: Option<u16>,
+    /// Intents the application may not use: an IDENTIFY asking for any is closed with 4014.
+    refuse_intents: u64,
+    /// The intents of each IDENTIFY let through, in order.
+    identified_intents: Vec<u64>,
     /// Drop every gateway connection at once, as if Discord were unreachable.
     dark: bool,
     /// A heartbeat interval other than Discord's, for tests that wait for serenity to notice
@@ -139,6 +149,18 @@ struct State {
     /// thread id -> its parent channel.
     threads: HashMap<u64, u64>,
     listing: history::Listing,
+    slash: interactions::Slash,
+    /// Every edit the bot made to its messages, in order.
+    edits: Vec<Edit>,
+}
+
+/// One `PATCH /channels/{id}/messages/{id}` the bot made.
+#[derive(Clone, Debug)]
+pub struct Edit {
+    pub channel_id: u64,
+    pub message_id: u64,
+    pub body: Value,
+    pub received: std::time::Instant,
 }
 
 struct Conn {
@@ -252,6 +274,11 @@ impl FakeDiscord {
         st.sent.get(from..).map(<[SentMessage]>::to_vec).unwrap_or_default()
     }
 
+    /// Every edit the bot made, in order.
+    pub fn edits(&self) -> Vec<Edit> {
+        self.inner.state().edits.clone()
+    }
+
     /// Every message the bot sent, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.inner.state().sent.clone()
@@ -300,6 +327,17 @@ impl FakeDiscord {
     /// token was refused; 4014: a privileged intent is not allowed).
     pub fn close_on_identify(&self, code: u16) {
         self.inner.state().close_on_identify = Some(code);
+    }
+
+    /// The application may not use the Message Content intent (1 << 15), as when its owner has
+    /// not turned it on in the developer portal: IDENTIFY asking for it is closed with 4014.
+    pub fn refuse_message_content(&self) {
+        self.inner.state().refuse_intents = 1 << 15;
+    }
+
+    /// The intents of each session the bot opened.
+    pub fn identified_intents(&self) -> Vec<u64> {
+        self.inner.state().identified_intents.clone()
     }
 
     /// Closes the gateway connection (4000, "reconnect") and drops every new one, until
@@ -364,6 +402,7 @@ impl FakeDiscord {
         let mut st = self.inner.state();
         st.requests.clear();
         st.sent.clear();
+        st.edits.clear();
         st.messages.clear();
         let drop = st.dispatched.len().saturating_sub(1000);
         st.dispatched.drain(..drop);

@@ -39,8 +39,22 @@ impl Inner {
         let id = next_id(&mut st);
         let message = self.message_json(&st, id, new);
         st.messages.insert(id, message.clone());
+        let message = self.as_the_bot_may_see(&st, message);
         dispatch(&mut st, "MESSAGE_CREATE", message);
         id
+    }
+
+    /// Without the Message Content intent Discord blanks a server message's content, unless
+    /// it mentions the bot or replies to it (DMs keep theirs).
+    fn as_the_bot_may_see(&self, st: &State, mut message: Value) -> Value {
+        let with_content = st.identified_intents.last().is_none_or(|i| i & (1 << 15) != 0);
+        let bot = self.bot.id.to_string();
+        let mentioned = message["mentions"].as_array().is_some_and(|m| m.iter().any(|u| u["id"] == bot.as_str()));
+        let replied = message["referenced_message"]["author"]["id"] == bot.as_str();
+        if !with_content && message.get("guild_id").is_some() && !mentioned && !replied {
+            message["content"] = json!("");
+        }
+        message
     }
 
     pub(super) fn message_json(&self, st: &State, id: u64, new: NewMessage<'_>) -> Value {
@@ -73,6 +87,24 @@ impl Inner {
             m["referenced_message"] = referenced.unwrap_or(Value::Null);
         }
         m
+    }
+
+    /// The bot edits its message: the stored copy and the `sent` record show the new text
+    /// (what a user sees now), the edit is kept in order, and MESSAGE_UPDATE is dispatched.
+    pub(super) fn edit_message(&self, channel_id: u64, message_id: u64, body: Value) -> (StatusCode, Value) {
+        let mut st = self.state();
+        let Some(message) = st.messages.get_mut(&message_id) else { return not_found() };
+        if let Some(content) = body.get("content") {
+            message["content"] = content.clone();
+            message["edited_timestamp"] = json!(iso8601(now_ms()));
+        }
+        let message = message.clone();
+        if let Some(sent) = st.sent.iter_mut().find(|s| s.message_id == message_id) {
+            sent.body["content"] = message["content"].clone();
+        }
+        st.edits.push(Edit { channel_id, message_id, body, received: std::time::Instant::now() });
+        dispatch(&mut st, "MESSAGE_UPDATE", message.clone());
+        (StatusCode::OK, message)
     }
 
     pub(super) fn reaction(&self, add: bool, channel_id: u64, message_id: u64, user: &FakeUser, emoji: &str) {
@@ -128,6 +160,9 @@ impl Inner {
                 return answer;
             }
         }
+        if matches!(segments.first(), Some(&("applications" | "interactions" | "webhooks"))) {
+            return self.route_interactions(method, &segments, body).unwrap_or_else(not_found);
+        }
         let ok = |v: Value| (StatusCode::OK, v);
         let no_content = (StatusCode::NO_CONTENT, Value::Null);
         let gateway_url = format!("ws://{}", self.ws_addr);
@@ -169,8 +204,13 @@ impl Inner {
                 }
                 let id = self.post_message(NewMessage { channel_id, author: &self.bot, content, mentions: vec![], reply_to });
                 let mut st = self.state();
-                st.sent.push(SentMessage { channel_id, message_id: id, body });
+                st.sent.push(SentMessage { channel_id, message_id: id, body, received: std::time::Instant::now() });
                 ok(st.messages[&id].clone())
+            }
+            ("PATCH", ["channels", channel, "messages", message]) => self.edit_message(parse_id(channel), parse_id(message), body),
+            ("DELETE", ["channels", _, "messages", message]) => {
+                self.state().messages.remove(&parse_id(message));
+                no_content
             }
             ("GET", ["channels", channel, "messages"]) => self.list_messages(parse_id(channel), query),
             ("GET", ["channels", _, "messages", message]) => match self.state().messages.get(&parse_id(message)) {
