@@ -309,8 +309,11 @@ async fn main() {
         };
         let errs = errors(&metrics);
         println!(
-            "{day:>3} | {:>6.1} | {open:>5} ({max_open:>3}) | {:>8.1} | {:>7} ({index_mb:>5.1}) | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?} | {:.1}",
+            "{day:>3} | {:>6.1} ({:>6.1}/{:>5.1}) | {open:>5} ({max_open:>3}) | {:>8.1} | {:>7} ({index_mb:>5.1}) | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?} | {:.1}",
             today.rss,
+            // Heap and the like against mapped files (the model, libraries): which one grows.
+            memory_mb("RssAnon"),
+            memory_mb("RssFile"),
             today.store as f64 / 1e6,
             today.vectors,
             soak.latencies.len(),

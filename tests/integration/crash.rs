@@ -43,7 +43,10 @@ async fn fifty_sigkills_at_random_moments_lose_no_acknowledged_write() {
     let mut kills_mid_traffic = 0;
     let mut all_answered_in = Duration::ZERO;
     for cycle in 0..CYCLES {
-        let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "8")]).await;
+        // Replies are posted whole: a posted reply is then one that was journaled first (a
+        // streamed one shows its words before it is journaled, see the README).
+        let env = [("SIDEKICK_GENERATION_MAX_TOKENS", "8"), ("SIDEKICK_DISCORD_STREAM", "false")];
+        let mut daemon = spawn_connected_daemon(dir.path(), &fake, &env).await;
 
         // The traffic, all at once, as a busy server sends it; the kill comes at a random
         // moment while it is handled.
