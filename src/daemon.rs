@@ -69,7 +69,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-pub fn channel_defaults(config: &Config) -> ChannelDefaults {
+pub fn channel_defaults(config: &Config, gateway: &GatewayHealth) -> ChannelDefaults {
     ChannelDefaults {
         chat: config.chat.clone(),
         params: config.generation,
@@ -78,8 +78,12 @@ pub fn channel_defaults(config: &Config) -> ChannelDefaults {
         context: config.retrieval.context_rules(),
         rewards: config.rl.reward_rules(),
         stall: Duration::from_secs_f64(config.model.stall_seconds),
-        history_jobs: crate::history::jobs::FetchJobs::for_this_binary(config.file.clone(), config.secrets.discord_token.is_some())
-            .map(|j| Arc::new(j) as _),
+        history_jobs: crate::history::jobs::FetchJobs::for_this_binary(
+            config.file.clone(),
+            config.secrets.discord_token.is_some(),
+            gateway.clone(),
+        )
+        .map(|j| Arc::new(j) as _),
     }
 }
 
@@ -131,7 +135,7 @@ impl Daemon {
             learning: learning.map(|l| l as Arc<dyn sidekick_actors::ports::Learning>),
             rl: config.rl.rules(),
             retriever: Arc::new(crate::retrieval::Loader::new(config, store.clone())),
-            defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config) }),
+            defaults: Arc::new(ChannelDefaults { clock, ..channel_defaults(config, &liveness.gateway) }),
             heartbeats,
             limits: RestartLimits::default(),
             watchdog_tick: Duration::from_secs(5),

@@ -2,6 +2,7 @@
 //! processes of their own (the daemon never scrapes or trains in its own process) and posts
 //! the summary they print when they end.
 
+use sidekick_actors::liveness::GatewayHealth;
 use sidekick_actors::ports::HistoryJobs;
 use sidekick_actors::sync::LockExt;
 use std::path::PathBuf;
@@ -17,7 +18,13 @@ pub struct FetchJobs {
     /// `!train` fetches first when the bot has a token.
     fetch_first: bool,
     training: Arc<Mutex<TrainRun>>,
+    /// Says whether Discord sends message text (without the intent, a fetch reads none).
+    gateway: GatewayHealth,
 }
+
+/// Why history cannot be read without the Message Content intent.
+const NO_TEXT: &str = "Discord doesn't send me the text of messages without the Message Content intent, so there is no history to \
+     learn from. Turn it on in the developer portal (Bot → Privileged Gateway Intents) and restart me.";
 
 /// The training run behind `!train`: what it is doing, or how the last one ended.
 #[derive(Default)]
@@ -30,7 +37,7 @@ struct TrainRun {
 impl FetchJobs {
     /// Jobs run by this executable, if it is the `sidekick` binary (a test harness that runs
     /// the daemon in-process is not, and must not start itself).
-    pub fn for_this_binary(config_file: PathBuf, fetch_first: bool) -> Option<FetchJobs> {
+    pub fn for_this_binary(config_file: PathBuf, fetch_first: bool, gateway: GatewayHealth) -> Option<FetchJobs> {
         let exe = std::env::current_exe().ok()?;
         (exe.file_name()? == "sidekick").then(|| FetchJobs {
             exe,
@@ -38,6 +45,7 @@ impl FetchJobs {
             running: Arc::default(),
             fetch_first,
             training: Arc::default(),
+            gateway,
         })
     }
 }
@@ -115,6 +123,9 @@ async fn train_run(exe: PathBuf, config_file: PathBuf, fetch_first: bool, run: A
 
 impl HistoryJobs for FetchJobs {
     fn start_fetch(&self) -> Result<oneshot::Receiver<String>, String> {
+        if self.gateway.without_message_content() {
+            return Err(NO_TEXT.into());
+        }
         if self.running.swap(true, Ordering::AcqRel) {
             return Err("A fetch is already running; its counts will be posted where it was started.".into());
         }
@@ -141,6 +152,9 @@ impl HistoryJobs for FetchJobs {
     }
 
     fn start_train(&self) -> Result<oneshot::Receiver<String>, String> {
+        if self.fetch_first && self.gateway.without_message_content() {
+            return Err(NO_TEXT.into());
+        }
         self.train_started()?;
         let (done, heard) = oneshot::channel();
         let run = self.training.clone();

@@ -67,3 +67,17 @@ async fn with_the_intent_required_a_refusal_exits_2_naming_it() {
     gateway.shutdown().await;
     daemon.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_intent_fetch_and_train_say_there_is_no_history_to_read() {
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1, CH2]).await;
+    fake.refuse_message_content();
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = crate::support::spawn_connected_daemon(dir.path(), &fake, &[]).await;
+    for command in ["!fetch", "!train"] {
+        let asked = mention(&fake, CH1, &admin(), command).await;
+        let answer = reply_to(&fake, asked).await.content().to_string();
+        assert!(answer.contains("without the Message Content intent") && answer.contains("developer portal"), "{command}: {answer}");
+    }
+    crate::support::sigkill(&mut daemon);
+}
