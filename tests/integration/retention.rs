@@ -12,27 +12,37 @@ use std::sync::Arc;
 
 const DAY_MS: u64 = 86_400_000;
 
+/// Starts the daemon, has one message stored and embedded, and stops it.
+async fn one_message_embedded(config: &sidekick::config::Config) {
+    let daemon = Daemon::start(config).await.unwrap();
+    store_quietly(&daemon, "general", &["the office printer jams on every duplex job".to_string()]).await;
+    wait_for_vectors(&daemon, 1).await;
+    daemon.shutdown().await.unwrap();
+}
+
+/// A user's message as the store keeps it, by user 42.
+fn raspberry_pi_question(author: &str) -> StoredMessage {
+    StoredMessage {
+        role: Role::User,
+        author: author.into(),
+        content: "my raspberry pi will not boot from the sd card".into(),
+        at_ms: 1,
+        message_id: None,
+        guild: Some("1".into()),
+        user_id: Some("42".into()),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_stored_but_never_embedded_is_caught_up_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = retrieval_config(dir.path());
-    let daemon = Daemon::start(&config).await.unwrap();
-    store_quietly(&daemon, "general", &["the office printer jams on every duplex job".to_string()]).await;
-    wait_for_vectors(&daemon, 1).await;
-    daemon.shutdown().await.unwrap();
+    one_message_embedded(&config).await;
 
     // The process died after the synced append and before the embedding batch.
     {
         let store = FjallStore::open(&config.storage.path).unwrap();
-        let message = StoredMessage {
-            role: Role::User,
-            author: "someone".into(),
-            content: "my raspberry pi will not boot from the sd card".into(),
-            at_ms: 1,
-            message_id: None,
-            guild: Some("1".into()),
-            user_id: Some("42".into()),
-        };
+        let message = raspberry_pi_question("someone");
         store.append_message(&ch("general"), &message).unwrap();
     }
 
@@ -53,23 +63,12 @@ async fn a_message_stored_but_never_embedded_is_caught_up_at_the_next_start() {
 async fn a_message_never_embedded_whose_author_asked_to_be_forgotten_stays_out_of_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let config = retrieval_config(dir.path());
-    let daemon = Daemon::start(&config).await.unwrap();
-    store_quietly(&daemon, "general", &["the office printer jams on every duplex job".to_string()]).await;
-    wait_for_vectors(&daemon, 1).await;
-    daemon.shutdown().await.unwrap();
+    one_message_embedded(&config).await;
 
     // Stored, not embedded (the process died), and then its author was forgotten.
     {
         let store = FjallStore::open(&config.storage.path).unwrap();
-        let message = StoredMessage {
-            role: Role::User,
-            author: "leaver".into(),
-            content: "my raspberry pi will not boot from the sd card".into(),
-            at_ms: 1,
-            message_id: None,
-            guild: Some("1".into()),
-            user_id: Some("42".into()),
-        };
+        let message = raspberry_pi_question("leaver");
         store.append_message(&ch("general"), &message).unwrap();
         assert_eq!(store.forget_user("42").unwrap().messages, 1);
     }
