@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{corpus_messages, memory_mb, percentile, root};
+use common::{corpus_messages, heap_mb, memory_mb, percentile, root};
 
 const BOT: u64 = 100_000_000_000_000_001;
 const OWNER: u64 = 200_000_000_000_000_002;
@@ -43,7 +43,8 @@ const THREADS: usize = 200;
 const USERS: usize = 300;
 /// Server channels and threads that talk on a given day (the working set).
 const ACTIVE_PER_DAY: usize = 250;
-const MAX_OUTSTANDING: usize = 4;
+/// Mentions waiting for their answer at once: the model batches up to `model.parallel` (8).
+const MAX_OUTSTANDING: usize = 8;
 
 /// `sidekick_errors_total` by kind, from the daemon's /metrics.
 fn errors(metrics: &str) -> HashMap<String, u64> {
@@ -224,8 +225,7 @@ async fn main() {
     let clock = Arc::new(ManualClock::at(1_700_000_000_000));
     let started = Instant::now();
     let daemon = Daemon::start_with(&config, engine_config(&config), clock.clone()).await.expect("the daemon starts (run ./run.sh setup)");
-    let gateway =
-        sidekick::discord::connect(&config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await.unwrap();
+    sidekick::discord::supervised(&config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await.unwrap();
     assert!(fake.wait_ready(Duration::from_secs(30)).await, "the bot did not connect");
     let threads: Vec<u64> = (0..THREADS).map(|i| fake.thread(channels[i % 50])).collect();
     let admin = FakeUser::new(ADMIN, "admin");
@@ -246,7 +246,7 @@ async fn main() {
     };
     println!("== soak: {messages} messages over {DAYS} simulated days, {} channels, retention 7 days ==", targets.len() + USERS);
     println!(
-        "day | RSS MB | open actors (max) | store MB | index vectors (MB) | replies | reply p95 s | pruned msgs/vectors | errors | min"
+        "day | RSS MB (anon/file) heap in use/held | open actors (max) | store MB | index vectors (MB) | replies | reply p95 s | pruned msgs/vectors | errors | min"
     );
     let mut days: Vec<Day> = Vec::new();
     let mut max_open_ever = 0;
@@ -309,11 +309,13 @@ async fn main() {
         };
         let errs = errors(&metrics);
         println!(
-            "{day:>3} | {:>6.1} ({:>6.1}/{:>5.1}) | {open:>5} ({max_open:>3}) | {:>8.1} | {:>7} ({index_mb:>5.1}) | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?} | {:.1}",
+            "{day:>3} | {:>6.1} ({:>6.1}/{:>5.1}) {:>6.1}/{:<6.1} | {open:>5} ({max_open:>3}) | {:>8.1} | {:>7} ({index_mb:>5.1}) | {:>7} | {:>11.3} | {:>6}/{:<6} | {:?} | {:.1}",
             today.rss,
             // Heap and the like against mapped files (the model, libraries): which one grows.
             memory_mb("RssAnon"),
             memory_mb("RssFile"),
+            heap_mb().0,
+            heap_mb().1,
             today.store as f64 / 1e6,
             today.vectors,
             soak.latencies.len(),
@@ -354,6 +356,5 @@ async fn main() {
         errors(&metrics),
         started.elapsed().as_secs_f64() / 60.0
     );
-    gateway.shutdown().await;
     daemon.shutdown().await.unwrap();
 }

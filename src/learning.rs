@@ -203,7 +203,10 @@ impl PolicyTrainer for CandleTrainer {
     fn step(&mut self, batch: &[TrainSample]) -> Result<TrainReport, LearnError> {
         let samples: Vec<Sample> =
             batch.iter().map(|s| Sample { prompt: s.prompt.clone(), reply: s.reply.clone(), reward: s.reward }).collect();
-        let report = self.0.step(&samples).map_err(|e| LearnError::Train(e.to_string()))?;
+        let report = self.0.step(&samples).map_err(|e| LearnError::Train(e.to_string()));
+        // The step's activations and gradients are freed now: give their pages back.
+        crate::memory::release_freed();
+        let report = report?;
         Ok(TrainReport {
             loss: report.loss,
             seconds: report.seconds,

@@ -12,6 +12,7 @@ pub mod files;
 pub mod history;
 pub mod learning;
 pub mod llama;
+pub mod memory;
 pub mod metrics_http;
 pub mod retrieval;
 pub mod service;

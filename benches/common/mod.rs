@@ -50,3 +50,12 @@ pub fn memory_mb(field: &str) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
     kb.map_or(f64::NAN, |kb| kb / 1024.0)
 }
+
+/// glibc's heap in MB: (in use, held from the system).
+/// In use growing is a leak; held growing with in use flat is fragmentation.
+pub fn heap_mb() -> (f64, f64) {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let info = unsafe { libc::mallinfo2() };
+    let mb = |b: usize| b as f64 / 1e6;
+    (mb(info.uordblks + info.hblkhd), mb(info.arena + info.hblkhd))
+}
