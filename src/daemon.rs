@@ -181,7 +181,7 @@ impl Daemon {
                     answer.notice = Some(text);
                     break;
                 }
-                ReplyEvent::Started { prompt } => answer.prompt = Some(prompt),
+                ReplyEvent::Started { prompt, .. } => answer.prompt = Some(prompt),
                 ReplyEvent::Token(_) => {
                     answer.first_token_after.get_or_insert(started.elapsed());
                 }
@@ -197,6 +197,11 @@ impl Daemon {
         }
         answer.total = started.elapsed();
         Ok(answer)
+    }
+
+    /// What some part of the bot asked of the process so far, if anything.
+    pub fn exit_requested(&self) -> Option<ExitRequest> {
+        self.exit.borrow().clone()
     }
 
     /// Resolves when some part of the bot asks the process to end, or the tree stops on its

@@ -197,26 +197,25 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    let connected = sidekick::discord::connect(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await;
-    let mut gateway = match connected {
-        Ok(gateway) => gateway,
+    let connected = sidekick::discord::supervised(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await;
+    match connected {
+        Ok(()) => {}
         Err(e) => {
             control.stop();
             daemon.shutdown().await?;
             eprintln!("sidekick: {e}");
             return Ok(ExitCode::from(e.exit_code()));
         }
-    };
+    }
     eprintln!("sidekick: running on Discord; SIGTERM or Ctrl-C stops it");
-    // Until a signal, or until the bot cannot go on: its tree gave up, or Discord closed the
-    // connection for good, or stayed unreachable too long. Then systemd decides by the code.
+    // Until a signal, or until the bot cannot go on: its tree gave up (the gateway child
+    // among others), or Discord closed the connection for good, or stayed unreachable too
+    // long. Then systemd decides by the code.
     let ended = tokio::select! {
         _ = stop.wait_for(|s| *s) => None,
         request = daemon.ended() => Some(request),
-        request = gateway.ended() => Some(request),
     };
-    // Stop intake first, then let replies in progress finish.
-    gateway.shutdown().await;
+    // The drain closes the connection first (no new messages), then lets replies finish.
     control.stop();
     daemon.shutdown().await?;
     Ok(match ended {

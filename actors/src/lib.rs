@@ -11,6 +11,7 @@ pub mod conversation;
 pub mod edit_pacing;
 pub mod engagement;
 pub mod feedback;
+pub mod gateway;
 pub mod governance;
 pub mod handle;
 pub mod history;

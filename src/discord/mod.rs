@@ -3,6 +3,7 @@
 //! reports on the connection: its state to the watchdog, readiness to systemd, and a close
 //! no reconnect can fix as a reason to exit.
 
+mod buttons;
 mod deliver;
 mod handler;
 pub mod slash;
@@ -14,6 +15,7 @@ use serenity::all::{GatewayIntents, Http, HttpBuilder, ShardManager, UserId};
 use serenity::client::ClientBuilder;
 use serenity::gateway::{ConnectionStage, GatewayError as Close};
 use sidekick_actors::liveness::{ExitRequest, GatewayHealth, ServiceManager, EXIT_CONFIG, EXIT_FAILED, WITHOUT_MESSAGE_CONTENT};
+use sidekick_actors::ports::{BoxFuture, Connection, Connector};
 use sidekick_actors::RootMsg;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +128,12 @@ pub async fn connect(
         seen: Default::default(),
         threads: Default::default(),
         register: config.discord.register,
-        streaming: config.discord.stream.then(|| Arc::new(stream::Streaming::new(Duration::from_millis(config.discord.edit_interval_ms)))),
+        stream: config.discord.stream,
+        edits: Arc::new(stream::Streaming::new(Duration::from_millis(config.discord.edit_interval_ms))),
+        buttons: config
+            .discord
+            .buttons
+            .then(|| Arc::new(buttons::Buttons::new(Duration::from_secs_f64(config.discord.buttons_minutes * 60.0)))),
         registered: Default::default(),
         health: health.clone(),
     }));
@@ -140,6 +147,50 @@ pub async fn connect(
     let (shards, task, monitor) = start_client(&restart, message_content).await?;
     tracing::info!(bot = %me.name, "connected to Discord");
     Ok(Gateway { shards, task: Some(task), monitor, restart, bot_id: me.id, owner_id })
+}
+
+/// Connects, then hands the connection to the actor tree as its gateway child
+/// (`sidekick_actors::gateway`): the supervisor sees it fail and restarts it with a fresh
+/// connection, within the tree's restart limits. A refusal at start is returned at once.
+pub async fn supervised(
+    config: &Config,
+    root: ActorRef<RootMsg>,
+    health: GatewayHealth,
+    service: Arc<dyn ServiceManager>,
+) -> Result<(), GatewayError> {
+    let first = connect(config, root.clone(), health.clone(), service.clone()).await?;
+    let connector = Arc::new(DiscordConnector { config: config.clone(), health, service });
+    // A tree already gone closes the connection when the message is dropped.
+    let _ = root.send_message(RootMsg::Connected { connector, first: Box::new(first) });
+    Ok(())
+}
+
+/// Makes the gateway child's connections.
+struct DiscordConnector {
+    config: Config,
+    health: GatewayHealth,
+    service: Arc<dyn ServiceManager>,
+}
+
+impl Connector for DiscordConnector {
+    fn connect(&self, root: ActorRef<RootMsg>) -> BoxFuture<'_, Result<Box<dyn Connection>, ExitRequest>> {
+        Box::pin(async move {
+            match connect(&self.config, root, self.health.clone(), self.service.clone()).await {
+                Ok(gateway) => Ok(Box::new(gateway) as Box<dyn Connection>),
+                Err(e) => Err(ExitRequest { code: e.exit_code(), why: e.to_string() }),
+            }
+        })
+    }
+}
+
+impl Connection for Gateway {
+    fn ended(&mut self) -> BoxFuture<'_, ExitRequest> {
+        Box::pin(Gateway::ended(self))
+    }
+
+    fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(Gateway::shutdown(*self))
+    }
 }
 
 /// Reads the shard's stage and heartbeat latency every second into `health`, and tells the

@@ -4,7 +4,6 @@ use crate::fake_discord::{FakeDiscord, FakeUser, SentMessage};
 use crate::support::test_config;
 use sidekick::config::Config;
 use sidekick::daemon::{engine_config, Daemon};
-use sidekick::discord::Gateway;
 use sidekick::store::FjallStore;
 use sidekick_actors::clock::{Clock, ManualClock, SystemClock};
 #[allow(unused_imports)]
@@ -34,10 +33,10 @@ pub(crate) fn alice() -> FakeUser {
     FakeUser::new(ALICE, "alice")
 }
 
-/// A daemon connected to `fake`, with the owner learned from Discord and one admin.
+/// A daemon connected to `fake` as `sidekick run` connects it (the connection a child of the
+/// tree), with the owner learned from Discord and one admin.
 pub(crate) struct Bot {
     pub(crate) daemon: Daemon,
-    gateway: Gateway,
 }
 
 pub(crate) fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
@@ -54,15 +53,14 @@ pub(crate) fn bot_config(dir: &Path, fake: &FakeDiscord) -> Config {
 pub(crate) async fn start(config: &Config, fake: &FakeDiscord, clock: Arc<dyn Clock>) -> Bot {
     let daemon = Daemon::start_with(config, engine_config(config), clock).await.unwrap();
     let before = fake.connections();
-    let gateway =
-        sidekick::discord::connect(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await.unwrap();
+    sidekick::discord::supervised(config, daemon.root.clone(), daemon.gateway_health.clone(), daemon.service.clone()).await.unwrap();
     assert!(fake.wait_ready_after(before, Duration::from_secs(10)).await, "the bot did not connect");
-    Bot { daemon, gateway }
+    Bot { daemon }
 }
 
 impl Bot {
+    /// As at SIGTERM: the drain closes the connection first, then replies finish.
     pub(crate) async fn stop(self) {
-        self.gateway.shutdown().await;
         self.daemon.shutdown().await.unwrap();
     }
 }

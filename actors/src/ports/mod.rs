@@ -2,6 +2,7 @@
 //! cross them. Adapters live in the `sidekick` binary; in-memory ones for tests in
 //! [`crate::testing`].
 
+mod gateway;
 mod jobs;
 mod learning;
 mod model;
@@ -9,6 +10,7 @@ mod retrieval;
 mod store;
 
 pub use crate::feedback::manifest::{AdapterManifest, AdapterVersion};
+pub use gateway::{BoxFuture, Connection, Connector};
 pub use jobs::HistoryJobs;
 pub use learning::{LearnError, Learning, Personality, PolicyTrainer, TrainReport, TrainSample};
 pub use model::{CancelFlag, EngineStats, FinishReason, GenEvent, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};

@@ -5,16 +5,20 @@
 
 use super::{Child, RootMsg, RootState};
 use crate::feedback::{FeedbackActor, FeedbackArgs};
+use crate::gateway::{GatewayActor, GatewayArgs, GatewayMsg};
 use crate::model::{ModelActor, ModelMsg};
+use crate::ports::{Connection, Connector};
 use crate::retrieval::{RetrievalActor, RetrievalMsg};
 use crate::timeouts;
 use crate::watchdog::{Watchdog, WatchdogArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
+use std::sync::{Arc, Mutex};
 
 /// A child started off the root's loop, handed back to the root to adopt.
 pub enum Started {
     Model(ActorRef<ModelMsg>),
     Retrieval(ActorRef<RetrievalMsg>),
+    Gateway(ActorRef<GatewayMsg>),
 }
 
 impl RootState {
@@ -39,6 +43,37 @@ impl RootState {
     fn adopt_retrieval(&mut self, actor: ActorRef<RetrievalMsg>) {
         self.children.insert(actor.get_id(), Child::Retrieval);
         self.retrieval.set(Some(actor));
+    }
+
+    /// The connection made at start becomes the gateway child; each restart makes its own.
+    pub(super) async fn start_gateway(&mut self, myself: &ActorRef<RootMsg>, connector: Arc<dyn Connector>, first: Box<dyn Connection>) {
+        self.connector = Some(connector);
+        let Some(args) = self.gateway_args(myself, Some(first)) else { return };
+        match Actor::spawn_linked(None, GatewayActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => self.adopt_gateway(actor),
+            Err(e) => {
+                tracing::error!(error = %e, "the gateway could not start");
+                self.on_failure(myself, Child::Gateway);
+            }
+        }
+    }
+
+    fn gateway_args(&self, myself: &ActorRef<RootMsg>, first: Option<Box<dyn Connection>>) -> Option<GatewayArgs> {
+        let connector = self.connector.clone()?;
+        Some(GatewayArgs { connector, root: myself.clone(), first: Arc::new(Mutex::new(first)), exit: self.args.liveness.exit.clone() })
+    }
+
+    fn adopt_gateway(&mut self, actor: ActorRef<GatewayMsg>) {
+        self.children.insert(actor.get_id(), Child::Gateway);
+        self.gateway = Some(actor);
+    }
+
+    /// Closes the Discord connection (and waits for it): no more messages come in.
+    pub(super) async fn stop_gateway(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            self.children.remove(&gateway.get_id());
+            let _ = gateway.stop_and_wait(None, Some(timeouts::SAVING_CHILD_STOP)).await;
+        }
     }
 
     pub(super) async fn start_feedback(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
@@ -87,12 +122,17 @@ impl RootState {
         let (root, supervisor) = (myself.clone(), myself.get_cell());
         let loader = self.args.loader.clone();
         let retriever = (self.args.retriever.clone(), self.args.heartbeats.clone());
+        let gateway = self.gateway_args(myself, None);
         tokio::spawn(async move {
             if let Some(old) = replacing {
                 let _ = old.stop_and_wait(Some("reload".into()), Some(timeouts::CHILD_STOP)).await;
             }
-            let started = match child {
-                Child::Model => Actor::spawn_linked(None, ModelActor, loader, supervisor).await.map(|(a, _)| Started::Model(a)),
+            let started = match (&child, gateway) {
+                (Child::Model, _) => Actor::spawn_linked(None, ModelActor, loader, supervisor).await.map(|(a, _)| Started::Model(a)),
+                // Connecting takes a few requests to Discord: off the root's loop too.
+                (Child::Gateway, Some(args)) => {
+                    Actor::spawn_linked(None, GatewayActor, args, supervisor).await.map(|(a, _)| Started::Gateway(a))
+                }
                 _ => Actor::spawn_linked(None, RetrievalActor, retriever, supervisor).await.map(|(a, _)| Started::Retrieval(a)),
             };
             let _ = root.send_message(RootMsg::Started(child, started.map_err(|e| e.to_string())));
@@ -123,6 +163,7 @@ impl RootState {
                 match started {
                     Started::Model(actor) => actor.stop(None),
                     Started::Retrieval(actor) => actor.stop(None),
+                    Started::Gateway(actor) => actor.stop(None),
                 }
                 return;
             }
@@ -135,6 +176,7 @@ impl RootState {
         match actor {
             Started::Model(actor) if !gone(actor.get_status()) => self.adopt_model(actor),
             Started::Retrieval(actor) if !gone(actor.get_status()) => self.adopt_retrieval(actor),
+            Started::Gateway(actor) if !gone(actor.get_status()) => self.adopt_gateway(actor),
             _ => return self.on_failure(myself, child),
         }
         if restart {
@@ -181,6 +223,7 @@ impl RootState {
                     tracing::error!(error = %e, "the feedback actor could not restart; learning is off until the next start");
                 }
             }
+            Child::Gateway if self.gateway.is_none() && self.connector.is_some() => self.start_off_loop(myself, child, None, true),
             Child::Watchdog if self.watchdog.is_none() => {
                 self.count_restart(&child);
                 self.start_watchdog(myself).await?;

@@ -53,6 +53,8 @@ pub enum Child {
     Retrieval,
     Feedback,
     Watchdog,
+    /// The Discord connection (`gateway.rs`).
+    Gateway,
     Channel(ChannelKey),
 }
 
@@ -63,6 +65,7 @@ impl Child {
             Child::Retrieval => "retrieval",
             Child::Feedback => "feedback",
             Child::Watchdog => "watchdog",
+            Child::Gateway => "gateway",
             Child::Channel(_) => "conversation",
         }
     }
@@ -98,6 +101,12 @@ pub enum RootMsg {
     Prune(Option<RpcReplyPort<retention::Pruned>>),
     /// The watchdog saw the model busy and silent for `model.stall_seconds`: load it again.
     ModelStalled,
+    /// The process connected to Discord: the connection becomes the gateway child, and
+    /// `connector` makes a fresh one at each restart.
+    Connected {
+        connector: Arc<dyn crate::ports::Connector>,
+        first: Box<dyn crate::ports::Connection>,
+    },
     /// A child restarted off the root's loop is up, or could not start (`children.rs`).
     Started(Child, Result<Started, String>),
     /// Fault injection for supervision tests: that child's handler panics.
@@ -137,6 +146,8 @@ pub struct RootState {
     /// What the feedback actor last published (kept across its restarts).
     rl_summary: Arc<RwLock<crate::feedback::RlSummary>>,
     watchdog: Option<ActorRef<crate::watchdog::WatchdogMsg>>,
+    gateway: Option<ActorRef<crate::gateway::GatewayMsg>>,
+    connector: Option<Arc<dyn crate::ports::Connector>>,
     channels: HashMap<ChannelKey, Conversation>,
     /// When each open conversation last got a message.
     used: HashMap<ChannelKey, Instant>,
@@ -172,6 +183,8 @@ impl Actor for RootSupervisor {
             feedback: ActorHandle::default(),
             rl_summary: Arc::default(),
             watchdog: None,
+            gateway: None,
+            connector: None,
             channels: HashMap::new(),
             used: HashMap::new(),
             children: HashMap::new(),
@@ -201,6 +214,7 @@ impl Actor for RootSupervisor {
     }
 
     async fn post_stop(&self, _: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        state.stop_gateway().await;
         for (channel, _) in state.channels.values() {
             channel.stop(None);
         }
@@ -232,6 +246,7 @@ impl Actor for RootSupervisor {
             RootMsg::LetGoIdle(which) => state.let_go_of(which),
             RootMsg::Prune(reply) => state.prune(&myself, reply),
             RootMsg::Started(child, started) => state.adopt(&myself, child, started),
+            RootMsg::Connected { connector, first } => state.start_gateway(&myself, connector, first).await,
             RootMsg::ModelStalled => state.reload_model(&myself, "the model stalled", true),
             RootMsg::Tree(TreeRequest::Status(reply)) => {
                 let _ = reply.send(state.status().await);
@@ -289,6 +304,7 @@ impl RootState {
             Child::Retrieval => self.retrieval.get().map(|a| a.send_message(RetrievalMsg::InjectPanic).is_ok()),
             Child::Feedback => self.feedback.get().map(|a| a.send_message(FeedbackMsg::InjectPanic).is_ok()),
             Child::Watchdog => self.watchdog.as_ref().map(|a| a.send_message(crate::watchdog::WatchdogMsg::InjectPanic).is_ok()),
+            Child::Gateway => self.gateway.as_ref().map(|a| a.send_message(crate::gateway::GatewayMsg::InjectPanic).is_ok()),
             Child::Channel(key) => self.channels.get(&key).map(|(a, _)| a.send_message(ChannelMsg::InjectPanic).is_ok()),
         };
     }
@@ -342,6 +358,7 @@ impl RootState {
             Child::Retrieval => self.retrieval.set(None),
             Child::Feedback => self.feedback.set(None),
             Child::Watchdog => self.watchdog = None,
+            Child::Gateway => self.gateway = None,
             Child::Channel(id) => {
                 self.channels.remove(id);
                 self.used.remove(id);
@@ -400,6 +417,8 @@ impl RootState {
     /// flight finish within `grace`.
     async fn drain(&mut self, grace: Duration) {
         self.draining = true;
+        // Intake stops first; the replies already in the tree then finish.
+        self.stop_gateway().await;
         if let Some(feedback) = self.feedback.get() {
             let _ = feedback.call(|reply| FeedbackMsg::Save { shutdown: true, reply }, Some(timeouts::SHUTDOWN_SAVE)).await;
         }
