@@ -60,7 +60,7 @@ pub async fn run(
                     writeln!(out, "{text}")?;
                     break;
                 }
-                ReplyEvent::Started { prompt } if options.show_prompt => {
+                ReplyEvent::Started { prompt, .. } if options.show_prompt => {
                     writeln!(out, "--- prompt ---\n{prompt}\n--- reply ---")?;
                 }
                 ReplyEvent::Started { .. } => {}

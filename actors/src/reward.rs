@@ -69,6 +69,11 @@ impl RewardRules {
         ((self.rating_weight * rated + self.sentiment_weight * sentiment(comment)) / total).clamp(-1.0, 1.0)
     }
 
+    /// A reply someone asked to have written again (🔁): rejected as a 👎 would be.
+    pub fn rejected(&self) -> f32 {
+        self.reaction("👎").unwrap_or(-self.reaction_weight)
+    }
+
     /// A reaction's reward, or `None` for emoji that carry no signal.
     pub fn reaction(&self, emoji: &str) -> Option<f32> {
         // Discord may send hearts and thumbs with or without the variation selector.
@@ -97,10 +102,20 @@ pub struct RewardLedger {
     reactions: HashMap<(String, String, String), usize>,
 }
 
+/// What a reaction is on: the reply it rated (a message written again with 🔁 is another
+/// reply, and the reactions on its old words stay the old reply's), or, in records from
+/// before replies had ids, the message.
+fn rated(event: &FeedbackEvent) -> String {
+    match event.reply_id {
+        Some(id) => format!("reply {id}"),
+        None => event.reply_message_id.clone().unwrap_or_default(),
+    }
+}
+
 impl RewardLedger {
     pub fn record(&mut self, event: &FeedbackEvent) {
         *self.by_source.entry(event.source).or_default() += 1;
-        let key = || (event.reply_message_id.clone().unwrap_or_default(), event.user.clone(), event.emoji.clone().unwrap_or_default());
+        let key = || (rated(event), event.user.clone(), event.emoji.clone().unwrap_or_default());
         match event.source {
             FeedbackSource::Command => {
                 self.stand(event.reward);
@@ -134,9 +149,9 @@ impl RewardLedger {
         }
     }
 
-    /// The reward a live reaction gave, if this user's reaction is on record.
-    pub fn live_reaction(&self, message: &str, user: &str, emoji: &str) -> Option<f32> {
-        let place = self.reactions.get(&(message.to_string(), user.to_string(), emoji.to_string()))?;
+    /// The reward a live reaction on reply `reply_id` gave, if this user's reaction is on record.
+    pub fn live_reaction(&self, reply_id: u64, user: &str, emoji: &str) -> Option<f32> {
+        let place = self.reactions.get(&(format!("reply {reply_id}"), user.to_string(), emoji.to_string()))?;
         self.standing.get(place).copied()
     }
 
@@ -217,7 +232,8 @@ mod tests {
         assert_eq!(ledger.mean(None), Some(0.0));
         ledger.record(&reaction(FeedbackSource::ReactionRemoved, "bob", "👎", 0.5));
         assert_eq!(ledger.mean(None), Some(0.5));
-        assert_eq!(ledger.live_reaction("m1", "bob", "👎"), None);
+        assert_eq!(ledger.live_reaction(1, "bob", "👎"), None);
+        assert_eq!(ledger.live_reaction(1, "ann", "👍"), Some(0.5));
         assert_eq!(ledger.count(FeedbackSource::ReactionRemoved), 1);
         assert_eq!(ledger.total_events(), 3);
     }

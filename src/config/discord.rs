@@ -17,6 +17,10 @@ pub struct DiscordConfig {
     /// A streamed reply is edited at most this often (Discord allows 5 edits per 5 s in a
     /// channel, shared by all replies in it; the bot keeps to that too).
     pub edit_interval_ms: u64,
+    /// 👍 👎 🔁 under each reply (and ⏹ while it is streamed).
+    pub buttons: bool,
+    /// The buttons leave a reply after this long, or when a newer reply follows.
+    pub buttons_minutes: f64,
 }
 
 /// The Message Content intent: `auto` asks for it and runs without it if Discord refuses
@@ -48,6 +52,8 @@ impl Default for DiscordConfig {
             stream: true,
             message_content: MessageContent::Auto,
             edit_interval_ms: 1000,
+            buttons: true,
+            buttons_minutes: 60.0,
         }
     }
 }
@@ -59,6 +65,9 @@ impl DiscordConfig {
         }
         if !(200..=60_000).contains(&self.edit_interval_ms) {
             return Err(format!("discord.edit_interval_ms must be between 200 and 60000, got {}", self.edit_interval_ms));
+        }
+        if !(0.05..=10_080.0).contains(&self.buttons_minutes) {
+            return Err(format!("discord.buttons_minutes must be between 0.05 and 10080 (a week), got {}", self.buttons_minutes));
         }
         if !(10.0..=86_400.0).contains(&self.max_disconnected_seconds) {
             return Err(format!("discord.max_disconnected_seconds must be between 10 and 86400, got {}", self.max_disconnected_seconds));

@@ -2,6 +2,8 @@
 //! model works, split at 2,000 characters, as a reply to the message (or edited into a slash
 //! command's deferred response), pinging nobody.
 
+use super::buttons::Row;
+use super::stream::Target;
 use ractor::ActorRef;
 use serenity::all::{
     ChannelId, CommandInteraction, CreateAllowedMentions, CreateInteractionResponseFollowup, CreateMessage, EditInteractionResponse, Http,
@@ -69,20 +71,15 @@ pub async fn answer_interaction(
     }
 }
 
-/// Sends the answer; a model reply's Discord message ids go to the supervisor, which links
-/// them to the reply journal so reactions on them reach the reply they rate.
-pub async fn deliver(
-    http: Arc<Http>,
-    root: ActorRef<RootMsg>,
-    channel: ChannelId,
-    to: MessageId,
-    mut events: mpsc::UnboundedReceiver<ReplyEvent>,
-) {
+/// Sends the answer whole; a model reply's Discord message ids go to the supervisor, which
+/// links them to the reply journal so reactions on them reach the reply they rate.
+pub(super) async fn deliver(target: Target, mut events: mpsc::UnboundedReceiver<ReplyEvent>) {
+    let Target { http, root, channel, to, streaming, buttons, .. } = target;
     let mut typing = None;
     while let Some(event) = events.recv().await {
-        let reply_id = match &event {
-            ReplyEvent::Done { reply_id, .. } => *reply_id,
-            _ => None,
+        let (reply_id, done) = match &event {
+            ReplyEvent::Done { reply_id, .. } => (*reply_id, true),
+            _ => (None, false),
         };
         if matches!(event, ReplyEvent::Started { .. }) {
             // Stops when dropped, i.e. when the answer is sent.
@@ -91,32 +88,44 @@ pub async fn deliver(
         }
         let Some(text) = shown(event) else { continue };
         drop(typing.take());
-        send(&http, channel, to, &text, |sent| {
+        let row = if done && buttons.is_some() { Row::Finished } else { Row::None };
+        let mut parts = Vec::new();
+        send(&http, channel, to, &text, row, |sent| {
+            parts.push(sent);
             // Linked part by part: a reaction on the first part counts while the rest is sent.
             if let Some(reply_id) = reply_id {
                 let _ = root.send_message(RootMsg::Delivered { reply_id, message_ids: vec![sent.to_string()] });
             }
         })
         .await;
+        if let (Some(buttons), true) = (&buttons, done) {
+            buttons.shown(&http, &streaming, channel, parts);
+        }
     }
 }
 
-/// Sends `text` in parts; `sent` is told each part's id as soon as Discord has it.
-pub(super) async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str, mut sent: impl FnMut(MessageId)) {
-    for (i, piece) in split_message(text, DISCORD_LIMIT).into_iter().enumerate() {
+/// Sends `text` in parts, the last with the buttons of `row`; `sent` is told each part's id as
+/// soon as Discord has it.
+pub(super) async fn send(http: &Http, channel: ChannelId, to: MessageId, text: &str, row: Row, mut sent: impl FnMut(MessageId)) {
+    let pieces = split_message(text, DISCORD_LIMIT);
+    let last = pieces.len().saturating_sub(1);
+    for (i, piece) in pieces.into_iter().enumerate() {
         // Only the first part is a reply (a long answer notifies once).
-        match post(http, channel, to, &piece, i == 0).await {
+        match post(http, channel, to, &piece, i == 0, if i == last { row } else { Row::None }).await {
             Some(id) => sent(id),
             None => break,
         }
     }
 }
 
-/// Posts one message of at most 2,000 characters, as a reply to `to` if `as_reply`; its id,
-/// or `None` when Discord refused it (logged and counted).
-pub(super) async fn post(http: &Http, channel: ChannelId, to: MessageId, piece: &str, as_reply: bool) -> Option<MessageId> {
+/// Posts one message of at most 2,000 characters, as a reply to `to` if `as_reply`, with the
+/// buttons of `row`; its id, or `None` when Discord refused it (logged and counted).
+pub(super) async fn post(http: &Http, channel: ChannelId, to: MessageId, piece: &str, as_reply: bool, row: Row) -> Option<MessageId> {
     // An empty allowed-mentions list: a reply never pings @everyone, roles or users.
     let mut message = CreateMessage::new().content(piece).allowed_mentions(CreateAllowedMentions::new());
+    if row != Row::None {
+        message = message.components(row.buttons());
+    }
     if as_reply {
         // If the message was deleted meanwhile, Discord sends it as a plain message instead
         // of refusing it.

@@ -42,8 +42,12 @@ pub struct Router {
     pub threads: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
     /// Where the slash commands go.
     pub register: SlashRegistration,
-    /// Replies are streamed (posted early and edited) when set.
-    pub streaming: Option<Arc<super::stream::Streaming>>,
+    /// Replies are streamed (posted early and edited as they are written).
+    pub stream: bool,
+    /// Every channel's edit budget (streamed replies, rewrites, buttons taken off).
+    pub edits: Arc<super::stream::Streaming>,
+    /// The buttons under replies (`None`: `discord.buttons = false`).
+    pub buttons: Option<Arc<super::buttons::Buttons>>,
     /// Where they were registered by this process (`None`: the global set), once each.
     pub registered: Mutex<HashSet<Option<GuildId>>>,
     /// Says whether the gateway runs without the Message Content intent.
@@ -256,12 +260,18 @@ impl Router {
             tracing::warn!("the actor tree is gone; dropping a message");
             return;
         }
-        match &self.streaming {
-            Some(streaming) => {
-                let streaming = streaming.clone();
-                tokio::spawn(super::stream::stream_reply(http.clone(), self.root.clone(), msg.channel_id, msg.id, streaming, events))
-            }
-            None => tokio::spawn(deliver(http.clone(), self.root.clone(), msg.channel_id, msg.id, events)),
+        let target = super::stream::Target {
+            http: http.clone(),
+            root: self.root.clone(),
+            channel: msg.channel_id,
+            to: msg.id,
+            streaming: self.edits.clone(),
+            buttons: self.buttons.clone(),
+            clicked: None,
+        };
+        match self.stream {
+            true => tokio::spawn(super::stream::stream_reply(target, super::stream::Shown::new(self.buttons.is_some()), events)),
+            false => tokio::spawn(deliver(target, events)),
         };
     }
 
@@ -292,8 +302,10 @@ impl EventHandler for Handler {
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
-        if let Interaction::Command(command) = interaction {
-            self.router.slash(&ctx.http, command).await;
+        match interaction {
+            Interaction::Command(command) => self.router.slash(&ctx.http, command).await,
+            Interaction::Component(click) => self.router.button(&ctx.http, click).await,
+            _ => {}
         }
     }
 

@@ -99,6 +99,8 @@ pub async fn dataset(config: &Config, seed: Option<u64>, pairs: bool) -> anyhow:
     let access = HistoryAccess::open(config).await?;
     let global = access.governance().await?;
     let history = access.snapshot(&config.storage.path).await?;
+    // Pairs of the served model's own replies: only when pairs are asked for.
+    let feedback_pairs = if pairs { access.preference_pairs().await? } else { Vec::new() };
     if history.is_empty() {
         eprintln!("sidekick: {}", dataset::DatasetError::Empty);
         return Ok(ExitCode::from(EXIT_INPUT));
@@ -117,7 +119,9 @@ pub async fn dataset(config: &Config, seed: Option<u64>, pairs: bool) -> anyhow:
     let mut cache = RejectedCache::open(&config.storage.path.join("dataset-cache").join("rejected.jsonl"));
     let dir = config.storage.path.join("dataset");
     let built = tokio::task::spawn_blocking(move || {
-        let built = dataset::build(history, &global, &options, &mut model, &mut cache)?;
+        let mut built = dataset::build(history, &global, &options, &mut model, &mut cache)?;
+        built.manifest.stats.feedback_pairs = feedback_pairs.len();
+        built.feedback_pairs = feedback_pairs;
         dataset::write(&built, &dir)?;
         model.engine.shutdown(std::time::Duration::from_secs(5));
         Ok::<_, dataset::DatasetError>(built)

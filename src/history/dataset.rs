@@ -13,6 +13,7 @@
 use super::dpo::{self, PairModel, RejectedCache};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sidekick_actors::feedback::pairs::PreferencePair;
 use sidekick_actors::history::balance;
 use sidekick_actors::history::windows::{self, example_turns, Split, WindowRules};
 use sidekick_actors::history::HistoryMessage;
@@ -79,6 +80,10 @@ pub struct Stats {
     pub train: usize,
     pub heldout: usize,
     pub pairs: usize,
+    /// Preference pairs from the reply journal (a reply written again with 🔁 that then got
+    /// a good vote, against the one it replaced).
+    #[serde(default)]
+    pub feedback_pairs: usize,
     /// Each user's share of the messages and of the weight, largest first.
     pub users: Vec<UserShare>,
     /// Messages by reaction boost: "1.0", "1.05-1.25", "1.3-1.45", "1.5".
@@ -117,6 +122,8 @@ pub struct Built {
     pub train: Vec<Example>,
     pub heldout: Vec<Example>,
     pub pairs: Vec<Pair>,
+    /// Pairs from the reply journal (🔁 and good votes), in the served model's tokens.
+    pub feedback_pairs: Vec<PreferencePair>,
     pub manifest: Manifest,
 }
 
@@ -188,7 +195,7 @@ pub fn build(
     stats.max_tokens = train.iter().chain(&heldout).map(|e| e.tokens).max().unwrap_or(0);
     let source = Source { messages: messages.len(), newest, digest: format!("{:x}", hasher.finalize()) };
     let manifest = Manifest { format: 1, seed: options.seed, rules: options.rules, source, base_model_sha256: model.identity(), stats };
-    Ok(Built { train, heldout, pairs, manifest })
+    Ok(Built { train, heldout, pairs, feedback_pairs: Vec::new(), manifest })
 }
 
 fn user_shares(messages: &[HistoryMessage], weights: &[f64]) -> Vec<UserShare> {
@@ -238,6 +245,7 @@ pub fn write(built: &Built, dir: &Path) -> Result<(), DatasetError> {
     write_lines(&staging.join("train.jsonl"), &built.train).map_err(io(&staging))?;
     write_lines(&staging.join("heldout.jsonl"), &built.heldout).map_err(io(&staging))?;
     write_lines(&staging.join("pairs.jsonl"), &built.pairs).map_err(io(&staging))?;
+    write_lines(&staging.join("feedback_pairs.jsonl"), &built.feedback_pairs).map_err(io(&staging))?;
     let manifest = serde_json::to_vec_pretty(&built.manifest).expect("serializable");
     crate::files::write_atomically(&staging.join("manifest.json"), &manifest).map_err(io(&staging))?;
     let old = dir.with_extension("old");
@@ -262,8 +270,8 @@ fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> std::io::Result<()> {
 /// The statistics as a person reads them.
 pub fn show(stats: &Stats) -> String {
     let mut out = format!(
-        "messages in: {} ({} no longer allowed, left out), {} channel(s)\nexamples: {} train, {} held out; preference pairs: {}\n",
-        stats.messages_in, stats.excluded, stats.channels, stats.train, stats.heldout, stats.pairs
+        "messages in: {} ({} no longer allowed, left out), {} channel(s)\nexamples: {} train, {} held out; preference pairs: {} from the history, {} from 🔁 and votes\n",
+        stats.messages_in, stats.excluded, stats.channels, stats.train, stats.heldout, stats.pairs, stats.feedback_pairs
     );
     let mean = stats.train_tokens.checked_div(stats.train).unwrap_or(0);
     out.push_str(&format!("tokens: {} in training examples (mean {mean}, longest {})\n", stats.train_tokens, stats.max_tokens));

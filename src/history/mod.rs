@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::control::{self, Request, Response};
 use crate::store::FjallStore;
 use serde::{Deserialize, Serialize};
+use sidekick_actors::feedback::pairs::PreferencePair;
 use sidekick_actors::history::{self, Admitted, HistoryMessage, Offered};
 use sidekick_actors::ports::{GlobalSettings, HistoryLog, SettingsStore, StatsStore, StoreError};
 use sidekick_actors::ChannelKey;
@@ -41,6 +42,8 @@ pub enum HistoryRequest {
     Export {
         path: PathBuf,
     },
+    /// The preference pairs of the reply journal (🔁 and the votes after it).
+    Pairs,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +53,7 @@ pub enum HistoryResponse {
     Cursor(Option<u64>),
     Kept(Admitted),
     Exported(usize),
+    Pairs(Vec<PreferencePair>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +131,17 @@ impl HistoryAccess {
         }
     }
 
+    /// The preference pairs the reply journal holds, as the governance of now allows.
+    pub async fn preference_pairs(&self) -> Result<Vec<PreferencePair>, AccessError> {
+        match self {
+            HistoryAccess::Direct(store) => Ok(store.preference_pairs(&store.global_settings()?)?),
+            HistoryAccess::Daemon(_) => match self.ask(HistoryRequest::Pairs).await? {
+                HistoryResponse::Pairs(pairs) => Ok(pairs),
+                _ => Err(AccessError::Daemon("an unexpected answer".into())),
+            },
+        }
+    }
+
     /// The whole history as it is now, channel by channel, oldest first.
     pub async fn snapshot(&self, scratch: &Path) -> Result<Vec<HistoryMessage>, AccessError> {
         match self {
@@ -165,6 +180,7 @@ pub fn serve(store: &FjallStore, request: HistoryRequest) -> Result<HistoryRespo
         HistoryRequest::Cursor { channel } => HistoryResponse::Cursor(store.history_cursor(&channel).map_err(e)?),
         HistoryRequest::Keep { offered, cursor } => HistoryResponse::Kept(keep(store, offered, cursor).map_err(e)?),
         HistoryRequest::Export { path } => HistoryResponse::Exported(export(store, &path).map_err(|e| e.to_string())?),
+        HistoryRequest::Pairs => HistoryResponse::Pairs(store.preference_pairs(&store.global_settings().map_err(e)?).map_err(e)?),
     })
 }
 

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 mod history;
+mod pairs;
 mod privacy;
 mod retention;
 mod vectors;
@@ -311,6 +312,16 @@ impl MessageLog for FjallStore {
         }
         out.reverse();
         Ok(out)
+    }
+
+    fn replace_message(&self, channel: &ChannelKey, seq: u64, content: &str) -> Result<bool, StoreError> {
+        let key = message_key(channel, seq);
+        let Some(value) = self.messages.get(&key).map_err(backend)? else { return Ok(false) };
+        let mut message: StoredMessage = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(format!("message: {e}")))?;
+        message.content = content.to_string();
+        self.messages.insert(key, serde_json::to_vec(&message).map_err(backend)?).map_err(backend)?;
+        self.sync()?;
+        Ok(true)
     }
 
     fn clear_history(&self, channel: &ChannelKey) -> Result<(), StoreError> {

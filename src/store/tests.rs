@@ -90,6 +90,7 @@ fn replies_are_journaled_and_found_by_their_discord_messages() {
         at_ms: 9,
         speakers: Vec::new(),
         sources: Vec::new(),
+        replaces: None,
     };
     let id = store.append_reply(&reply).unwrap();
     store.link_reply(id, &["111".into(), "112".into()]).unwrap();
@@ -121,6 +122,7 @@ fn purging_a_channel_takes_its_replies_links_and_feedback() {
         at_ms: 0,
         speakers: Vec::new(),
         sources: Vec::new(),
+        replaces: None,
     };
     let (gone, kept) = (store.append_reply(&reply(key(4))).unwrap(), store.append_reply(&reply(key(5))).unwrap());
     store.link_reply(gone, &["1".into()]).unwrap();
@@ -205,6 +207,7 @@ fn forgetting_a_user_takes_their_messages_the_replies_quoting_them_and_their_fee
         at_ms: 0,
         speakers,
         sources: Vec::new(),
+        replaces: None,
     };
     let quoting = store.append_reply(&reply(vec!["5".into(), "6".into()], "…")).unwrap();
     let other = store.append_reply(&reply(vec!["6".into()], "…")).unwrap();

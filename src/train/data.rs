@@ -6,6 +6,7 @@ use crate::history::dataset::{Example as DatasetExample, Manifest, Pair};
 use crate::llama::offline::OfflineModel;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use sidekick_actors::feedback::pairs::PreferencePair;
 use sidekick_actors::prompt::{ChatTurn, Role};
 use sidekick_trainer::{Example, Preference};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Dataset {
     pub train: Vec<DatasetExample>,
     pub heldout: Vec<DatasetExample>,
     pub pairs: Vec<Pair>,
+    /// Pairs from the reply journal, already in tokens (absent in older datasets).
+    pub feedback_pairs: Vec<PreferencePair>,
 }
 
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, DataError> {
@@ -58,6 +61,10 @@ impl Dataset {
             train: read_lines(&dir.join("train.jsonl"))?,
             heldout: read_lines(&dir.join("heldout.jsonl"))?,
             pairs: read_lines(&dir.join("pairs.jsonl"))?,
+            feedback_pairs: match dir.join("feedback_pairs.jsonl") {
+                path if path.is_file() => read_lines(&path)?,
+                _ => Vec::new(),
+            },
             manifest,
         };
         if dataset.train.is_empty() {
@@ -100,6 +107,21 @@ pub fn preferences(model: &OfflineModel, pairs: &[Pair]) -> Result<Vec<Preferenc
             let (prompt, chosen) = with(&p.chosen)?;
             let (_, rejected) = with(&p.rejected)?;
             Ok(Preference { prompt, chosen, rejected, reference_chosen: 0.0, reference_rejected: 0.0, weight: p.signal.max(1) as f32 })
+        })
+        .collect()
+}
+
+/// The journal's pairs: the exact tokens the model read and wrote, weighted by their good votes.
+pub fn feedback_preferences(pairs: &[PreferencePair]) -> Vec<Preference> {
+    pairs
+        .iter()
+        .map(|p| Preference {
+            prompt: p.prompt.clone(),
+            chosen: p.chosen.clone(),
+            rejected: p.rejected.clone(),
+            reference_chosen: 0.0,
+            reference_rejected: 0.0,
+            weight: p.voters.max(1) as f32,
         })
         .collect()
 }

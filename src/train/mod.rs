@@ -108,6 +108,7 @@ pub fn run(config: &Config, threads: usize, progress: &mut dyn Progress) -> Resu
         &tokenizer,
         &dataset.pairs.iter().filter(|p| p.split == sidekick_actors::history::windows::Split::Train).cloned().collect::<Vec<_>>(),
     )?;
+    preferences.extend(data::feedback_preferences(&dataset.feedback_pairs));
     drop(tokenizer);
 
     let dir = config.rl.adapters_dir.clone();

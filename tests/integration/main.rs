@@ -2,11 +2,13 @@
 //! against a fake Discord).
 
 mod actor_tree;
+mod buttons;
 mod cli;
 mod crash;
 mod discord;
 mod exits;
 mod fake_discord;
+mod gateway;
 mod history;
 mod intents;
 mod learning;

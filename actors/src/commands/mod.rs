@@ -35,6 +35,8 @@ pub enum Command {
     Ping,
     Help,
     Chat(String),
+    /// Write the channel's latest reply again (the 🔁 button; a reply to one names it).
+    Retry,
     Clear,
     System(SystemArg),
     ConfigShow,

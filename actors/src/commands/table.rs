@@ -45,6 +45,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         build: |a| Some(Command::Chat(a.text("message")?.to_string())),
     },
     CommandSpec {
+        name: "retry",
+        usage: "!retry",
+        example: None,
+        help: "write my last reply here again, differently (the 🔁 button does the same)",
+        access: Access::Everyone,
+        private: false,
+        args: &[],
+        build: |_| Some(Command::Retry),
+    },
+    CommandSpec {
         name: "clear",
         usage: "!clear",
         example: None,

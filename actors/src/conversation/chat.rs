@@ -191,11 +191,6 @@ impl ConversationState {
         received: Instant,
         asked: Asked<'_>,
     ) -> Result<Option<Option<Stored>>, ActorProcessingErr> {
-        let Some(model) = self.model_back().await else {
-            m::count_error("model_unavailable");
-            let _ = reply.send(ReplyEvent::Failed(MODEL_RESTARTING.into()));
-            return Ok(None);
-        };
         let window: Vec<ChatTurn> = self.history.iter().map(|t| t.chat.clone()).collect();
         let hits = self.background_for(asked.text, &window).await;
         let mut history: Vec<Turn> = self.history.iter().cloned().collect();
@@ -224,7 +219,37 @@ impl ConversationState {
         sources.sort_by_key(|c| c.to_string());
         sources.dedup();
         let turns = build_turns(self.system_prompt(), &chat);
-        let seed = self.args.defaults.seed.unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
+        let Some(streamed) = self.ask(turns, None, reply, received).await else { return Ok(None) };
+        let tokens = streamed.tokens;
+        let text = streamed.text.trim().to_string();
+        let stored = match asked.keep {
+            true => Some(self.keep_reply(streamed, speakers, sources)?),
+            false => None,
+        };
+        metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
+        metrics::counter!(m::REPLIES_SENT).increment(1);
+        count_hourly(self.args.store.as_ref(), "replies", self.now_ms());
+        self.args.heartbeats.beat("reply", false);
+        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.as_ref().and_then(|s| s.reply_id) });
+        Ok(Some(stored))
+    }
+
+    /// Has the model write a reply to `turns`, streamed to `reply`; `None` when it could not
+    /// (the asker has been told why). `seed` overrides the configured one (a retry must not
+    /// write the same words again).
+    pub(super) async fn ask(
+        &mut self,
+        turns: Vec<ChatTurn>,
+        seed: Option<u32>,
+        reply: &mpsc::UnboundedSender<ReplyEvent>,
+        received: Instant,
+    ) -> Option<Streamed> {
+        let Some(model) = self.model_back().await else {
+            m::count_error("model_unavailable");
+            let _ = reply.send(ReplyEvent::Failed(MODEL_RESTARTING.into()));
+            return None;
+        };
+        let seed = seed.or(self.args.defaults.seed).unwrap_or_else(|| rand::Rng::random(&mut self.seeds));
         let (events_tx, events) = mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
         let job = GenerationJob {
@@ -238,28 +263,16 @@ impl ConversationState {
         if model.send_message(ModelMsg::Generate(job)).is_err() {
             m::count_error("model_unavailable");
             let _ = reply.send(ReplyEvent::Failed(MODEL_RESTARTING.into()));
-            return Ok(None);
+            return None;
         }
-        let streamed = match self.stream(events, &cancel, reply, received).await {
-            Ok(streamed) => streamed,
+        match self.stream(events, &cancel, reply, received).await {
+            Ok(streamed) => Some(streamed),
             Err(why) => {
                 m::count_error("generation");
                 let _ = reply.send(ReplyEvent::Failed(why));
-                return Ok(None);
+                None
             }
-        };
-        let tokens = streamed.tokens;
-        let text = streamed.text.trim().to_string();
-        let stored = match asked.keep {
-            true => Some(self.keep_reply(streamed, speakers, sources)?),
-            false => None,
-        };
-        metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
-        metrics::counter!(m::REPLIES_SENT).increment(1);
-        count_hourly(self.args.store.as_ref(), "replies", self.now_ms());
-        self.args.heartbeats.beat("reply", false);
-        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.as_ref().and_then(|s| s.reply_id) });
-        Ok(Some(stored))
+        }
     }
 
     /// Passes the model's tokens on as they come. A model that sends nothing for
@@ -287,7 +300,7 @@ impl ConversationState {
             };
             match event {
                 GenEvent::Started { prompt, prompt_ids, adapter, .. } => {
-                    let _ = reply.send(ReplyEvent::Started { prompt: prompt.clone() });
+                    let _ = reply.send(ReplyEvent::Started { prompt: prompt.clone(), stop: cancel.clone() });
                     (streamed.prompt, streamed.prompt_ids, streamed.adapter) = (prompt, prompt_ids, adapter);
                 }
                 GenEvent::Token(piece) => {
@@ -339,6 +352,7 @@ impl ConversationState {
             at_ms: now,
             speakers,
             sources,
+            replaces: None,
         };
         let reply_id = match self.args.store.append_reply(&record) {
             Ok(id) => {
@@ -375,11 +389,11 @@ impl ConversationState {
 
 /// What the model produced for one reply.
 #[derive(Default)]
-struct Streamed {
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    adapter: Option<String>,
-    text: String,
-    tokens: usize,
-    reply_ids: Vec<u32>,
+pub(super) struct Streamed {
+    pub(super) prompt: String,
+    pub(super) prompt_ids: Vec<u32>,
+    pub(super) adapter: Option<String>,
+    pub(super) text: String,
+    pub(super) tokens: usize,
+    pub(super) reply_ids: Vec<u32>,
 }

@@ -65,7 +65,7 @@ pub(super) async fn run(ctx: &mut CommandContext<'_>, command: Command) -> Answe
     match command {
         Command::Ping => Ok("Pong!".into()),
         Command::Help => Ok(help_text(ctx.prefix(), ctx.inbound.access)),
-        Command::Chat(_) => unreachable!("chat is handled by the conversation"),
+        Command::Chat(_) | Command::Retry => unreachable!("chat and retry are handled by the conversation"),
         Command::Clear => clear(ctx),
         Command::System(arg) => system(ctx, arg).await,
         Command::ConfigShow => Ok(config_show(ctx)),

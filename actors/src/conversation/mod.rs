@@ -5,6 +5,7 @@
 mod chat;
 mod commands;
 mod privacy;
+mod retry;
 mod rules;
 
 pub use rules::ChatRules;
@@ -130,9 +131,11 @@ impl Inbound {
 pub enum ReplyEvent {
     /// A complete answer to a command (or a notice such as "busy").
     Notice(String),
-    /// Generation started; `prompt` is the exact text given to the model.
+    /// Generation started; `prompt` is the exact text given to the model. `stop` ends the
+    /// reply early (the ⏹ button): what was written so far is kept and journaled.
     Started {
         prompt: String,
+        stop: crate::ports::CancelFlag,
     },
     Token(String),
     /// The reply is complete and journaled as `reply_id` (see `ReplyRecord`).
@@ -311,6 +314,7 @@ impl ConversationState {
             Ok(None) => self.chat(inbound).await?,
             Ok(Some(parsed)) => match parsed.command {
                 crate::commands::Command::Chat(text) => self.chat(Inbound { text, addressed: true, ..inbound }).await?,
+                crate::commands::Command::Retry => self.retry(inbound).await?,
                 _ if parsed.spec.access.max(locked_to(&global, parsed.spec.name)) > inbound.access => {
                     let needed = parsed.spec.access.max(locked_to(&global, parsed.spec.name));
                     let _ = reply.send(ReplyEvent::Notice(crate::commands::refusal(needed).into()));

@@ -65,6 +65,12 @@ impl Votes {
         Some((key, if left.abs() < 1e-6 { 0.0 } else { left }))
     }
 
+    /// The standing votes on `reply`: their sum, and how many are good.
+    pub fn standing_of(&self, reply: u64) -> (f32, usize) {
+        let standing: Vec<f32> = self.votes.iter().filter(|(k, _)| k.0 == reply).map(|(_, v)| v.value()).collect();
+        (standing.iter().sum(), standing.iter().filter(|v| **v > 0.0).count())
+    }
+
     /// What is left to train of a vote: its standing value less what was trained.
     pub fn left(&self, key: &VoteKey) -> f32 {
         self.votes.get(key).map_or(0.0, Vote::value) - self.trained.get(key).copied().unwrap_or(0.0)

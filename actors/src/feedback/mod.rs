@@ -7,6 +7,7 @@ mod adapters;
 mod crash;
 pub mod fairness;
 pub mod manifest;
+pub mod pairs;
 mod reactions;
 mod training;
 
@@ -112,6 +113,8 @@ pub enum FeedbackMsg {
     },
     /// A reaction was added or removed on a message; journaled here if it is on our reply.
     Reaction(Reaction),
+    /// A 👍 or 👎 button under a reply (`reactions.rs`).
+    Vote(Vote),
     Adapter(AdapterCommand, RpcReplyPort<String>),
     Summary(RpcReplyPort<RlSummary>),
     Tick,
@@ -161,6 +164,15 @@ pub struct Reaction {
     pub emoji: String,
     pub user: String,
     pub added: bool,
+}
+
+/// A click on 👍 (`up`) or 👎 under the reply sent as `message_id`.
+#[derive(Debug, Clone)]
+pub struct Vote {
+    pub channel: crate::channel_key::ChannelKey,
+    pub message_id: String,
+    pub user: String,
+    pub up: bool,
 }
 
 pub struct FeedbackActor;
@@ -264,6 +276,7 @@ impl Actor for FeedbackActor {
         match msg {
             FeedbackMsg::Journaled { seq, event } => state.learn_from(seq, &event),
             FeedbackMsg::Reaction(reaction) => state.reaction(reaction)?,
+            FeedbackMsg::Vote(vote) => state.vote(vote)?,
             FeedbackMsg::Adapter(command, reply) => {
                 let answer = state.adapter_command(command).await;
                 let _ = reply.send(answer);

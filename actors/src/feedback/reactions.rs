@@ -1,7 +1,7 @@
 //! Reactions on the bot's replies become feedback with the rewards of `rl.rewards`; removing
 //! one takes back exactly what it gave.
 
-use super::{FeedbackState, Reaction};
+use super::{FeedbackState, Reaction, Vote};
 use crate::ports::{FeedbackEvent, FeedbackSource};
 use crate::sync::RwLockExt;
 use ractor::ActorProcessingErr;
@@ -29,7 +29,7 @@ impl FeedbackState {
             }
         } else {
             // Undo exactly what the reaction gave; a reaction we never saw undoes nothing.
-            match self.ledger.live_reaction(&r.message_id, &r.user, &r.emoji) {
+            match self.ledger.live_reaction(reply_id, &r.user, &r.emoji) {
                 Some(reward) => -reward,
                 None => return Ok(()),
             }
@@ -52,4 +52,29 @@ impl FeedbackState {
         self.learn_from(seq, &event);
         Ok(())
     }
+
+    /// A 👍 or 👎 button: the same reward as the reaction, and one standing vote per person
+    /// per reply, so it takes the place of the other one (button or reaction). The same
+    /// button again changes nothing.
+    pub(super) fn vote(&mut self, v: Vote) -> Result<(), ActorProcessingErr> {
+        let (mine, other) = if v.up { (UP, DOWN) } else { (DOWN, UP) };
+        let Some(reply_id) = self.args.replies.reply_for_message(&v.message_id)? else { return Ok(()) };
+        let reaction = |emoji: &str, added| Reaction {
+            channel: v.channel,
+            message_id: v.message_id.clone(),
+            emoji: emoji.into(),
+            user: v.user.clone(),
+            added,
+        };
+        if self.ledger.live_reaction(reply_id, &v.user, other).is_some() {
+            self.reaction(reaction(other, false))?;
+        }
+        if self.ledger.live_reaction(reply_id, &v.user, mine).is_none() {
+            self.reaction(reaction(mine, true))?;
+        }
+        Ok(())
+    }
 }
+
+pub const UP: &str = "👍";
+pub const DOWN: &str = "👎";

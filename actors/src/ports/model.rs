@@ -12,6 +12,13 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Default)]
 pub struct CancelFlag(Arc<AtomicBool>);
 
+/// Two flags are equal when they are the same flag (events carrying one compare in tests).
+impl PartialEq for CancelFlag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 impl CancelFlag {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Release);

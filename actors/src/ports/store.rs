@@ -190,6 +190,10 @@ pub struct ReplyRecord {
     /// Other channels whose words are in the prompt (as background), so a purge finds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<ChannelKey>,
+    /// The reply this one was written to replace (🔁): that one was rejected, and with a
+    /// good vote on this one the two are a preference pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<u64>,
 }
 
 /// What `!forgetme` deleted.
@@ -226,6 +230,9 @@ pub trait MessageLog: Send + Sync + 'static {
     fn append_message(&self, channel: &ChannelKey, message: &StoredMessage) -> Result<u64, StoreError>;
     /// The last `limit` messages of the current conversation (after the last clear), oldest first.
     fn recent_history(&self, channel: &ChannelKey, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Puts `content` in place of message `seq`'s (a reply written again); false when that
+    /// message is no longer kept.
+    fn replace_message(&self, channel: &ChannelKey, seq: u64, content: &str) -> Result<bool, StoreError>;
     /// Starts a new conversation: earlier messages stay in the log but leave the history.
     fn clear_history(&self, channel: &ChannelKey) -> Result<(), StoreError>;
     /// Deletes everything kept about a channel (messages, settings, its journaled replies and

@@ -62,6 +62,13 @@ impl MessageLog for MemoryStore {
         Ok(log[log.len().saturating_sub(limit)..].to_vec())
     }
 
+    fn replace_message(&self, channel: &ChannelKey, seq: u64, content: &str) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let Some(message) = inner.messages.get_mut(channel).and_then(|log| log.get_mut(seq as usize)) else { return Ok(false) };
+        message.content = content.to_string();
+        Ok(true)
+    }
+
     fn clear_history(&self, channel: &ChannelKey) -> Result<(), StoreError> {
         let mut inner = self.0.lock_or_recover();
         let end = inner.messages.get(channel).map_or(0, Vec::len);

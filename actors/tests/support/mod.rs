@@ -154,11 +154,13 @@ pub struct Message<'a> {
     pub access: Access,
     /// Its Discord message id.
     pub id: Option<&'a str>,
+    /// The message it answers (or whose button was pressed).
+    pub reply_to: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
     pub fn addressed(text: &'a str) -> Self {
-        Message { author: "ann", user_id: Some("100"), text, addressed: true, access: Access::Everyone, id: None }
+        Message { author: "ann", user_id: Some("100"), text, addressed: true, access: Access::Everyone, id: None, reply_to: None }
     }
     /// The same message with a Discord message id.
     pub fn id(self, id: &'a str) -> Self {
@@ -188,7 +190,7 @@ impl Tree {
             addressed: message.addressed,
             access: message.access,
             guild: channel.guild_id().map(|g| g.to_string()),
-            reply_to: None,
+            reply_to: message.reply_to.map(String::from),
             queued_ahead: 0,
             command: None,
             reply,

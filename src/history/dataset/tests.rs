@@ -144,7 +144,7 @@ fn a_written_dataset_replaces_the_old_one_whole() {
     write(&built, &out).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names, ["heldout.jsonl", "manifest.json", "pairs.jsonl", "train.jsonl"]);
+    assert_eq!(names, ["feedback_pairs.jsonl", "heldout.jsonl", "manifest.json", "pairs.jsonl", "train.jsonl"]);
     let lines = std::fs::read_to_string(out.join("train.jsonl")).unwrap();
     let first: Example = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(first, built.train[0]);

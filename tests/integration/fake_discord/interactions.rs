@@ -25,7 +25,7 @@ pub(super) struct Slash {
 /// One thing the bot did with an interaction.
 #[derive(Clone, Debug)]
 pub struct Answer {
-    /// `callback` (its `type`: 4 a message, 5 deferred), `edit` (of the original response)
+    /// `callback` (its `type`: 4 a message, 5 deferred, 6 a click acknowledged), `edit` (of the original response)
     /// or `followup`.
     pub kind: &'static str,
     /// The request body as serenity sent it.
@@ -60,19 +60,40 @@ impl FakeDiscord {
             "channel_id": channel_id.to_string(), "token": token, "version": 1,
             "app_permissions": "0", "locale": "en-US", "entitlements": [], "attachment_size_limit": 10_485_760,
         });
-        if self.inner.is_guild_channel_in(&st, channel_id) {
-            let timestamp = iso8601((id >> 22) + DISCORD_EPOCH_MS);
-            let mut member = member_json(&timestamp);
-            member["user"] = user_json(user);
-            member["permissions"] = json!(EVERYONE_PERMISSIONS.to_string());
-            d["guild_id"] = json!(self.inner.guild_id.to_string());
-            d["guild_locale"] = json!("en-US");
-            d["member"] = member;
-        } else {
-            d["user"] = user_json(user);
-        }
+        self.inner.who_asked(&st, &mut d, channel_id, user, id);
         dispatch(&mut st, "INTERACTION_CREATE", d);
         token
+    }
+
+    /// `user` clicks the button `custom_id` under the bot's message `message_id`; returns the
+    /// interaction token (its answers: [`FakeDiscord::answers`]).
+    pub fn click(&self, channel_id: u64, message_id: u64, user: &FakeUser, custom_id: &str) -> String {
+        let mut st = self.inner.state();
+        st.users.insert(user.id, user.clone());
+        let Some(message) = st.messages.get(&message_id).cloned() else { panic!("no message {message_id} to click on") };
+        let id = next_id(&mut st);
+        let token = format!("token-{id}");
+        st.slash.channels.insert(token.clone(), channel_id);
+        let mut d = json!({
+            "id": id.to_string(), "application_id": self.inner.bot.id.to_string(), "type": 3,
+            "data": { "custom_id": custom_id, "component_type": 2 },
+            "channel_id": channel_id.to_string(), "token": token, "version": 1, "message": message,
+            "app_permissions": "0", "locale": "en-US", "entitlements": [], "attachment_size_limit": 10_485_760,
+        });
+        self.inner.who_asked(&st, &mut d, channel_id, user, id);
+        dispatch(&mut st, "INTERACTION_CREATE", d);
+        token
+    }
+
+    /// The custom ids of the buttons message `message_id` shows now.
+    pub fn buttons(&self, message_id: u64) -> Vec<String> {
+        let st = self.inner.state();
+        let Some(message) = st.messages.get(&message_id) else { return Vec::new() };
+        let rows = message["components"].as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+            .filter_map(|b| b["custom_id"].as_str().map(String::from))
+            .collect()
     }
 
     /// What the bot did with the interaction `token` so far.
@@ -132,6 +153,21 @@ fn with_ids(st: &mut State, application: u64, guild: Option<u64>, commands: Vec<
 }
 
 impl Inner {
+    /// An interaction in a server carries the member, in a DM the user.
+    fn who_asked(&self, st: &State, d: &mut Value, channel_id: u64, user: &FakeUser, id: u64) {
+        if self.is_guild_channel_in(st, channel_id) {
+            let timestamp = iso8601((id >> 22) + DISCORD_EPOCH_MS);
+            let mut member = member_json(&timestamp);
+            member["user"] = user_json(user);
+            member["permissions"] = json!(EVERYONE_PERMISSIONS.to_string());
+            d["guild_id"] = json!(self.guild_id.to_string());
+            d["guild_locale"] = json!("en-US");
+            d["member"] = member;
+        } else {
+            d["user"] = user_json(user);
+        }
+    }
+
     /// The routes of this part of the API; `None` for any other.
     pub(super) fn route_interactions(&self, method: &str, segments: &[&str], body: Value) -> Option<(StatusCode, Value)> {
         let scope = match segments {

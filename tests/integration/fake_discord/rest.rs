@@ -98,9 +98,13 @@ impl Inner {
             message["content"] = content.clone();
             message["edited_timestamp"] = json!(iso8601(now_ms()));
         }
+        if let Some(components) = body.get("components") {
+            message["components"] = components.clone();
+        }
         let message = message.clone();
         if let Some(sent) = st.sent.iter_mut().find(|s| s.message_id == message_id) {
             sent.body["content"] = message["content"].clone();
+            sent.body["components"] = message["components"].clone();
         }
         st.edits.push(Edit { channel_id, message_id, body, received: std::time::Instant::now() });
         dispatch(&mut st, "MESSAGE_UPDATE", message.clone());
@@ -204,6 +208,9 @@ impl Inner {
                 }
                 let id = self.post_message(NewMessage { channel_id, author: &self.bot, content, mentions: vec![], reply_to });
                 let mut st = self.state();
+                if let (Some(components), Some(message)) = (body.get("components"), st.messages.get_mut(&id)) {
+                    message["components"] = components.clone();
+                }
                 st.sent.push(SentMessage { channel_id, message_id: id, body, received: std::time::Instant::now() });
                 ok(st.messages[&id].clone())
             }
