@@ -107,9 +107,13 @@ pub struct RewardLedger {
 /// before replies had ids, the message.
 fn rated(event: &FeedbackEvent) -> String {
     match event.reply_id {
-        Some(id) => format!("reply {id}"),
+        Some(id) => reply_key(id),
         None => event.reply_message_id.clone().unwrap_or_default(),
     }
+}
+
+fn reply_key(reply_id: u64) -> String {
+    format!("reply {reply_id}")
 }
 
 impl RewardLedger {
@@ -151,7 +155,7 @@ impl RewardLedger {
 
     /// The reward a live reaction on reply `reply_id` gave, if this user's reaction is on record.
     pub fn live_reaction(&self, reply_id: u64, user: &str, emoji: &str) -> Option<f32> {
-        let place = self.reactions.get(&(format!("reply {reply_id}"), user.to_string(), emoji.to_string()))?;
+        let place = self.reactions.get(&(reply_key(reply_id), user.to_string(), emoji.to_string()))?;
         self.standing.get(place).copied()
     }
 

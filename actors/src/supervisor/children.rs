@@ -129,11 +129,18 @@ impl RootState {
             }
             let started = match (&child, gateway) {
                 (Child::Model, _) => Actor::spawn_linked(None, ModelActor, loader, supervisor).await.map(|(a, _)| Started::Model(a)),
+                (Child::Retrieval, _) => {
+                    Actor::spawn_linked(None, RetrievalActor, retriever, supervisor).await.map(|(a, _)| Started::Retrieval(a))
+                }
                 // Connecting takes a few requests to Discord: off the root's loop too.
                 (Child::Gateway, Some(args)) => {
                     Actor::spawn_linked(None, GatewayActor, args, supervisor).await.map(|(a, _)| Started::Gateway(a))
                 }
-                _ => Actor::spawn_linked(None, RetrievalActor, retriever, supervisor).await.map(|(a, _)| Started::Retrieval(a)),
+                (other, _) => {
+                    let why = format!("{} is not started off the root's loop", other.label());
+                    let _ = root.send_message(RootMsg::Started(child, Err(why)));
+                    return;
+                }
             };
             let _ = root.send_message(RootMsg::Started(child, started.map_err(|e| e.to_string())));
         });
