@@ -3,7 +3,7 @@
 //! running at the same time does to reply latency, against replies measured in the same run
 //! with no training. Asserts nothing.
 
-use sidekick::config::{Config, DEFAULT_MODEL};
+use sidekick::config::{Config, ModelThreads, DEFAULT_MODEL};
 use sidekick::daemon::{engine_config, Daemon};
 use sidekick_trainer::{BaseModel, LoraConfig, Sample, Trainer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +29,28 @@ async fn reply_latencies(daemon: &Daemon, n: usize, tag: &str) -> Vec<f64> {
     out
 }
 
+/// Median seconds of 4 steps of `tokens` tokens, after one to warm up.
+fn step_seconds(trainer: &mut Trainer, tokens: usize) -> f64 {
+    trainer.step(&[sample(tokens, 1.0)]).unwrap();
+    let times: Vec<f64> = (0..4).map(|i| trainer.step(&[sample(tokens, if i % 2 == 0 { 1.0 } else { -1.0 })]).unwrap().seconds).collect();
+    percentile(&times, 0.5)
+}
+
+/// Child mode (`--step-threads N`): a 256-token step on N threads, in a process of its own
+/// (candle's thread count is set once per process).
+fn child_step(threads: usize) {
+    sidekick_trainer::threads::limit_candle_threads(threads);
+    let base = Arc::new(BaseModel::load(root().join(DEFAULT_MODEL)).unwrap());
+    let mut trainer = Trainer::new(base, LoraConfig { threads, ..LoraConfig::default() }, 1).unwrap();
+    println!("STEP {}", step_seconds(&mut trainer, 256));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--step-threads").and_then(|i| args.get(i + 1)?.parse().ok()) {
+        child_step(n);
+        return;
+    }
     // As the daemon does: training never takes both cores.
     sidekick_trainer::threads::limit_candle_threads(1);
     let model = root().join(DEFAULT_MODEL);
@@ -37,18 +58,31 @@ fn main() {
     let mut trainer = Trainer::new(base.clone(), LoraConfig { threads: 1, ..LoraConfig::default() }, 1).unwrap();
 
     println!("== training step, 1 thread, rank 8 on q+v ==");
+    let mut one_256 = f64::NAN;
     for tokens in [64, 128, 256] {
-        trainer.step(&[sample(tokens, 1.0)]).unwrap(); // warm-up
-        let times: Vec<f64> =
-            (0..4).map(|i| trainer.step(&[sample(tokens, if i % 2 == 0 { 1.0 } else { -1.0 })]).unwrap().seconds).collect();
-        println!("{tokens:>4} tokens: {:.2} s/step (median of 4)", percentile(&times, 0.5));
+        let seconds = step_seconds(&mut trainer, tokens);
+        println!("{tokens:>4} tokens: {seconds:.2} s/step (median of 4), {:.0} training tokens/s", tokens as f64 / seconds);
+        one_256 = seconds;
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--step-threads", &cores.to_string()])
+        .env("CANDLE_NUM_THREADS", cores.to_string())
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("STEP ")?.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    println!(
+        " 256 tokens on {cores} threads (as `sidekick train` runs): {all:.2} s/step, {:.0} training tokens/s, {:.2}x one thread (goal >= 1.7x; one thread goal <= 2 s/step)",
+        256.0 / all,
+        one_256 / all
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.model.path = model;
     config.model.seed = Some(7);
+    config.model.threads = ModelThreads::Fixed(1);
     config.generation.max_tokens = 48;
     config.storage.path = dir.path().join("store");
     config.metrics.listen = String::new();

@@ -2,8 +2,12 @@
 //! Prints embedding throughput, query latency at 10K and 100K vectors, recall@5 against exact
 //! search on real chat messages, and index memory; asserts nothing.
 
-use sidekick::config::RetrievalConfig;
+use sidekick::config::{Config, ModelThreads, RetrievalConfig, DEFAULT_MODEL};
+use sidekick::daemon::Daemon;
 use sidekick::retrieval::{new_index, Embedder, DIMENSIONS};
+use sidekick_actors::ChannelKey;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
@@ -55,18 +59,26 @@ fn main() {
 
     // Similar lengths together, as the index rebuild does: batches pad to their longest text.
     texts.sort_by_key(|t| t.len());
+    let one_thread: Vec<&str> = texts.iter().step_by(4).map(String::as_str).collect();
+    let started = Instant::now();
+    for chunk in one_thread.chunks(16) {
+        embedder.embed(chunk).unwrap();
+    }
+    let one_rate = one_thread.len() as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(32) {
+    for chunk in texts.chunks(64) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         vectors.extend(embedder.embed(&refs).unwrap());
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "\nEmbedding: {:.0} messages/s in batches of 32 ({} messages in {seconds:.1} s)",
+        "\nEmbedding: {:.0} messages/s in bulk batches of 64 while no reply is generated (goal >= 300; {} messages in {seconds:.1} s) | {one_rate:.0} messages/s on one thread (batches of 16, a quarter of them) | {:.2}x",
         vectors.len() as f64 / seconds,
-        vectors.len()
+        vectors.len(),
+        vectors.len() as f64 / seconds / one_rate
     );
+    reply_while_embedding(&embedder, &texts);
     let started = Instant::now();
     for text in texts.iter().take(200) {
         embedder.embed(&[text.as_str()]).unwrap();
@@ -101,4 +113,59 @@ fn main() {
     let (p50, p95) = query_latency(&index, &queries);
     let mb = index.memory_usage() as f64 / 1e6;
     println!("100000 vectors: built in {build_s:.1} s, query p50 {p50:.0} us p95 {p95:.0} us (goal p95 <= 1000 us), memory {mb:.1} MB per 100K messages ({:.0} bytes each; {DIMENSIONS} dims)", mb * 1e6 / 100_000.0);
+}
+
+/// A 128-token reply's speed (one generation thread) alone and while history is embedded in
+/// bulk beside it: the bulk batches drop to one thread while a reply is being generated.
+fn reply_while_embedding(embedder: &Embedder, texts: &[String]) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.model.path = root().join(DEFAULT_MODEL);
+    config.model.threads = ModelThreads::Fixed(1);
+    config.model.seed = Some(7);
+    config.retrieval.enabled = false;
+    config.generation.max_tokens = 128;
+    config.storage.path = dir.path().to_path_buf();
+    config.metrics.listen = String::new();
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    std::thread::scope(|scope| {
+        runtime.block_on(async {
+            let daemon = Daemon::start(&config).await.unwrap();
+            let question = "Tell me a long story about a dragon who learns to sing.";
+            for run in 0..6u64 {
+                let embedding = run % 2 == 1;
+                let stop = Arc::new(AtomicBool::new(false));
+                if embedding {
+                    let stop = stop.clone();
+                    scope.spawn(move || {
+                        for chunk in texts.chunks(64).cycle() {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                            embedder.embed(&refs).unwrap();
+                        }
+                    });
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                let a = daemon.ask(ChannelKey::guild(5, run), "bench", question).await.unwrap();
+                stop.store(true, Ordering::Relaxed);
+                let first = a.first_token_after.unwrap_or_default();
+                let rate = a.tokens.saturating_sub(1) as f64 / (a.total - first).as_secs_f64();
+                if embedding {
+                    beside.push(rate)
+                } else {
+                    alone.push(rate)
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            daemon.shutdown().await.unwrap();
+        });
+    });
+    let (alone, beside) = (percentile(&alone, 0.5), percentile(&beside, 0.5));
+    println!(
+        "A reply (1 generation thread): {alone:.1} tokens/s alone | {beside:.1} tokens/s while history is embedded in bulk | ratio {:.3} (goal >= 0.9)",
+        beside / alone
+    );
 }

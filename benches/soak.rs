@@ -179,6 +179,8 @@ fn config(dir: &std::path::Path, fake: &FakeDiscord) -> Config {
     // spin in llama.cpp's barrier while embedding and training hold the other core (half of
     // all CPU samples in a profile of this run), and the reply p95 of day 1 was 5.2 s, not 3.4.
     config.model.threads_batch = 1;
+    // Fixed, as in the runs the README compares with (`auto` is measured by `./run.sh bench`).
+    config.model.threads = sidekick::config::ModelThreads::Fixed(1);
     // Below the 250 channels a day talks in, so the least recently used ones make room.
     config.chat.max_open_channels = 100;
     config.discord.api_base = fake.api_base();

@@ -50,6 +50,7 @@ fn register_at_zero() {
     for gauge in [
         m::QUEUE_DEPTH,
         m::INFLIGHT_SEQUENCES,
+        m::MODEL_THREADS,
         m::LAST_LOSS,
         m::ADAPTER_VERSION,
         m::LAST_ADAPTER_SAVE,
@@ -73,6 +74,7 @@ fn describe() {
     describe_counter!(m::PROMPT_TOKENS_REUSED, "Prompt tokens served from the KV cache");
     describe_gauge!(m::QUEUE_DEPTH, "Jobs waiting for a free sequence");
     describe_gauge!(m::INFLIGHT_SEQUENCES, "Replies being generated now");
+    describe_gauge!(m::MODEL_THREADS, "Threads a decoding step uses now (model.threads = auto tunes it)");
     describe_gauge!(m::MODEL_LOAD_SECONDS, Unit::Seconds, "Time the last model load took");
     describe_counter!(m::ACTOR_RESTARTS, "Actors restarted by the supervisor");
     describe_gauge!(m::UPTIME_SECONDS, Unit::Seconds, "Seconds since start");

@@ -32,6 +32,7 @@ pub mod supervisor;
 pub mod sync;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod thread_tuner;
 pub mod timeouts;
 pub mod tree;
 pub mod watchdog;

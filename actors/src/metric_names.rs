@@ -9,6 +9,7 @@ pub const PROMPT_TOKENS: &str = "sidekick_prompt_tokens_total";
 pub const PROMPT_TOKENS_REUSED: &str = "sidekick_prompt_tokens_reused_total";
 pub const QUEUE_DEPTH: &str = "sidekick_queue_depth";
 pub const INFLIGHT_SEQUENCES: &str = "sidekick_inflight_sequences";
+pub const MODEL_THREADS: &str = "sidekick_model_threads";
 pub const MODEL_LOAD_SECONDS: &str = "sidekick_model_load_seconds";
 pub const ACTOR_RESTARTS: &str = "sidekick_actor_restarts_total";
 pub const UPTIME_SECONDS: &str = "sidekick_uptime_seconds";

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 mod discord;
 mod history;
+mod threads;
 pub use discord::{DiscordConfig, MessageContent, SlashRegistration};
 pub use history::{DatasetConfig, TrainConfig};
+pub use threads::ModelThreads;
 
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -44,7 +46,7 @@ pub struct ModelConfig {
     pub path: PathBuf,
     pub context_tokens: u32,
     pub parallel: u32,
-    pub threads: u32,
+    pub threads: ModelThreads,
     pub threads_batch: u32,
     pub batch_tokens: u32,
     /// A fixed seed makes replies reproducible.
@@ -240,7 +242,7 @@ impl Default for ModelConfig {
             path: DEFAULT_MODEL.into(),
             context_tokens: 8192,
             parallel: 8,
-            threads: 1,
+            threads: ModelThreads::Auto,
             threads_batch: default_threads(),
             batch_tokens: 512,
             seed: None,
@@ -321,7 +323,9 @@ impl Config {
         }
         range("context_tokens", m.context_tokens.into(), 512, 131_072)?;
         range("parallel", m.parallel.into(), 1, 64)?;
-        range("threads", m.threads.into(), 1, 256)?;
+        if let ModelThreads::Fixed(n) = m.threads {
+            range("threads", n.into(), 1, 256)?;
+        }
         range("threads_batch", m.threads_batch.into(), 1, 256)?;
         range("batch_tokens", m.batch_tokens.into(), 32, 8192)?;
         if (m.context_tokens / m.parallel) < 256 {
@@ -479,7 +483,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_env_overrides_the_file() {
         let c = load("[model]\nthreads = 2\n", &[("SIDEKICK_MODEL_THREADS", "3"), ("DISCORD_API_BASE", "http://127.0.0.1:1")]).unwrap();
-        assert_eq!(c.model.threads, 3);
+        assert_eq!(c.model.threads, ModelThreads::Fixed(3));
         assert_eq!(c.discord.api_base, "http://127.0.0.1:1");
         assert_eq!(c.generation, GenerationParams::default());
     }
@@ -495,7 +499,7 @@ mod tests {
             ("[chat]\nprefix = \"\"", "chat.prefix must be 1-3 characters"),
             ("[metrics]\nlisten = \"nowhere\"", "metrics.listen must be host:port"),
             ("[discord]\napi_base = \"discord.com\"", "discord.api_base"),
-            ("[model]\nthreads = \"two\"", "invalid type"),
+            ("[model]\nthreads = \"two\"", "must be \"auto\" or a number"),
             ("[model]\nthread = 2", "unknown field `thread`"),
             ("[model\nthreads = 2", "not valid TOML"),
         ];

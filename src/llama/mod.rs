@@ -5,8 +5,10 @@ pub mod offline;
 pub mod render;
 mod scheduler;
 pub mod slots;
+mod threads;
+pub use threads::can_set_threads;
 
-pub use engine::backend;
+pub use engine::{backend, context_params};
 use engine::{EngineCmd, Swap};
 pub use scheduler::sampler;
 use sidekick_actors::ports::{EngineStats, GenerationJob, LanguageModel, ModelError, ModelInfo, ModelLoader};
@@ -19,6 +21,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Replies being generated now, by the last engine to report (one per process in practice).
+static GENERATING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a reply is being generated: bulk work (embedding history) keeps off the cores then.
+pub fn generating() -> bool {
+    GENERATING.load(Ordering::Relaxed) > 0
+}
+
 /// How to run the model.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -27,9 +37,9 @@ pub struct EngineConfig {
     pub context_tokens: u32,
     /// Replies generated at once, each in its own sequence of one shared batch.
     pub parallel: u32,
-    /// Threads for generation (one token per sequence per step).
-    pub threads: u32,
-    /// Threads for prompt processing (many tokens per step).
+    /// Threads for generation; `auto` tunes the count for every step while serving.
+    pub threads: crate::config::ModelThreads,
+    /// Threads for prompt processing (many tokens per step); with `auto`, tuned as above.
     pub threads_batch: u32,
     pub batch_tokens: u32,
     /// Turns decoded once at start into a shared sequence that every prompt can start from

@@ -3,6 +3,7 @@
 
 use super::engine::{EngineCmd, Served, Swap};
 use super::slots::{choose_slot, plan_reuse, Reuse};
+use super::threads::AutoThreads;
 use super::EngineConfig;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -64,6 +65,10 @@ pub(super) struct Scheduler<'m> {
     adapter: Option<String>,
     /// A swap asked for: no new admissions until the running replies finish.
     swap: Option<Swap>,
+    /// `model.threads = auto`: the thread count, tuned by timing generation steps.
+    auto_threads: Option<AutoThreads>,
+    /// The count the context was made with.
+    threads: u32,
 }
 
 impl<'m> Scheduler<'m> {
@@ -77,6 +82,10 @@ impl<'m> Scheduler<'m> {
         adapter: Option<String>,
     ) -> Self {
         let parallel = config.parallel.max(1) as usize;
+        let auto_threads = match config.threads {
+            crate::config::ModelThreads::Auto => AutoThreads::new(&ctx, config.threads.initial()),
+            crate::config::ModelThreads::Fixed(_) => None,
+        };
         Self {
             model,
             ctx,
@@ -94,6 +103,8 @@ impl<'m> Scheduler<'m> {
             prefix_reuse: config.prefix_reuse,
             adapter,
             swap: None,
+            auto_threads,
+            threads: config.threads.initial(),
         }
     }
 
@@ -187,10 +198,12 @@ impl<'m> Scheduler<'m> {
         let in_flight = self.active_count();
         metrics::gauge!(m::QUEUE_DEPTH).set(self.waiting.len() as f64);
         metrics::gauge!(m::INFLIGHT_SEQUENCES).set(in_flight as f64);
+        super::GENERATING.store(in_flight, std::sync::atomic::Ordering::Relaxed);
         let mut stats = self.stats.lock_or_recover();
         stats.waiting = self.waiting.len();
         stats.in_flight = in_flight;
         stats.sequence_tokens = self.per_sequence;
+        stats.threads = self.auto_threads.as_ref().map_or(self.threads, |a| a.threads());
     }
 
     fn admit(&mut self) {
@@ -335,9 +348,18 @@ impl<'m> Scheduler<'m> {
             stats.decode_steps += 1;
             stats.peak_sequences_per_batch = stats.peak_sequences_per_batch.max(together);
         }
+        // A generation step has one token per reply; prompt steps are timed apart from them.
+        let generating = self.slots.iter().filter_map(|s| s.active.as_ref()).all(|a| a.in_batch <= 1);
+        if let Some(auto) = self.auto_threads.as_mut() {
+            auto.before_step();
+        }
         let decode_started = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
-        tracing::trace!(tokens = self.batch.n_tokens(), ms = decode_started.elapsed().as_millis() as u64, "decode");
+        let took = decode_started.elapsed();
+        tracing::trace!(tokens = self.batch.n_tokens(), ms = took.as_millis() as u64, "decode");
+        if let (Some(auto), true, Ok(())) = (self.auto_threads.as_mut(), generating, &decoded) {
+            auto.after_step(self.batch.n_tokens() as usize, took);
+        }
         match decoded {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => {

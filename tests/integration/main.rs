@@ -22,4 +22,5 @@ mod setup_script;
 mod slash;
 mod streaming;
 mod support;
+mod threads;
 mod train;

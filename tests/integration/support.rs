@@ -35,7 +35,7 @@ pub fn test_config(dir: &Path) -> Config {
     config.model.path = model_path();
     config.model.context_tokens = 2048;
     config.model.parallel = 4;
-    config.model.threads = 1;
+    config.model.threads = sidekick::config::ModelThreads::Fixed(1);
     config.model.threads_batch = 2;
     config.storage.path = dir.join("store");
     config.metrics.listen = String::new();

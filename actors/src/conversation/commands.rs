@@ -363,11 +363,14 @@ async fn status(ctx: &CommandContext<'_>) -> Answer {
     };
     let now = ctx.now_ms();
     let stats = ctx.args.store.as_ref();
-    let model = tree
-        .model
-        .as_ref()
-        .map_or("not loaded".to_string(), |m| format!("{} ({} parallel, {} thread)", m.name, m.parallel_sequences, m.threads));
     let engine = tree.engine.unwrap_or_default();
+    let model = tree.model.as_ref().map_or("not loaded".to_string(), |m| {
+        let threads = match m.threads_auto {
+            true => format!("{} thread(s) now, auto", engine.threads),
+            false => format!("{} thread(s)", m.threads),
+        };
+        format!("{} ({} parallel, {threads})", m.name, m.parallel_sequences)
+    });
     let memory = resident_mb().map_or("unknown".into(), |mb| format!("{mb:.0} MB"));
     let mut out = format!(
         "Up {} · model {model}\nQueue: {} waiting, {} replying · last 24 h: {} replies, {} errors · memory {memory} · restarts {}",

@@ -91,6 +91,9 @@ pub struct ModelInfo {
     pub context_tokens: u32,
     pub parallel_sequences: u32,
     pub threads: u32,
+    /// `model.threads = auto`: the count in use is [`EngineStats::threads`].
+    #[serde(default)]
+    pub threads_auto: bool,
     pub load_seconds: f64,
     pub chat_template: String,
 }
@@ -105,6 +108,8 @@ pub struct EngineStats {
     pub decode_steps: u64,
     /// KV cells each reply gets (prompt and answer together).
     pub sequence_tokens: usize,
+    /// Threads a decoding step uses now.
+    pub threads: u32,
 }
 
 /// A loaded language model serving many sequences at once.

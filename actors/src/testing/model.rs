@@ -127,6 +127,7 @@ impl LanguageModel for ScriptedModel {
             context_tokens: 2048,
             parallel_sequences: 4,
             threads: 1,
+            threads_auto: false,
             load_seconds: 0.0,
             chat_template: "none".into(),
         }
