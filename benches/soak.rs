@@ -349,6 +349,11 @@ async fn main() {
     };
     let (early, late) = (pooled(3, 10), pooled(23, 30));
     println!("reply p95 of days 23-30 / days 3-10: {:.3} ({late:.3} / {early:.3} s)", late / early);
+    // One sample a day lands inside a training step now and then (its f32 model copy adds
+    // 400-700 MB for a few seconds); the median of a week's samples is the working set.
+    let median_rss = |from: usize, to: usize| percentile(&days[from - 1..to].iter().map(|d| d.rss).collect::<Vec<_>>(), 0.5);
+    let (early, late) = (median_rss(3, 10), median_rss(23, 30));
+    println!("RSS median of days 23-30 / days 3-10: {:.3} ({late:.1} / {early:.1} MB; goal within 10 %)", late / early);
     println!("open actors at most {max_open_ever} (cap {})", config.chat.max_open_channels);
     println!("store from day 9 on: {store_lo:.1}-{store_hi:.1} MB; index {vec_lo}-{vec_hi} vectors");
     println!(
