@@ -3,8 +3,10 @@
 
 mod support;
 
+use sidekick_actors::clock::Clock;
 use sidekick_actors::feedback::{FeedbackMsg, Vote};
-use sidekick_actors::ports::{FeedbackJournal, ReplyJournal};
+use sidekick_actors::ports::{FeedbackJournal, ReplyJournal, StatsStore};
+use sidekick_actors::stats::hour_key;
 use sidekick_actors::testing::Script;
 use sidekick_actors::{ReplyEvent, RootMsg};
 use std::time::Duration;
@@ -68,6 +70,8 @@ async fn retry_writes_the_latest_reply_again_and_rejects_the_old_one() {
     assert_eq!(rejected.len(), 1);
     assert_eq!((rejected[0].1.reply_id, rejected[0].1.emoji.as_deref()), (Some(old), Some("🔁")));
     assert!(rejected[0].1.reward < 0.0, "asking for another rejects the old reply");
+    let replies = tree.store.stat(&hour_key("replies", tree.clock.now_ms())).unwrap();
+    assert_eq!(replies, 2, "!stats counts the reply written again as a reply");
     // The conversation goes on from the new words.
     tree.say(here, Message::addressed("and then?")).await;
     let third = &tree.loader.model.prompts()[2];

@@ -300,8 +300,9 @@ async fn a_long_reply_is_split_under_2000_characters_and_nothing_pings() {
     let mut config = bot_config(dir.path(), &fake);
     config.model.context_tokens = 8192;
     config.model.parallel = 2;
-    // With this seed the model writes on until max_tokens: about 5,300 characters.
-    config.model.seed = Some(5);
+    // With this seed (and the 8-bit KV cache) the model writes on past 4,500 characters; a
+    // change to the numerics can end it sooner, and the assertion below then says so.
+    config.model.seed = Some(7);
     config.generation.temperature = 1.0;
     config.generation.max_tokens = 1150;
     let bot = start(&config, &fake, Arc::new(SystemClock)).await;

@@ -226,12 +226,18 @@ impl ConversationState {
             true => Some(self.keep_reply(streamed, speakers, sources)?),
             false => None,
         };
+        self.count_reply(received);
+        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.as_ref().and_then(|s| s.reply_id) });
+        Ok(Some(stored))
+    }
+
+    /// A reply was delivered (a new one or one written again): the metrics, the hourly stats
+    /// `!stats` reads, and the watchdog's reply heartbeat.
+    pub(super) fn count_reply(&self, received: Instant) {
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::REPLIES_SENT).increment(1);
         count_hourly(self.args.store.as_ref(), "replies", self.now_ms());
         self.args.heartbeats.beat("reply", false);
-        let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: stored.as_ref().and_then(|s| s.reply_id) });
-        Ok(Some(stored))
     }
 
     /// Has the model write a reply to `turns`, streamed to `reply`; `None` when it could not

@@ -5,7 +5,6 @@
 
 use super::{ConversationState, Inbound, ReplyEvent, Turn};
 use crate::feedback::FeedbackMsg;
-use crate::metric_names as m;
 use crate::ports::{FeedbackEvent, FeedbackSource, ReplyRecord};
 use crate::prompt::{build_turns, ChatTurn, Role};
 use ractor::ActorProcessingErr;
@@ -79,8 +78,7 @@ impl ConversationState {
         settings.last_reply_id = new_id;
         self.save_settings(settings)?;
         self.reject(&inbound, old_id)?;
-        metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
-        metrics::counter!(m::REPLIES_SENT).increment(1);
+        self.count_reply(received);
         let _ = reply.send(ReplyEvent::Done { text, tokens, reply_id: new_id });
         Ok(())
     }
