@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{percentile, root};
+use common::{child_figures, percentile, root};
 
 fn sample(tokens: usize, reward: f32) -> Sample {
     // Real token ids from the vocabulary's ordinary range; the prompt is 3/4 of the sample.
@@ -65,12 +65,8 @@ fn main() {
         one_256 = seconds;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--step-threads", &cores.to_string()])
-        .env("CANDLE_NUM_THREADS", cores.to_string())
-        .output()
-        .unwrap();
-    let all = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("STEP ")?.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let n = cores.to_string();
+    let all = child_figures(&["--step-threads", &n], &[("CANDLE_NUM_THREADS", &n)], "STEP ").first().copied().unwrap_or(f64::NAN);
     println!(
         " 256 tokens on {cores} threads (as `sidekick train` runs): {all:.2} s/step, {:.0} training tokens/s, {:.2}x one thread (goal >= 1.7x; one thread goal <= 2 s/step)",
         256.0 / all,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
-use common::{corpus_messages, percentile, root};
+use common::{corpus_messages, decode_rate, percentile, root};
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -151,8 +151,7 @@ fn reply_while_embedding(embedder: &Embedder, texts: &[String]) {
                 }
                 let a = daemon.ask(ChannelKey::guild(5, run), "bench", question).await.unwrap();
                 stop.store(true, Ordering::Relaxed);
-                let first = a.first_token_after.unwrap_or_default();
-                let rate = a.tokens.saturating_sub(1) as f64 / (a.total - first).as_secs_f64();
+                let rate = decode_rate(&a);
                 if embedding {
                     beside.push(rate)
                 } else {

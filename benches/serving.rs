@@ -3,7 +3,7 @@
 //! directly, `direct/`); asserts nothing.
 
 use sidekick::config::{Config, ModelThreads, DEFAULT_MODEL};
-use sidekick::daemon::{engine_config, Answer, Daemon};
+use sidekick::daemon::{engine_config, Daemon};
 use sidekick_actors::ChannelKey;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 mod direct;
-use common::{corpus_messages, memory_mb, percentile, root};
+use common::{child_figures, corpus_messages, decode_rate, memory_mb, percentile, root};
 use direct::Direct;
 
 const SEED: u32 = 42;
@@ -48,12 +48,6 @@ fn corpus_lines(n: usize) -> Vec<String> {
         out.push(fixed[out.len() % fixed.len()].to_string());
     }
     out
-}
-
-/// Generation rate of one reply: tokens after the first, over the time after the first.
-fn decode_rate(answer: &Answer) -> f64 {
-    let first = answer.first_token_after.unwrap_or_default();
-    (answer.tokens.saturating_sub(1)) as f64 / (answer.total - first).as_secs_f64()
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -340,25 +334,12 @@ fn delta(last: &mut f64) -> f64 {
     now - std::mem::replace(last, now)
 }
 
-/// Runs this benchmark again as a child in `mode` and returns its line starting with `tag`.
-fn child(mode: &str, no_retrieval: bool, tag: &str) -> Vec<f64> {
-    let mut probe = std::process::Command::new(std::env::current_exe().unwrap());
-    probe.arg(mode);
-    if no_retrieval {
-        probe.env("BENCH_NO_RETRIEVAL", "1");
-    }
-    let out = probe.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix(tag)).unwrap_or_default();
-    line.split_whitespace().filter_map(|v| v.parse().ok()).collect()
-}
-
 /// Goals 5 and 6: peak memory of the default configuration serving 8 channels, split by
 /// part; and the time to start.
 fn memory(start_seconds: f64, load_seconds: f64) {
-    let with = child("--rss-probe", false, "RSS ").first().copied().unwrap_or(f64::NAN);
-    let without = child("--rss-probe", true, "RSS ").first().copied().unwrap_or(f64::NAN);
-    let split = child("--rss-split", false, "SPLIT ");
+    let with = child_figures(&["--rss-probe"], &[], "RSS ").first().copied().unwrap_or(f64::NAN);
+    let without = child_figures(&["--rss-probe"], &[("BENCH_NO_RETRIEVAL", "1")], "RSS ").first().copied().unwrap_or(f64::NAN);
+    let split = child_figures(&["--rss-split"], &[], "SPLIT ");
     let part = |i: usize| split.get(i).copied().unwrap_or(f64::NAN);
     println!(
         "\n5. Peak RSS of the daemon serving 8 channels: {with:.1} MB with retrieval (default; goal <= 400 MB) | {without:.1} MB without"

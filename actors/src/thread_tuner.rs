@@ -45,15 +45,9 @@ impl ThreadTuner {
     /// Tunes between 1 and `max` threads, starting at `max` (an idle box's best).
     pub fn new(max: u32) -> Self {
         let max = max.max(1);
-        Self {
-            max,
-            best: max,
-            reference: None,
-            recent: Vec::new(),
-            phase: Phase::Baseline { candidate: 0, times: Vec::new() },
-            try_lower: true,
-        }
-        .probing()
+        let mut tuner = Self { max, best: max, reference: None, recent: Vec::new(), phase: Phase::Serve { left: 0 }, try_lower: true };
+        tuner.probe();
+        tuner
     }
 
     /// The thread count the next step should use.
@@ -84,7 +78,7 @@ impl ThreadTuner {
                 }
                 let slowed = self.recent.len() == TRIAL_STEPS && self.reference.is_some_and(|r| median(&self.recent) > r * SLOWDOWN);
                 if *left == 0 || slowed {
-                    *self = self.clone().probing();
+                    self.probe();
                 }
             }
             Phase::Baseline { candidate, times } => {
@@ -111,7 +105,7 @@ impl ThreadTuner {
     }
 
     /// Starts a probe of a neighbouring count.
-    fn probing(mut self) -> Self {
+    fn probe(&mut self) {
         let lower = self.best.checked_sub(1).filter(|&n| n >= 1);
         let higher = Some(self.best + 1).filter(|&n| n <= self.max);
         let candidate = match (lower, higher) {
@@ -127,7 +121,6 @@ impl ThreadTuner {
             (None, None) => self.best,
         };
         self.phase = Phase::Baseline { candidate, times: Vec::new() };
-        self
     }
 }
 

@@ -59,3 +59,19 @@ pub fn heap_mb() -> (f64, f64) {
     let mb = |b: usize| b as f64 / 1e6;
     (mb(info.uordblks + info.hblkhd), mb(info.arena + info.hblkhd))
 }
+
+/// Runs this benchmark again as a child with `args` and `envs` (for what must be set once per
+/// process: peak memory, candle's thread count) and returns the numbers on its line starting
+/// with `tag`.
+pub fn child_figures(args: &[&str], envs: &[(&str, &str)], tag: &str) -> Vec<f64> {
+    let out = std::process::Command::new(std::env::current_exe().unwrap()).args(args).envs(envs.iter().copied()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix(tag)).unwrap_or_default();
+    line.split_whitespace().filter_map(|v| v.parse().ok()).collect()
+}
+
+/// Generation rate of one reply: tokens after the first, over the time after the first.
+pub fn decode_rate(answer: &sidekick::daemon::Answer) -> f64 {
+    let first = answer.first_token_after.unwrap_or_default();
+    answer.tokens.saturating_sub(1) as f64 / (answer.total - first).as_secs_f64()
+}

@@ -349,7 +349,7 @@ impl<'m> Scheduler<'m> {
             stats.peak_sequences_per_batch = stats.peak_sequences_per_batch.max(together);
         }
         // A generation step has one token per reply; prompt steps are timed apart from them.
-        let generating = self.slots.iter().filter_map(|s| s.active.as_ref()).all(|a| a.in_batch <= 1);
+        let generating = self.auto_threads.is_some() && self.slots.iter().filter_map(|s| s.active.as_ref()).all(|a| a.in_batch <= 1);
         if let Some(auto) = self.auto_threads.as_mut() {
             auto.before_step();
         }

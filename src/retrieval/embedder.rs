@@ -15,6 +15,8 @@ pub struct Embedder {
     /// Every core, made at the first bulk batch (history, a rebuild) and used only while no
     /// reply is being generated; `None` inside until then.
     bulk: Mutex<Option<TextEmbedding>>,
+    /// The bulk session's threads: the machine's cores, read once.
+    cores: usize,
     config: RetrievalConfig,
     /// Names the model, so an index built with another one is noticed.
     pub model_id: String,
@@ -52,18 +54,18 @@ fn runtime(lib: &Path) -> Result<ort::environment::Environment, RetrievalError> 
 impl Embedder {
     pub fn open(config: &RetrievalConfig) -> Result<Embedder, RetrievalError> {
         let (live, model_id) = session(config, 1)?;
-        Ok(Embedder { live: Mutex::new(live), bulk: Mutex::new(None), config: config.clone(), model_id })
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Embedder { live: Mutex::new(live), bulk: Mutex::new(None), cores, config: config.clone(), model_id })
     }
 
     /// Unit-length 384-dimensional embeddings, one per text (fastembed normalises them).
     /// A bulk batch uses every core while no reply is being generated, so a history import
     /// does not slow a reply; each batch checks again.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, RetrievalError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if texts.len() >= BULK_BATCH && cores > 1 && !crate::llama::generating() {
+        if texts.len() >= BULK_BATCH && self.cores > 1 && !crate::llama::generating() {
             let mut bulk = self.bulk.lock_or_recover();
             if bulk.is_none() {
-                match session(&self.config, cores) {
+                match session(&self.config, self.cores) {
                     Ok((session, _)) => *bulk = Some(session),
                     Err(e) => tracing::warn!(error = %e, "embedding on one thread"),
                 }
