@@ -387,7 +387,7 @@ fn main() {
         let start_seconds = started.elapsed().as_secs_f64();
         let info = sidekick_actors::tree::status(&daemon.root.get_derived(), Duration::from_secs(5)).await.unwrap().model.unwrap();
         daemon.shutdown().await.unwrap();
-        // BENCH_ONLY=threads (or one, batched) runs one section.
+        // BENCH_ONLY=threads (or one, batched, memory) runs one section.
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         let run = |name: &str| only.is_empty() || only == name;
         if run("one") {
@@ -398,6 +398,9 @@ fn main() {
         }
         if run("threads") {
             threads(dir.path()).await;
+        }
+        if only == "memory" {
+            return (start_seconds, info.load_seconds);
         }
         if !only.is_empty() {
             std::process::exit(0);

@@ -1,4 +1,5 @@
-//! all-MiniLM-L6-v2 (int8 ONNX) through fastembed, on an ONNX Runtime loaded from `models/`.
+//! all-MiniLM-L6-v2 (int8 ONNX, rewritten at setup so its weights stay 8-bit: scripts/embedder_q8.py)
+//! through fastembed, on an ONNX Runtime loaded from `models/`.
 
 use crate::config::RetrievalConfig;
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
