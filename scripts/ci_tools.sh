@@ -2,6 +2,8 @@
 # Installs the tools the operations tests need, if they are missing; safe to run again.
 #   prometheus       (Debian package `prometheus`) runs every Grafana panel query for real
 #   systemd-analyze  (Debian package `systemd`)    checks packaging/sidekick.service
+#   chromium, chromedriver (Debian packages `chromium`, `chromium-driver`) drive the web
+#                    console's tests in a real headless browser over WebDriver
 # Uses apt-get, through sudo only when not root. Says what it did on stderr.
 set -euo pipefail
 
@@ -10,9 +12,11 @@ say() { printf 'ci_tools: %s\n' "$*" >&2; }
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  say "prometheus and systemd-analyze present"
+  say "prometheus, systemd-analyze, chromium and chromedriver present"
   exit 0
 fi
 
@@ -44,7 +48,7 @@ if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-instal
   cat "$log" >&2; say "apt-get install ${missing[*]} failed"; exit 1
 fi
 
-for tool in prometheus systemd-analyze; do
+for tool in prometheus systemd-analyze chromium chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || { say "$tool still missing after apt-get install"; exit 1; }
 done
 say "installed: $(prometheus --version 2>&1 | head -n1)"

@@ -1,11 +1,14 @@
 //! The daemon's control socket (`<storage.path>/sidekick.sock`): `sidekick status` and
-//! `sidekick backup` ask the running daemon through it, one JSON line each way.
+//! `sidekick backup` ask the running daemon through it, one JSON line each way; so does the
+//! web console (`sidekick console`) for its page and its settings.
 
 use crate::config::Config;
 use crate::store::FjallStore;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
-use sidekick_actors::RootMsg;
+use sidekick_actors::commands::Access;
+use sidekick_actors::liveness::GatewayHealth;
+use sidekick_actors::{ChannelKey, Inbound, ReplyEvent, RootMsg};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,13 @@ pub enum Request {
     },
     /// `sidekick fetch`, `import` and `dataset` while the daemon holds the store.
     History(crate::history::HistoryRequest),
+    /// A `!` command from the web console (`!settemp 0.8`), run as the owner's, through the
+    /// same command table and store writes as on Discord; the answer is its reply.
+    Command {
+        text: String,
+    },
+    /// What the web console shows: status, settings, the last day and week.
+    Dashboard,
 }
 
 /// What `sidekick status` shows.
@@ -66,6 +76,9 @@ pub enum Response {
     Backup(crate::backup::BackupReport),
     Done,
     History(crate::history::HistoryResponse),
+    /// A command's answer.
+    Answer(String),
+    Dashboard(Box<crate::dashboard::Dashboard>),
     Error(String),
 }
 
@@ -77,7 +90,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Listens on the control socket. A stale socket file (from a killed daemon) is replaced;
     /// a live one means another daemon uses this store.
-    pub async fn start(config: &Config, root: ActorRef<RootMsg>, store: Arc<FjallStore>) -> anyhow::Result<ControlServer> {
+    pub async fn start(config: &Config, root: ActorRef<RootMsg>, store: Arc<FjallStore>, gateway: GatewayHealth) -> anyhow::Result<ControlServer> {
         let path = socket_path(config);
         if UnixStream::connect(&path).await.is_ok() {
             anyhow::bail!(
@@ -94,9 +107,9 @@ impl ControlServer {
         let faults = std::env::var("SIDEKICK_FAULT_INJECTION").is_ok_and(|v| v == "1");
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (root, store, config) = (root.clone(), store.clone(), config.clone());
+                let daemon = Served { root: root.clone(), store: store.clone(), config: config.clone(), gateway: gateway.clone(), faults };
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &root, &store, &config, faults).await {
+                    if let Err(e) = serve(stream, &daemon).await {
                         tracing::debug!(error = %e, "control connection ended");
                     }
                 });
@@ -111,7 +124,18 @@ impl ControlServer {
     }
 }
 
-async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallStore>, config: &Config, faults: bool) -> anyhow::Result<()> {
+/// What a control request is answered from.
+struct Served {
+    root: ActorRef<RootMsg>,
+    store: Arc<FjallStore>,
+    config: Arc<Config>,
+    gateway: GatewayHealth,
+    faults: bool,
+}
+
+async fn serve(stream: UnixStream, daemon: &Served) -> anyhow::Result<()> {
+    let Served { root, store, config, faults, .. } = daemon;
+    let faults = *faults;
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut bounded = BufReader::new(read).take(MAX_REQUEST_BYTES + 1);
@@ -150,6 +174,14 @@ async fn serve(stream: UnixStream, root: &ActorRef<RootMsg>, store: &Arc<FjallSt
                 Err(e) => Response::Error(e),
             }
         }
+        Ok(Request::Command { text }) => command(root, &config.chat.prefix, &text).await,
+        Ok(Request::Dashboard) => match status(root).await {
+            Some(s) => match crate::dashboard::gather(s, config, store, &daemon.gateway, now_ms()) {
+                Ok(dashboard) => Response::Dashboard(Box::new(dashboard)),
+                Err(e) => Response::Error(format!("cannot read the store: {e}")),
+            },
+            None => Response::Error("the actor tree did not answer".into()),
+        },
         Err(e) => Response::Error(format!("bad request: {e}")),
     };
     reply(&mut write, &response).await
@@ -183,6 +215,38 @@ fn inject_panic(root: &ActorRef<RootMsg>, actor: &str, enabled: bool) -> anyhow:
 #[cfg(not(feature = "fault-injection"))]
 fn inject_panic(_: &ActorRef<RootMsg>, _: &str, _: bool) -> anyhow::Result<Response> {
     Ok(Response::Error("fault injection is off (this build has no fault-injection feature)".into()))
+}
+
+/// How long a console command may take (`!deny … purge` deletes and rewrites the index).
+const COMMAND_TIME: Duration = Duration::from_secs(120);
+
+/// Runs `text` as the owner's command on the console channel; chat is refused, since a
+/// reply has nowhere to go.
+async fn command(root: &ActorRef<RootMsg>, prefix: &str, text: &str) -> Response {
+    let text = text.trim();
+    if !text.starts_with(prefix) {
+        return Response::Error(format!("only commands are taken here (they start with `{prefix}`)"));
+    }
+    let (reply, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let inbound = Inbound::addressed("console", text, Access::Owner, reply);
+    if root.send_message(RootMsg::Route { channel: ChannelKey::Console, inbound }).is_err() {
+        return Response::Error("the actor tree is not running".into());
+    }
+    let answered = tokio::time::timeout(COMMAND_TIME, async {
+        while let Some(event) = events.recv().await {
+            match event {
+                ReplyEvent::Notice(text) => return Response::Answer(text),
+                ReplyEvent::Failed(why) => return Response::Error(why),
+                _ => {}
+            }
+        }
+        Response::Error("the command got no answer".into())
+    });
+    answered.await.unwrap_or_else(|_| Response::Error(format!("no answer within {} s", COMMAND_TIME.as_secs())))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> anyhow::Result<()> {

@@ -57,6 +57,13 @@ enum Command {
     /// Train the personality adapter (SFT, then DPO) on the dataset, on this machine's CPU; it
     /// is served if it passes the perplexity gate. A killed run resumes where it stopped.
     Train,
+    /// Serve the web console (console.listen): start, stop and tune the bot, watch its logs
+    /// and statistics, from a browser. Prints the login URL the first time.
+    Console {
+        /// Start the bot at once.
+        #[arg(long)]
+        start: bool,
+    },
     /// Compare the base model and adapters on the held-out split: perplexity, style, length,
     /// vocabulary and detectability, in <storage.path>/eval/report.md.
     Eval {
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             Command::Import { path } => sidekick::history::commands::import(&config, &path).await,
             Command::Dataset { seed, no_pairs } => sidekick::history::commands::dataset(&config, seed, !no_pairs).await,
             Command::Train => tokio::task::block_in_place(|| sidekick::train::commands::train(&config)),
+            Command::Console { start } => console(&config, start).await,
             Command::Eval { adapters } => tokio::task::block_in_place(|| sidekick::train::commands::eval(&config, &adapters)),
         }
     });
@@ -190,7 +198,7 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let mut stop = sidekick::signals::shutdown_requested()?;
     let mut daemon = Daemon::start(config).await?;
-    let control = match ControlServer::start(config, daemon.root.clone(), daemon.store.clone()).await {
+    let control = match ControlServer::start(config, daemon.root.clone(), daemon.store.clone(), daemon.gateway_health.clone()).await {
         Ok(control) => control,
         Err(e) => {
             daemon.shutdown().await?;
@@ -225,6 +233,25 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             ExitCode::from(request.code)
         }
     })
+}
+
+async fn console(config: &Config, start: bool) -> anyhow::Result<ExitCode> {
+    let program = std::env::current_exe()?;
+    let console = match sidekick::web::Console::bind(config, sidekick::web::ConsoleOptions { program, start }).await {
+        Ok(console) => console,
+        Err(e) => {
+            eprintln!("sidekick: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if console.token_created {
+        println!("Sidekick console: open {} (this login link is shown once; the token is in {}/console.token)", console.login_url(), config.storage.path.display());
+    } else {
+        println!("Sidekick console: http://{} (log in with the token in {}/console.token)", console.addr, config.storage.path.display());
+    }
+    let stop = sidekick::signals::shutdown_requested()?;
+    console.serve(stop, std::time::Duration::from_secs_f64(config.shutdown.grace_seconds)).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// LSB's "program is not running" status code, which service scripts understand.

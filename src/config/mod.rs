@@ -33,6 +33,7 @@ pub struct Config {
     pub rl: RlConfig,
     pub dataset: DatasetConfig,
     pub train: TrainConfig,
+    pub console: ConsoleConfig,
     #[serde(skip)]
     pub secrets: Secrets,
     /// The file it was read from (a background `sidekick fetch` reads the same one).
@@ -75,6 +76,23 @@ impl StorageConfig {
 pub struct MetricsConfig {
     /// `host:port` for `/metrics`; empty turns the endpoint off.
     pub listen: String,
+}
+
+/// `sidekick console`, the web page that runs and tunes the bot.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `host:port` of the page; a non-loopback address needs `allow_plain_http`.
+    pub listen: String,
+    /// Serve a non-loopback address over plain HTTP (the login token crosses the network
+    /// readable by anyone on the path; put a TLS proxy in front instead when you can).
+    pub allow_plain_http: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9465".into(), allow_plain_http: false }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -285,7 +303,7 @@ fn refuse(msg: impl Into<String>) -> ConfigError {
 
 /// The sections a `SIDEKICK_<SECTION>_<KEY>` variable can override.
 const SECTIONS: &[&str] =
-    &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval", "rl", "dataset", "train"];
+    &["model", "generation", "chat", "storage", "metrics", "discord", "shutdown", "retrieval", "rl", "dataset", "train", "console"];
 
 impl Config {
     /// Reads `path` (a missing file is fine unless `required`), applies environment

@@ -464,6 +464,12 @@ impl StatsStore for FjallStore {
         self.stats.insert(name, now.to_be_bytes()).map_err(backend)
     }
 
+    fn keep_extreme(&self, name: &str, value: u64, keep: sidekick_actors::stats::Extreme) -> Result<(), StoreError> {
+        let _one_at_a_time = self.stats_lock.lock_or_recover();
+        let now = keep.keep(self.stat(name)?, value);
+        self.stats.insert(name, now.to_be_bytes()).map_err(backend)
+    }
+
     fn stat(&self, name: &str) -> Result<u64, StoreError> {
         match self.stats.get(name).map_err(backend)? {
             Some(v) => u64_of(&v),

@@ -64,6 +64,7 @@ impl ConversationState {
         metrics::counter!(m::MESSAGES_SEEN).increment(1);
         let received = Instant::now();
         let now = self.now_ms();
+        count_hourly(self.args.store.as_ref(), "messages", now);
         let keep = !global.opted_out(inbound.user_id.as_deref());
         let message = StoredMessage {
             role: Role::User,
@@ -236,7 +237,7 @@ impl ConversationState {
     pub(super) fn count_reply(&self, received: Instant) {
         metrics::histogram!(m::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::REPLIES_SENT).increment(1);
-        count_hourly(self.args.store.as_ref(), "replies", self.now_ms());
+        crate::stats::count_reply_time(self.args.store.as_ref(), received.elapsed().as_millis() as u64, self.now_ms());
         self.args.heartbeats.beat("reply", false);
     }
 

@@ -299,6 +299,8 @@ pub trait ReplyJournal: Send + Sync + 'static {
 pub trait StatsStore: Send + Sync + 'static {
     fn add_stat(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn stat(&self, name: &str) -> Result<u64, StoreError>;
+    /// Keeps the lowest or highest value seen in counter `name` (0: none yet).
+    fn keep_extreme(&self, name: &str, value: u64, keep: crate::stats::Extreme) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
     /// Drops the hourly counters (`stats.rs`) of the hours before `before_ms`.
     fn prune_hourly(&self, before_ms: u64) -> Result<usize, StoreError>;

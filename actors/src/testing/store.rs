@@ -268,6 +268,12 @@ impl StatsStore for MemoryStore {
     fn stat(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self.0.lock_or_recover().stats.get(name).copied().unwrap_or(0))
     }
+    fn keep_extreme(&self, name: &str, value: u64, keep: crate::stats::Extreme) -> Result<(), StoreError> {
+        let mut inner = self.0.lock_or_recover();
+        let slot = inner.stats.entry(name.to_string()).or_default();
+        *slot = keep.keep(*slot, value);
+        Ok(())
+    }
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }

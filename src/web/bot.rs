@@ -1,0 +1,326 @@
+//! The bot process the console runs (`sidekick run` as its child, the seed's pattern) or
+//! finds already running (then it is only watched and signalled, and outlives the console).
+//! Its stdout and stderr go to the [`LogBook`]; a crash is restarted and explained.
+
+use super::logs::LogBook;
+use crate::control::{self, Request, Response};
+use crate::dashboard::Dashboard;
+use serde::Serialize;
+use sidekick_actors::sync::LockExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// A crash is restarted at most this many times within [`CRASH_WINDOW`]; then the owner is asked.
+const MAX_RESTARTS: usize = 3;
+const CRASH_WINDOW: Duration = Duration::from_secs(600);
+/// How often the daemon is asked for its dashboard while it runs.
+pub const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    /// Ended on its own with a failure, and not restarted (it needs the owner).
+    Error,
+}
+
+/// What the page shows of the process.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotView {
+    pub phase: Phase,
+    pub pid: Option<u32>,
+    /// Started by this console (stopping the console stops it) or found running.
+    pub started_here: bool,
+    /// How the last run ended, for a person.
+    pub last_exit: Option<String>,
+    pub memory_mb: Option<f64>,
+    pub dashboard: Option<Dashboard>,
+    /// Things the owner should know or do, newest last.
+    pub banners: Vec<String>,
+}
+
+/// How to start the bot.
+#[derive(Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub config_file: PathBuf,
+    pub socket: PathBuf,
+    /// The configured model file; a missing one is explained instead of started.
+    pub model_missing: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Bot {
+    state: Arc<Mutex<State>>,
+    pub logs: LogBook,
+    launch: Arc<Launch>,
+}
+
+struct State {
+    phase: Phase,
+    pid: Option<u32>,
+    started_here: bool,
+    /// Set by Stop and Force stop, so the exit that follows is not a crash.
+    stop_asked: bool,
+    last_exit: Option<String>,
+    dashboard: Option<Dashboard>,
+    banners: Vec<String>,
+    crashes: Vec<Instant>,
+}
+
+impl Bot {
+    pub fn new(launch: Launch, logs: LogBook) -> Bot {
+        let state = State {
+            phase: Phase::Stopped,
+            pid: None,
+            started_here: false,
+            stop_asked: false,
+            last_exit: None,
+            dashboard: None,
+            banners: Vec::new(),
+            crashes: Vec::new(),
+        };
+        Bot { state: Arc::new(Mutex::new(state)), logs, launch: Arc::new(launch) }
+    }
+
+    pub fn view(&self) -> BotView {
+        let state = self.state.lock_or_recover();
+        BotView {
+            phase: state.phase,
+            pid: state.pid,
+            started_here: state.started_here,
+            last_exit: state.last_exit.clone(),
+            memory_mb: state.pid.and_then(resident_mb),
+            dashboard: state.dashboard.clone(),
+            banners: state.banners.clone(),
+        }
+    }
+
+    pub fn banner(&self, text: impl Into<String>) {
+        let text = text.into();
+        self.logs.push(&format!("console: {text}"));
+        let mut state = self.state.lock_or_recover();
+        if !state.banners.contains(&text) {
+            state.banners.push(text);
+        }
+    }
+
+    pub fn clear_banners(&self) {
+        self.state.lock_or_recover().banners.clear();
+    }
+
+    /// Watches the control socket: a bot found running is adopted, one that stopped
+    /// answering is noticed. Runs for the console's life.
+    pub async fn watch(self) {
+        loop {
+            let answer = control::ask(&self.launch.socket, &Request::Dashboard).await;
+            {
+                let mut state = self.state.lock_or_recover();
+                match answer {
+                    Ok(Response::Dashboard(d)) => {
+                        if state.phase == Phase::Stopped || state.phase == Phase::Error {
+                            // Running without us: started by hand or by systemd.
+                            state.started_here = false;
+                            self.logs.push(&format!("console: found sidekick running (pid {}); it keeps running when the console stops", d.status.pid));
+                        }
+                        if matches!(state.phase, Phase::Starting | Phase::Stopped | Phase::Error) {
+                            state.phase = Phase::Running;
+                        }
+                        state.pid = Some(d.status.pid);
+                        state.dashboard = Some(*d);
+                    }
+                    Ok(_) | Err(_) => {
+                        // An adopted bot that went away: nobody else will say so.
+                        if !state.started_here && matches!(state.phase, Phase::Running | Phase::Stopping) {
+                            state.phase = Phase::Stopped;
+                            state.pid = None;
+                            state.last_exit = Some("stopped (it was not started here, so its exit code is unknown)".into());
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Starts `sidekick run`; refused while one runs.
+    pub fn start(&self) -> Result<String, String> {
+        let mut state = self.state.lock_or_recover();
+        if matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping) {
+            return Err(format!("the bot is already {}", phase_word(state.phase)));
+        }
+        if let Some(why) = &self.launch.model_missing {
+            drop(state);
+            self.banner(why.clone());
+            return Err(why.clone());
+        }
+        let mut command = tokio::process::Command::new(&self.launch.program);
+        command
+            .arg("--config")
+            .arg(&self.launch.config_file)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: Ctrl-C on the console's terminal is the console's to
+            // handle (it stops the bot gracefully), not a signal to the bot as well.
+            .process_group(0);
+        if std::env::var_os("SIDEKICK_LOG").is_none() {
+            command.env("SIDEKICK_LOG", "info,llama-cpp-2=off");
+        }
+        let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", self.launch.program.display()))?;
+        let pid = child.id();
+        state.phase = Phase::Starting;
+        state.pid = pid;
+        state.started_here = true;
+        state.stop_asked = false;
+        state.dashboard = None;
+        drop(state);
+        self.logs.push(&format!("console: started sidekick run (pid {})", pid.unwrap_or(0)));
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let readers = [out.map(|o| self.read_lines(o)), err.map(|e| self.read_lines(e))];
+        let bot = self.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            for reader in readers.into_iter().flatten() {
+                let _ = reader.await;
+            }
+            bot.ended(status);
+        });
+        Ok("Starting: the model is loading.".into())
+    }
+
+    fn read_lines(&self, pipe: impl AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<()> {
+        let logs = self.logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                logs.push(&line);
+            }
+        })
+    }
+
+    /// The child ended: a stop asked for, or a crash to restart or explain.
+    fn ended(&self, status: std::io::Result<std::process::ExitStatus>) {
+        let code = status.as_ref().ok().and_then(|s| s.code());
+        let shown = match &status {
+            Ok(s) if s.success() => "exited normally (code 0)".to_string(),
+            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(s)) {
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, Some(9)) => "was killed (SIGKILL)".to_string(),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                _ => "ended".to_string(),
+            },
+            Err(e) => format!("could not be waited for: {e}"),
+        };
+        let at = clock_time();
+        let mut state = self.state.lock_or_recover();
+        state.pid = None;
+        state.dashboard = None;
+        state.last_exit = Some(format!("{shown} at {at}"));
+        let asked = std::mem::take(&mut state.stop_asked);
+        self.logs.push(&format!("console: sidekick {shown}"));
+        if asked || code == Some(0) {
+            state.phase = Phase::Stopped;
+            return;
+        }
+        let why = self.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+        let now = Instant::now();
+        state.crashes.retain(|t| now.duration_since(*t) < CRASH_WINDOW);
+        // Exit code 2 is a problem only the owner can fix (token, intent, config): restarting
+        // would fail the same way.
+        let needs_owner = code == Some(i32::from(sidekick_actors::liveness::EXIT_CONFIG));
+        if needs_owner || state.crashes.len() >= MAX_RESTARTS {
+            state.phase = Phase::Error;
+            let what = if needs_owner { "needs you" } else { "keeps crashing" };
+            drop(state);
+            self.banner(format!("The bot {shown} at {at} and {what}{why}. Fix the cause, then press Start."));
+            return;
+        }
+        state.crashes.push(now);
+        state.phase = Phase::Stopped;
+        drop(state);
+        self.banner(format!("The bot {shown} at {at}{why}; the console restarted it."));
+        if let Err(e) = self.start() {
+            self.banner(format!("Restarting the bot failed: {e}"));
+        }
+    }
+
+    /// The last error the bot wrote, for the banner.
+    fn last_error(&self) -> Option<String> {
+        let (lines, _) = self.logs.follow(0);
+        lines.iter().rev().take(50).find(|l| l.level == "error").map(|l| l.text.clone())
+    }
+
+    /// Graceful stop (SIGTERM): replies in progress finish, then the bot exits 0.
+    pub fn stop(&self) -> Result<String, String> {
+        self.signal(libc::SIGTERM, "Stopping: replies in progress finish first.")
+    }
+
+    /// SIGKILL, for a bot that does not stop.
+    pub fn force_stop(&self) -> Result<String, String> {
+        self.signal(libc::SIGKILL, "Killed.")
+    }
+
+    fn signal(&self, signal: i32, done: &str) -> Result<String, String> {
+        let mut state = self.state.lock_or_recover();
+        let Some(pid) = state.pid.filter(|_| matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping)) else {
+            return Err("the bot is not running".into());
+        };
+        state.stop_asked = true;
+        state.phase = Phase::Stopping;
+        drop(state);
+        self.logs.push(&format!("console: sending {} to pid {pid}", if signal == libc::SIGKILL { "SIGKILL" } else { "SIGTERM" }));
+        // SAFETY: kill(2) with a pid this console started or the daemon reported.
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            return Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(done.into())
+    }
+
+    /// Waits until the bot is no longer running (or `limit` passes).
+    pub async fn stopped(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if matches!(self.state.lock_or_recover().phase, Phase::Stopped | Phase::Error) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Whether this console started the bot running now.
+    pub fn started_here(&self) -> bool {
+        let state = self.state.lock_or_recover();
+        state.started_here && state.pid.is_some()
+    }
+}
+
+pub fn phase_word(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Stopped => "stopped",
+        Phase::Starting => "starting",
+        Phase::Running => "running",
+        Phase::Stopping => "stopping",
+        Phase::Error => "stopped on an error",
+    }
+}
+
+fn resident_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// HH:MM:SS UTC, for "exited at".
+fn clock_time() -> String {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02} UTC", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+}
