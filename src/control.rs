@@ -90,7 +90,12 @@ pub struct ControlServer {
 impl ControlServer {
     /// Listens on the control socket. A stale socket file (from a killed daemon) is replaced;
     /// a live one means another daemon uses this store.
-    pub async fn start(config: &Config, root: ActorRef<RootMsg>, store: Arc<FjallStore>, gateway: GatewayHealth) -> anyhow::Result<ControlServer> {
+    pub async fn start(
+        config: &Config,
+        root: ActorRef<RootMsg>,
+        store: Arc<FjallStore>,
+        gateway: GatewayHealth,
+    ) -> anyhow::Result<ControlServer> {
         let path = socket_path(config);
         if UnixStream::connect(&path).await.is_ok() {
             anyhow::bail!(
@@ -195,6 +200,10 @@ fn inject_panic(root: &ActorRef<RootMsg>, actor: &str, enabled: bool) -> anyhow:
         return Ok(Response::Error("fault injection is off".into()));
     }
     use sidekick_actors::supervisor::Child;
+    if actor == "engine-stall" {
+        crate::llama::stall_engine();
+        return Ok(Response::Done);
+    }
     let child = match actor.strip_prefix("channel:") {
         Some(channel) => match channel.parse() {
             Ok(channel) => Child::Channel(channel),

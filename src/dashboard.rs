@@ -69,4 +69,3 @@ fn discord(gateway: &GatewayHealth) -> String {
     }
     shown
 }
-

@@ -237,6 +237,8 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn console(config: &Config, start: bool) -> anyhow::Result<ExitCode> {
     let program = std::env::current_exe()?;
+    // Before the link is printed: whoever reads it may stop the console at once.
+    let stop = sidekick::signals::shutdown_requested()?;
     let console = match sidekick::web::Console::bind(config, sidekick::web::ConsoleOptions { program, start }).await {
         Ok(console) => console,
         Err(e) => {
@@ -245,11 +247,14 @@ async fn console(config: &Config, start: bool) -> anyhow::Result<ExitCode> {
         }
     };
     if console.token_created {
-        println!("Sidekick console: open {} (this login link is shown once; the token is in {}/console.token)", console.login_url(), config.storage.path.display());
+        println!(
+            "Sidekick console: open {} (this login link is shown once; the token is in {}/console.token)",
+            console.login_url(),
+            config.storage.path.display()
+        );
     } else {
         println!("Sidekick console: http://{} (log in with the token in {}/console.token)", console.addr, config.storage.path.display());
     }
-    let stop = sidekick::signals::shutdown_requested()?;
     console.serve(stop, std::time::Duration::from_secs_f64(config.shutdown.grace_seconds)).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,22 @@ pub fn generating() -> bool {
     GENERATING.load(Ordering::Relaxed) > 0
 }
 
+/// Fault injection (the console's Force stop test): the engine thread stops in its next
+/// step, as inside a llama.cpp call that never returns, and the reply in progress with it.
+static STALLED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(feature = "fault-injection")]
+pub fn stall_engine() {
+    STALLED.store(true, Ordering::SeqCst);
+}
+
+/// Holds the engine thread for good once [`STALLED`] is set (never in a release build).
+fn stall_if_injected() {
+    while STALLED.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// How to run the model.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

@@ -145,6 +145,9 @@ impl<'m> Scheduler<'m> {
             } else {
                 match inbox.recv_timeout(Duration::from_secs(1)) {
                     Ok(cmd) => Some(cmd),
+                    // Draining: the last reply just ended, so go on to the deadline check
+                    // (waiting here for a command that never comes hung SIGTERM for good).
+                    Err(mpsc::RecvTimeoutError::Timeout) if deadline.is_some() => None,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => Some(EngineCmd::Shutdown { deadline: Instant::now() }),
                 }
@@ -317,6 +320,7 @@ impl<'m> Scheduler<'m> {
 
     /// One decode of one batch holding the next tokens of every running sequence.
     fn step(&mut self) {
+        super::stall_if_injected();
         self.batch.clear();
         let mut room = self.batch_tokens;
         let n = self.slots.len() - 1;

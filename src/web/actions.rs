@@ -114,9 +114,11 @@ impl Jobs {
                 job.started.elapsed().as_secs()
             ));
         }
-        let mut child = tokio::process::Command::new(self.program.as_path())
-            .arg("--config")
-            .arg(self.config_file.as_path())
+        let mut command = tokio::process::Command::new(self.program.as_path());
+        if self.config_file.exists() {
+            command.arg("--config").arg(self.config_file.as_path());
+        }
+        let mut child = command
             .args(action.args(&self.backups))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -127,10 +129,8 @@ impl Jobs {
         *current = Some(Job { action, started: Instant::now(), ended: None, ok: None, last_line: "started".into() });
         drop(current);
         self.logs.push(&format!("console: {} started", action.label()));
-        let readers: Vec<_> = [child.stdout.take().map(|p| self.follow(p)), child.stderr.take().map(|p| self.follow(p))]
-            .into_iter()
-            .flatten()
-            .collect();
+        let readers: Vec<_> =
+            [child.stdout.take().map(|p| self.follow(p)), child.stderr.take().map(|p| self.follow(p))].into_iter().flatten().collect();
         let jobs = self.clone();
         tokio::spawn(async move {
             let status = child.wait().await;

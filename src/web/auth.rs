@@ -82,8 +82,14 @@ pub enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::NotLoggedIn => (StatusCode::UNAUTHORIZED, "log in first: open the console's URL with its token (printed when it first started)").into_response(),
-            Refusal::NoCsrf => (StatusCode::FORBIDDEN, "refused: this change did not come from the console's page (no CSRF token); reload the page").into_response(),
+            Refusal::NotLoggedIn => {
+                (StatusCode::UNAUTHORIZED, "log in first: open the console's URL with its token (printed when it first started)")
+                    .into_response()
+            }
+            Refusal::NoCsrf => {
+                (StatusCode::FORBIDDEN, "refused: this change did not come from the console's page (no CSRF token); reload the page")
+                    .into_response()
+            }
         }
     }
 }

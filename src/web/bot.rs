@@ -62,12 +62,18 @@ pub struct Bot {
     launch: Arc<Launch>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    Graceful,
+    Force,
+}
+
 struct State {
     phase: Phase,
     pid: Option<u32>,
     started_here: bool,
     /// Set by Stop and Force stop, so the exit that follows is not a crash.
-    stop_asked: bool,
+    stop_asked: Option<StopKind>,
     last_exit: Option<String>,
     dashboard: Option<Dashboard>,
     banners: Vec<String>,
@@ -80,7 +86,7 @@ impl Bot {
             phase: Phase::Stopped,
             pid: None,
             started_here: false,
-            stop_asked: false,
+            stop_asked: None,
             last_exit: None,
             dashboard: None,
             banners: Vec::new(),
@@ -127,7 +133,10 @@ impl Bot {
                         if state.phase == Phase::Stopped || state.phase == Phase::Error {
                             // Running without us: started by hand or by systemd.
                             state.started_here = false;
-                            self.logs.push(&format!("console: found sidekick running (pid {}); it keeps running when the console stops", d.status.pid));
+                            self.logs.push(&format!(
+                                "console: found sidekick running (pid {}); it keeps running when the console stops",
+                                d.status.pid
+                            ));
                         }
                         if matches!(state.phase, Phase::Starting | Phase::Stopped | Phase::Error) {
                             state.phase = Phase::Running;
@@ -161,9 +170,11 @@ impl Bot {
             return Err(why.clone());
         }
         let mut command = tokio::process::Command::new(&self.launch.program);
+        // A missing default config file means defaults; named, it would be required.
+        if self.launch.config_file.exists() {
+            command.arg("--config").arg(&self.launch.config_file);
+        }
         command
-            .arg("--config")
-            .arg(&self.launch.config_file)
             .arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -179,7 +190,7 @@ impl Bot {
         state.phase = Phase::Starting;
         state.pid = pid;
         state.started_here = true;
-        state.stop_asked = false;
+        state.stop_asked = None;
         state.dashboard = None;
         drop(state);
         self.logs.push(&format!("console: started sidekick run (pid {})", pid.unwrap_or(0)));
@@ -224,9 +235,17 @@ impl Bot {
         state.pid = None;
         state.dashboard = None;
         state.last_exit = Some(format!("{shown} at {at}"));
-        let asked = std::mem::take(&mut state.stop_asked);
+        let asked = state.stop_asked.take();
         self.logs.push(&format!("console: sidekick {shown}"));
-        if asked || code == Some(0) {
+        if asked == Some(StopKind::Force) {
+            state.phase = Phase::Stopped;
+            drop(state);
+            self.banner(format!(
+                "Force stop: the bot {shown} at {at}; a reply it was writing is lost. Its log above shows what it was doing. Press Start to run it again."
+            ));
+            return;
+        }
+        if asked.is_some() || code == Some(0) {
             state.phase = Phase::Stopped;
             return;
         }
@@ -260,23 +279,30 @@ impl Bot {
 
     /// Graceful stop (SIGTERM): replies in progress finish, then the bot exits 0.
     pub fn stop(&self) -> Result<String, String> {
-        self.signal(libc::SIGTERM, "Stopping: replies in progress finish first.")
+        self.signal(StopKind::Graceful, "Stopping: replies in progress finish first.")
     }
 
     /// SIGKILL, for a bot that does not stop.
     pub fn force_stop(&self) -> Result<String, String> {
-        self.signal(libc::SIGKILL, "Killed.")
+        self.signal(StopKind::Force, "Killed.")
     }
 
-    fn signal(&self, signal: i32, done: &str) -> Result<String, String> {
+    fn signal(&self, kind: StopKind, done: &str) -> Result<String, String> {
+        let (signal, name) = match kind {
+            StopKind::Graceful => (libc::SIGTERM, "SIGTERM"),
+            StopKind::Force => (libc::SIGKILL, "SIGKILL"),
+        };
         let mut state = self.state.lock_or_recover();
         let Some(pid) = state.pid.filter(|_| matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping)) else {
             return Err("the bot is not running".into());
         };
-        state.stop_asked = true;
+        // Force stop after Stop is still a force stop.
+        if state.stop_asked != Some(StopKind::Force) {
+            state.stop_asked = Some(kind);
+        }
         state.phase = Phase::Stopping;
         drop(state);
-        self.logs.push(&format!("console: sending {} to pid {pid}", if signal == libc::SIGKILL { "SIGKILL" } else { "SIGTERM" }));
+        self.logs.push(&format!("console: sending {name} to pid {pid}"));
         // SAFETY: kill(2) with a pid this console started or the daemon reported.
         if unsafe { libc::kill(pid as i32, signal) } != 0 {
             return Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error()));

@@ -78,7 +78,10 @@ impl Console {
             program: options.program.clone(),
             config_file: config.file.clone(),
             socket: crate::control::socket_path(config),
-            model_missing: config.check_model_file().err().map(|e| format!("{e}; run `./run.sh setup`, or fix model.path in sidekick.toml")),
+            model_missing: config
+                .check_model_file()
+                .err()
+                .map(|e| format!("{e}; run `./run.sh setup`, or fix model.path in sidekick.toml")),
         };
         let bot = bot::Bot::new(launch, logs.clone());
         let jobs = actions::Jobs::new(options.program, config.file.clone(), config.storage.path.join("backups"), logs);

@@ -239,7 +239,8 @@ async fn live_logs(
 }
 
 async fn download_logs(_: Viewer, State(state): State<AppState>) -> Response {
-    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"sidekick.log\"")];
+    let headers =
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"sidekick.log\"")];
     (headers, state.bot.logs.text()).into_response()
 }
 

@@ -101,3 +101,24 @@ async fn a_token_refused_at_startup_exits_2_too() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("sidekick: Discord refused the token (401 Unauthorized)"), "{stderr}");
 }
+
+/// The drain lets the reply in progress finish, sends it, then the process ends. (It used to
+/// hang for good: once the last reply ended, the engine waited for a command before looking
+/// at its shutdown deadline again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_reply_sends_it_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "48")]).await;
+    let asked = mention(&fake, CH1, &alice(), "tell me about your favourite linux distribution").await;
+    while fake.typing(CH1) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let code = exit_code(&mut daemon, Duration::from_secs(30)).await;
+    if code.is_none() {
+        sigkill(&mut daemon);
+    }
+    assert_eq!(code, Some(0), "{}", daemon_stderr(dir.path()));
+    assert!(!reply_to(&fake, asked).await.content().is_empty());
+}

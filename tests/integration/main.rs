@@ -4,6 +4,7 @@
 mod actor_tree;
 mod buttons;
 mod cli;
+mod console;
 mod crash;
 mod discord;
 mod exits;

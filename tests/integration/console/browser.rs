@@ -1,0 +1,132 @@
+//! The console in headless Chromium: start, tune, watch and stop the bot as its owner would.
+
+use super::{Browser, ConsoleProcess};
+use crate::discord::{alice, ask, mention, owner, reply_to, BOT, CH1, GUILD};
+use crate::fake_discord::FakeDiscord;
+use fantoccini::key::Key;
+use fantoccini::Locator;
+use sidekick::control::{self, Request, Response};
+use std::time::{Duration, SystemTime};
+
+/// Loading the model and connecting to the fake Discord takes a few seconds here.
+const START: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_starts_tunes_and_stops_the_bot_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let console = ConsoleProcess::start(dir.path(), &fake, &[]).await;
+    let browser = Browser::open(1280, 1000).await;
+    browser.client.goto(&console.login_url()).await.unwrap();
+    assert_eq!(browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await, "Stopped");
+
+    // Start: Running within the time the model takes to load.
+    browser.click("start").await;
+    // The live log shows the bot's own line within a second of the bot writing it (watched
+    // from before the bot writes it).
+    let (written, seen) = log_line_latency(&browser, "connected to Discord").await;
+    assert!(seen - written < 1.0, "the line reached the page {:.3} s after the bot wrote it", seen - written);
+    browser.wait_text("phase", START, |t| t == "Running").await;
+
+    // The temperature slider, with the keyboard: four steps of 0.05 up from 0.7.
+    let slider =
+        browser.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#temperature:not([disabled])")).await.unwrap();
+    assert_eq!(slider.prop("value").await.unwrap().as_deref(), Some("0.7"));
+    slider.send_keys(&Key::Right.to_string().repeat(4)).await.unwrap();
+    browser.wait_text("notice", Duration::from_secs(10), |t| t == "Default temperature set to 0.9.").await;
+    let shown = ask(&fake, CH1, &owner(), "!config").await;
+    assert!(shown.contains("temperature = 0.9"), "{shown}");
+    browser.wait_text("temperature-value", Duration::from_secs(5), |t| t == "0.90").await;
+
+    // The page as the README shows it, at desktop and phone width.
+    screenshot(&browser, "console-desktop.png").await;
+    browser.client.set_window_size(390, 1700).await.unwrap();
+    screenshot(&browser, "console-phone.png").await;
+    browser.client.set_window_size(1280, 1000).await.unwrap();
+
+    // Stop while a reply is being written: it is finished and sent, then the bot exits 0.
+    let asked = mention(&fake, CH1, &alice(), "tell me about your favourite linux distribution").await;
+    while fake.typing(CH1) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    browser.click("stop").await;
+    browser.wait_text("phase", Duration::from_secs(60), |t| t == "Stopped").await;
+    let exit = browser.wait_text("last-exit", Duration::from_secs(5), |t| t != "–").await;
+    assert!(exit.starts_with("exited normally (code 0)"), "{exit}");
+    let reply = reply_to(&fake, asked).await;
+    assert!(!reply.content().trim().is_empty(), "the reply in flight was sent whole");
+    browser.close().await;
+    assert_eq!(console.stop().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_stop_kills_a_bot_stuck_in_a_reply_and_the_banner_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let console = ConsoleProcess::start(dir.path(), &fake, &[("SIDEKICK_FAULT_INJECTION", "1")]).await;
+    let browser = Browser::open(1280, 1000).await;
+    browser.client.goto(&console.login_url()).await.unwrap();
+    browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
+    browser.click("start").await;
+    browser.wait_text("phase", START, |t| t == "Running").await;
+    let pid: i32 = match control::ask(&console.socket, &Request::Status).await {
+        Ok(Response::Status(s)) => s.pid as i32,
+        other => panic!("{other:?}"),
+    };
+    // The engine hangs inside its next step, as in a llama.cpp call that never returns.
+    let stalled = control::ask(&console.socket, &Request::Panic { actor: "engine-stall".into() }).await;
+    assert!(matches!(stalled, Ok(Response::Done)), "{stalled:?}");
+    let sent_before = fake.sent().len();
+    mention(&fake, CH1, &alice(), "hello?").await;
+    while fake.typing(CH1) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    browser.click("force-stop").await;
+    browser.client.accept_alert().await.unwrap();
+    browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
+    let banner = browser.wait_text("banners", Duration::from_secs(5), |t| !t.is_empty()).await;
+    assert!(banner.contains("Force stop: the bot was killed (SIGKILL)") && banner.contains("reply it was writing is lost"), "{banner}");
+    assert!(browser.text("last-exit").await.starts_with("was killed (SIGKILL)"));
+    assert_eq!(unsafe { libc::kill(pid, 0) }, -1, "pid {pid} is gone");
+    assert_eq!(fake.sent().len(), sent_before, "the stuck reply was never sent");
+    browser.close().await;
+    assert_eq!(console.stop().await, Some(0));
+}
+
+/// When the bot wrote the first log line containing `needle` (its own timestamp) and when the
+/// page showed it, in seconds of the UTC day.
+async fn log_line_latency(browser: &Browser, needle: &str) -> (f64, f64) {
+    let deadline = std::time::Instant::now() + START;
+    loop {
+        let log = browser.text("log").await;
+        let seen = seconds_of_day(SystemTime::now());
+        if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+            let stamp = line.split_whitespace().next().unwrap_or_default();
+            let written = parse_stamp(stamp).unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+            return (written, seen);
+        }
+        assert!(std::time::Instant::now() < deadline, "no {needle:?} in the page's log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn seconds_of_day(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64() % 86_400.0
+}
+
+/// `2026-12-03T10:47:54.123456Z` → seconds since that day's midnight (UTC).
+fn parse_stamp(stamp: &str) -> Option<f64> {
+    let time = stamp.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let (h, m, s): (f64, f64, f64) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// A PNG of the page; kept in `$SIDEKICK_SCREENSHOTS` when set (the README's pictures).
+async fn screenshot(browser: &Browser, name: &str) {
+    let png = browser.client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}: {} bytes", png.len());
+    if let Some(dir) = std::env::var_os("SIDEKICK_SCREENSHOTS") {
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+}

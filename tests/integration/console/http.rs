@@ -1,0 +1,86 @@
+//! The console refuses whoever lacks the token, and state changes that lack the CSRF token,
+//! over plain HTTP as a script (or another site) would send them.
+
+use super::ConsoleProcess;
+use crate::discord::{owner, BOT, CH1, GUILD};
+use crate::fake_discord::FakeDiscord;
+use reqwest::{redirect::Policy, StatusCode};
+use sidekick::web::{COOKIE, CSRF_HEADER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_or_no_csrf_token_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let console = ConsoleProcess::start(dir.path(), &fake, &[]).await;
+    let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let base = &console.base;
+    let cookie = format!("{COOKIE}={}", console.token);
+
+    // No token: the page sends a person to log in; the API says so.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!((page.status(), page.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/login"));
+    assert_eq!(http.get(format!("{base}/api/state")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(http.get(format!("{base}/api/logs")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(http.post(format!("{base}/api/bot/start")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let guessed = http.get(format!("{base}/api/state")).header("cookie", format!("{COOKIE}=guess")).send().await.unwrap();
+    assert_eq!(guessed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(http.get(format!("{base}/login?token=guess")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // Logged in, but no CSRF token (a form on another site): refused, and the bot stays stopped.
+    for path in ["/api/bot/start", "/api/banners/clear", "/api/actions/backup"] {
+        let refused = http.post(format!("{base}{path}")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.text().await.unwrap().contains("no CSRF token"));
+        let wrong = http.post(format!("{base}{path}")).header("cookie", &cookie).header(CSRF_HEADER, "0000").send().await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let state = http.get(format!("{base}/api/state")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!((state["bot"]["phase"].as_str(), &state["job"]), (Some("stopped"), &serde_json::Value::Null), "{state}");
+
+    // The login link sets the cookie; the page then carries the CSRF token, which works.
+    let login = http.get(console.login_url()).send().await.unwrap();
+    let set = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with(&cookie) && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let html = http.get(format!("{base}/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let csrf = html.split(r#"name="csrf-token" content=""#).nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
+    let cleared = http.post(format!("{base}/api/banners/clear")).header("cookie", &cookie).header(CSRF_HEADER, &csrf).send().await.unwrap();
+    assert_eq!(cleared.status(), StatusCode::OK);
+    // A script with the token as a bearer needs no CSRF token; a setting needs a running bot.
+    let setting = http
+        .post(format!("{base}/api/settings"))
+        .bearer_auth(&console.token)
+        .header("content-type", "application/json")
+        .body(r#"{"key": "temperature", "value": "0.9"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(setting.status(), StatusCode::CONFLICT);
+    assert!(setting.text().await.unwrap().contains("the bot is not running: start it to change settings"));
+    assert_eq!(console.stop().await, Some(0));
+}
+
+#[test]
+fn a_non_loopback_address_is_refused_unless_plain_http_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::sidekick(dir.path()).arg("console").env("SIDEKICK_CONSOLE_LISTEN", "0.0.0.0:0").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("0.0.0.0:0 is not a loopback address") && stderr.contains("console.allow_plain_http = true"), "{stderr}");
+    let mut allowed = crate::support::sidekick(dir.path())
+        .arg("console")
+        .env("SIDEKICK_CONSOLE_LISTEN", "0.0.0.0:0")
+        .env("SIDEKICK_CONSOLE_ALLOW_PLAIN_HTTP", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(allowed.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains("http://0.0.0.0:"), "{line}");
+    unsafe { libc::kill(allowed.id() as i32, libc::SIGTERM) };
+    let status = allowed.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut allowed.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success() && stderr.contains("plain HTTP on a non-loopback address"), "{stderr}");
+}
