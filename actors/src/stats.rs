@@ -96,22 +96,18 @@ impl Window {
 
 /// The last `hours` hours up to the one holding `now_ms`.
 pub fn window(store: &dyn StatsStore, now_ms: u64, hours: u64) -> Window {
-    let sum = |what: &str| hourly(store, what, now_ms, hours).iter().sum::<u64>();
-    let nonzero = |what: &str| hourly(store, what, now_ms, hours).into_iter().filter(|&v| v > 0);
-    let (replies, reply_ms) = (sum("replies"), sum("reply_ms"));
+    let series = |what: &str| hourly(store, what, now_ms, hours);
+    let nonzero = |what: &str| series(what).into_iter().filter(|&v| v > 0);
+    // Each series is read once: a week is 168 store reads a series.
+    let (replies, reply_ms) = (series("replies"), series("reply_ms"));
     // Replies counted before reply times were kept have no time: the mean is over timed ones.
-    let timed = hourly(store, "reply_ms", now_ms, hours)
-        .iter()
-        .zip(hourly(store, "replies", now_ms, hours))
-        .filter(|(ms, _)| **ms > 0)
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let timed = reply_ms.iter().zip(&replies).filter(|(ms, _)| **ms > 0).map(|(_, n)| n).sum::<u64>();
     Window {
         hours,
-        messages: sum("messages"),
-        replies,
-        errors: sum("errors"),
-        mean_reply_ms: (timed > 0).then(|| reply_ms / timed),
+        messages: series("messages").iter().sum(),
+        replies: replies.iter().sum(),
+        errors: series("errors").iter().sum(),
+        mean_reply_ms: (timed > 0).then(|| reply_ms.iter().sum::<u64>() / timed),
         fastest_reply_ms: nonzero("reply_ms_fastest").min(),
         slowest_reply_ms: nonzero("reply_ms_slowest").max(),
     }

@@ -94,17 +94,23 @@ pub fn spawn_daemon(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[
     daemon_command(dir, fake, env).spawn().expect("the sidekick binary starts")
 }
 
-/// The command [`spawn_daemon`] runs.
-pub fn daemon_command(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Command {
+/// The settings of a bot on the fake Discord: its token, address, owner and admin, and no
+/// retrieval or learning (a console passes them on to the bot it starts).
+pub fn with_fake_discord<'a>(cmd: &'a mut std::process::Command, fake: &crate::fake_discord::FakeDiscord) -> &'a mut std::process::Command {
     use crate::discord::{ADMIN, OWNER};
-    let mut cmd = sidekick(dir);
-    cmd.arg("run")
-        .env("DISCORD_TOKEN", "fake-token")
+    cmd.env("DISCORD_TOKEN", "fake-token")
         .env("DISCORD_API_BASE", fake.api_base())
         .env("OWNER_ID", OWNER.to_string())
         .env("ADMIN_USERS", ADMIN.to_string())
         .env("SIDEKICK_RETRIEVAL_ENABLED", "false")
         .env("SIDEKICK_RL_ENABLED", "false")
+}
+
+/// The command [`spawn_daemon`] runs.
+pub fn daemon_command(dir: &Path, fake: &crate::fake_discord::FakeDiscord, env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = sidekick(dir);
+    with_fake_discord(&mut cmd, fake)
+        .arg("run")
         .env("SIDEKICK_GENERATION_MAX_TOKENS", "16")
         .stdout(std::process::Stdio::null())
         .stderr(daemon_log(dir));

@@ -5,7 +5,6 @@
 mod browser;
 mod http;
 
-use crate::discord::{ADMIN, OWNER};
 use crate::fake_discord::FakeDiscord;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -25,14 +24,9 @@ impl ConsoleProcess {
     /// starts inherits them), and reads the login link from its first line.
     pub async fn start(dir: &Path, fake: &FakeDiscord, env: &[(&str, &str)]) -> ConsoleProcess {
         let mut cmd = crate::support::sidekick(dir);
-        cmd.arg("console")
+        crate::support::with_fake_discord(&mut cmd, fake)
+            .arg("console")
             .env("SIDEKICK_CONSOLE_LISTEN", "127.0.0.1:0")
-            .env("DISCORD_TOKEN", "fake-token")
-            .env("DISCORD_API_BASE", fake.api_base())
-            .env("OWNER_ID", OWNER.to_string())
-            .env("ADMIN_USERS", ADMIN.to_string())
-            .env("SIDEKICK_RETRIEVAL_ENABLED", "false")
-            .env("SIDEKICK_RL_ENABLED", "false")
             .env("SIDEKICK_GENERATION_MAX_TOKENS", "48")
             .stdout(Stdio::piped())
             .stderr(crate::support::daemon_log(dir));
