@@ -96,9 +96,10 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     // Before any thread starts: candle reads this once, and training must leave the decoder
-    // its core.
-    // A standalone `train` has the machine to itself.
-    let candle_threads = if matches!(cli.command, Command::Train) { config.train.threads() } else { config.rl.threads };
+    // its core. A standalone `train` has the machine to itself, but spreads its batch over the
+    // cores one whole example per thread (`train.threads`), so each thread's element-wise ops
+    // run on that thread: candle's shared element-wise pool would serialise them.
+    let candle_threads = if matches!(cli.command, Command::Train) { 1 } else { config.rl.threads };
     sidekick_trainer::threads::limit_candle_threads(candle_threads);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {

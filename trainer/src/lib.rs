@@ -36,7 +36,9 @@
 //!   [`Trainer::save_checkpoint`] / [`Trainer::load_checkpoint`] (adapter, Adam moments and
 //!   counters: a killed run resumes exactly) for learning a server's voice.
 //! - [`threads`]: how candle's CPU threads are bounded (private rayon pool of
-//!   `LoraConfig::threads`, plus `CANDLE_NUM_THREADS` for candle's element-wise pool).
+//!   `LoraConfig::threads`, plus `CANDLE_NUM_THREADS` for candle's element-wise pool); a
+//!   batch of several examples runs one example per thread, data parallel, with the same
+//!   result as on one thread.
 //!
 //! All fallible calls return [`TrainError`]; bad files and samples never panic.
 
@@ -47,6 +49,7 @@ mod gguf;
 mod lora;
 mod model;
 mod ops;
+mod parallel;
 mod supervised;
 pub mod threads;
 mod trainer;

@@ -1,12 +1,14 @@
 //! Learning a voice from examples: supervised fine-tuning (next-token loss on the reply only,
 //! weighted per example) and DPO on preference pairs, on the same LoRA weights, optimizer and
 //! clipping as feedback training. One optimizer step per call; the caller's batch is the
-//! gradient accumulation (examples are run one at a time, their gradients summed).
+//! gradient accumulation (examples run side by side on the trainer's threads, their gradients
+//! summed in order: see [`crate::parallel`]).
 
 use candle_core::Tensor;
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{accumulate, check_pair, finish, truncate, StepReport, Trainer};
+use crate::parallel::Item;
+use crate::trainer::{check_pair, finish, truncate, StepReport, Trainer};
 
 /// One SFT example: the reply is learned, the prompt only read.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,42 +98,35 @@ impl Trainer {
 
     /// Runs `loss(i)` for every item with gradients, sums them, clips, and takes one AdamW step
     /// at `learning_rate`. A failed step leaves the weights as they were.
-    fn optimize<F>(&mut self, n: usize, learning_rate: f32, mut loss: F) -> Result<StepReport>
+    fn optimize<F>(&mut self, n: usize, learning_rate: f32, loss: F) -> Result<StepReport>
     where
-        F: FnMut(&Trainer, usize, &crate::lora::LoraTensors) -> Result<(Tensor, usize)> + Send,
+        F: Fn(&Trainer, usize, &crate::lora::LoraTensors) -> Result<(Tensor, usize)> + Sync,
     {
         let start = std::time::Instant::now();
+        let lt = self.lora.tensors(self.base.config().n_layer, self.cfg.scale(), true);
+        let params: Vec<Tensor> = self.lora.pairs.iter().flat_map(|(_, _, a, b)| [a.as_tensor().clone(), b.as_tensor().clone()]).collect();
+        let this = &*self;
+        let summed = this.workers.gradients(&this.pool, n, &params, |i| {
+            let (loss, tokens) = loss(this, i, &lt)?;
+            Ok(Item { loss, tokens, learn: true })
+        })?;
+        let (grads, grad_norm) = finish(summed.grads, &params)?;
+        if !grad_norm.is_finite() || !summed.loss.is_finite() {
+            return Err(TrainError::InvalidSample("non-finite loss or gradient; step skipped".into()));
+        }
+        let max = self.cfg.max_grad_norm;
+        let clip = if max > 0.0 && grad_norm > max { (max / grad_norm) as f64 } else { 1.0 };
         let pool = std::sync::Arc::clone(&self.pool);
-        pool.install(|| {
-            let lt = self.lora.tensors(self.base.config().n_layer, self.cfg.scale(), true);
-            let params: Vec<Tensor> =
-                self.lora.pairs.iter().flat_map(|(_, _, a, b)| [a.as_tensor().clone(), b.as_tensor().clone()]).collect();
-            let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
-            let (mut total_loss, mut tokens) = (0f32, 0usize);
-            for i in 0..n {
-                let (l, t) = loss(self, i, &lt)?;
-                tokens += t;
-                total_loss += l.to_scalar::<f32>()?;
-                let store = l.backward()?;
-                accumulate(&mut grads, &params, &store)?;
-            }
-            let (grads, grad_norm) = finish(grads, &params)?;
-            if !grad_norm.is_finite() || !total_loss.is_finite() {
-                return Err(TrainError::InvalidSample("non-finite loss or gradient; step skipped".into()));
-            }
-            let max = self.cfg.max_grad_norm;
-            let clip = if max > 0.0 && grad_norm > max { (max / grad_norm) as f64 } else { 1.0 };
-            self.adam_update(&grads, clip, learning_rate as f64)?;
-            self.state.step += 1;
-            Ok(StepReport {
-                loss: total_loss,
-                mean_advantage: 0.0,
-                tokens,
-                seconds: start.elapsed().as_secs_f64(),
-                step: self.state.step,
-                grad_norm,
-                baseline: self.state.baseline,
-            })
+        pool.install(|| self.adam_update(&grads, clip, learning_rate as f64))?;
+        self.state.step += 1;
+        Ok(StepReport {
+            loss: summed.loss,
+            mean_advantage: 0.0,
+            tokens: summed.tokens,
+            seconds: start.elapsed().as_secs_f64(),
+            step: self.state.step,
+            grad_norm,
+            baseline: self.state.baseline,
         })
     }
 }

@@ -13,6 +13,11 @@
 //!    ignores rayon pools; only the environment variable limits it, and only if it is set
 //!    before candle's first such op. Call [`limit_candle_threads`] at the top of `main`
 //!    (before spawning threads), or export `CANDLE_NUM_THREADS=1`.
+//!
+//! A batch of several examples with `LoraConfig::threads` ≥ 2 runs one whole example per
+//! thread instead ([`crate::parallel`]). Keep `CANDLE_NUM_THREADS=1` then: the barrier pool
+//! serves one caller at a time, so two examples would queue for it (2 threads on 2 cores:
+//! 1.85x one thread's tokens/s with 1, 0.75x with 2).
 
 /// Sets `CANDLE_NUM_THREADS` (unless already set) so candle's element-wise pool stays
 /// within `n` threads, the caller included. Call it before any other thread is spawned:

@@ -50,6 +50,8 @@ pub struct Trainer {
     pub(crate) adam_t: i32,
     pub(crate) state: TrainerState,
     pub(crate) pool: Arc<rayon::ThreadPool>,
+    /// Data-parallel workers for batches of several examples (none with one thread).
+    pub(crate) workers: Arc<crate::parallel::Workers>,
 }
 
 const BETA1: f64 = 0.9;
@@ -72,7 +74,8 @@ impl Trainer {
             }
         }
         let pool = Arc::new(crate::threads::build_pool(cfg.threads)?);
-        Ok(Self { base, cfg, lora, adam, adam_t: 0, state, pool })
+        let workers = Arc::new(crate::parallel::Workers::new(cfg.threads)?);
+        Ok(Self { base, cfg, lora, adam, adam_t: 0, state, pool, workers })
     }
 
     pub fn config(&self) -> &LoraConfig {
@@ -138,25 +141,26 @@ impl Trainer {
         let n_layer = self.base.config().n_layer;
         let lt = self.lora.tensors(n_layer, self.cfg.scale(), true);
         let params: Vec<Tensor> = self.lora.pairs.iter().flat_map(|(_, _, a, b)| [a.as_tensor().clone(), b.as_tensor().clone()]).collect();
-        let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
-        let (mut policy_loss, mut adv_sum, mut tokens) = (0f32, 0f32, 0usize);
         let momentum = self.cfg.baseline_momentum;
-        for s in batch {
-            let (prompt, reply) = truncate(&s.prompt, &s.reply, self.cfg.max_tokens);
-            tokens += prompt.len() + reply.len();
-            // The baseline before this sample; a fresh trainer's is 0 so a lone reward teaches.
-            let adv = s.reward - self.state.baseline;
-            self.state.baseline = momentum * self.state.baseline + (1.0 - momentum) * s.reward;
-            adv_sum += adv;
-            let mean_lp = self.reply_token_logprobs(prompt, reply, &lt)?.mean_all()?;
-            let loss = (mean_lp * (-(adv as f64) / batch.len() as f64))?;
-            policy_loss += loss.to_scalar::<f32>()?;
-            if adv == 0.0 {
-                continue;
-            }
-            let store = loss.backward()?;
-            accumulate(&mut grads, &params, &store)?;
-        }
+        // Each sample's advantage is against the baseline before it (a fresh trainer's is 0,
+        // so a lone reward teaches); the baseline moves in batch order, before any gradient.
+        let advantages: Vec<f32> = batch
+            .iter()
+            .map(|s| {
+                let adv = s.reward - self.state.baseline;
+                self.state.baseline = momentum * self.state.baseline + (1.0 - momentum) * s.reward;
+                adv
+            })
+            .collect();
+        let adv_sum: f32 = advantages.iter().sum();
+        let this = &*self;
+        let summed = this.workers.gradients(&this.pool, batch.len(), &params, |i| {
+            let (prompt, reply) = truncate(&batch[i].prompt, &batch[i].reply, this.cfg.max_tokens);
+            let mean_lp = this.reply_token_logprobs(prompt, reply, &lt)?.mean_all()?;
+            let loss = (mean_lp * (-(advantages[i] as f64) / batch.len() as f64))?;
+            Ok(crate::parallel::Item { loss, tokens: prompt.len() + reply.len(), learn: advantages[i] != 0.0 })
+        })?;
+        let (policy_loss, tokens, grads) = (summed.loss, summed.tokens, summed.grads);
         let (grads, grad_norm) = finish(grads, &params)?;
         if !grad_norm.is_finite() {
             return Err(TrainError::InvalidSample("non-finite gradient; step skipped".into()));
@@ -218,19 +222,6 @@ impl Trainer {
     pub fn adapted(&self) -> Vec<(usize, Target)> {
         self.lora.pairs.iter().map(|(l, t, _, _)| (*l, *t)).collect()
     }
-}
-
-/// Adds this backward pass's gradients to the running sums (gradient accumulation).
-pub(crate) fn accumulate(grads: &mut [Option<Tensor>], params: &[Tensor], store: &candle_core::backprop::GradStore) -> Result<()> {
-    for (g, p) in grads.iter_mut().zip(params) {
-        if let Some(d) = store.get(p) {
-            *g = Some(match g.take() {
-                Some(acc) => (acc + d)?,
-                None => d.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The summed gradients (zeros where a parameter got none) and their global L2 norm.

@@ -78,6 +78,41 @@ fn a_checkpoint_resumes_exactly() {
     assert_eq!(a.to_bits(), b.to_bits());
 }
 
+/// A batch's examples run side by side on two threads, and the step is the same as on one:
+/// the same losses, gradient norms and adapter, for SFT and for feedback (REINFORCE).
+#[test]
+fn two_threads_take_the_same_steps_as_one() {
+    let pair = |q: &str, a: &str| (tokenize(&chatml(q)), tokenize(&format!("{a}<|im_end|>")));
+    let pairs = [pair("ping", "pong"), pair("anyone up?", "yeah lol"), pair("best pizza?", "margherita"), pair("hi", "hey!")];
+    let examples: Vec<Example> =
+        pairs.iter().enumerate().map(|(i, (p, r))| Example { prompt: p.clone(), reply: r.clone(), weight: 1.0 + i as f32 }).collect();
+    let samples: Vec<Sample> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (p, r))| Sample { prompt: p.clone(), reply: r.clone(), reward: [1.0, -1.0, 0.5, 0.0][i] })
+        .collect();
+    let mut one = Trainer::new(base(), small(), 4).unwrap();
+    let mut two = Trainer::new(base(), LoraConfig { threads: 2, ..small() }, 4).unwrap();
+    for step in 0..3 {
+        let (a, b) = (one.sft_step(&examples, 1e-3).unwrap(), two.sft_step(&examples, 1e-3).unwrap());
+        assert_eq!(
+            (a.loss.to_bits(), a.grad_norm.to_bits(), a.tokens),
+            (b.loss.to_bits(), b.grad_norm.to_bits(), b.tokens),
+            "SFT step {step}"
+        );
+        let (a, b) = (one.step(&samples).unwrap(), two.step(&samples).unwrap());
+        assert_eq!(
+            (a.loss.to_bits(), a.grad_norm.to_bits(), a.baseline.to_bits()),
+            (b.loss.to_bits(), b.grad_norm.to_bits(), b.baseline.to_bits()),
+            "RL step {step}"
+        );
+        assert!(a.grad_norm > 0.0);
+    }
+    let (p, r) = &pairs[0];
+    let (a, b) = (one.reply_logprob(p, r).unwrap(), two.reply_logprob(p, r).unwrap());
+    assert!((a - b).abs() < 1e-4, "the adapters differ: {a} vs {b}");
+}
+
 /// The daemon serves the personality and the feedback adapter together (each at scale 1, in
 /// one combined file); the feedback trainer's frozen weights are the base with the
 /// personality folded in. A reply's log-prob from llama.cpp with both equals the trainer's.
