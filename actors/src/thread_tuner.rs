@@ -5,7 +5,10 @@
 //! slower than one thread alone. The tuner serves the best count it has measured and, every
 //! so often or as soon as steps get clearly slower, tries a neighbouring count for a few
 //! steps right after a few steps of the current one (so both see the same load and batch
-//! sizes), keeping whichever was faster. It only sees durations, so tests are exact.
+//! sizes), keeping whichever was faster. A trial step more than twice as slow as the current
+//! count ends the trial at once: on a box with a busy core a two-thread step can take five
+//! times as long, and six of them every probe would cost more than the probing finds. It
+//! only sees durations, so tests are exact.
 
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ pub const TRIAL_STEPS: usize = 6;
 const SWITCH_MARGIN: f64 = 0.95;
 /// Steps this much slower than the count's last measure start a probe at once.
 const SLOWDOWN: f64 = 1.5;
+/// A trial step this much slower than the baseline ends the trial: the candidate lost.
+const CLEARLY_SLOWER: f64 = 2.0;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
@@ -77,7 +82,14 @@ impl ThreadTuner {
                     self.recent.remove(0);
                 }
                 let slowed = self.recent.len() == TRIAL_STEPS && self.reference.is_some_and(|r| median(&self.recent) > r * SLOWDOWN);
-                if *left == 0 || slowed {
+                if slowed {
+                    // The recent steps already time the current count under the new load.
+                    let baseline = median(&self.recent);
+                    self.probe();
+                    if let Phase::Baseline { candidate, .. } = self.phase {
+                        self.phase = Phase::Trial { candidate, baseline, times: Vec::new() };
+                    }
+                } else if *left == 0 {
                     self.probe();
                 }
             }
@@ -89,7 +101,11 @@ impl ThreadTuner {
             }
             Phase::Trial { candidate, baseline, times } => {
                 times.push(per_token);
-                if times.len() == TRIAL_STEPS {
+                if per_token > *baseline * CLEARLY_SLOWER {
+                    self.reference = Some(*baseline);
+                    self.recent.clear();
+                    self.phase = Phase::Serve { left: PROBE_EVERY };
+                } else if times.len() == TRIAL_STEPS {
                     let (candidate, baseline, trial) = (*candidate, *baseline, median(times));
                     if trial < baseline * SWITCH_MARGIN {
                         self.best = candidate;
@@ -160,6 +176,39 @@ mod tests {
         // The core is free again: the next periodic probe finds two threads faster.
         run(&mut tuner, PROBE_EVERY as usize + 2 * TRIAL_STEPS, |t| if t == 2 { 0.011 } else { 0.018 });
         assert_eq!(tuner.best(), 2);
+    }
+
+    #[test]
+    fn a_losing_probe_on_a_busy_core_costs_one_step() {
+        let mut tuner = ThreadTuner::new(2);
+        let busy = |t: u32| if t == 2 { 0.100 } else { 0.020 };
+        run(&mut tuner, 2 * TRIAL_STEPS, busy);
+        assert_eq!(tuner.best(), 1);
+        let mut on_two = 0;
+        for _ in 0..10 * PROBE_EVERY {
+            let threads = tuner.threads();
+            on_two += usize::from(threads == 2);
+            tuner.observe(1, Duration::from_secs_f64(busy(threads)));
+        }
+        // A probe every PROBE_EVERY steps, after TRIAL_STEPS of baseline, and one step of trial.
+        let probes = 10 * PROBE_EVERY as usize / (PROBE_EVERY as usize + TRIAL_STEPS + 1);
+        assert_eq!(on_two, probes, "one step on two threads per probe, not {TRIAL_STEPS}");
+        assert_eq!(tuner.best(), 1);
+    }
+
+    #[test]
+    fn a_slowdown_tries_the_other_count_at_once() {
+        let mut tuner = ThreadTuner::new(2);
+        run(&mut tuner, 100, |t| if t == 2 { 0.011 } else { 0.018 });
+        let mut slow_steps = 0;
+        while tuner.best() == 2 {
+            let threads = tuner.threads();
+            slow_steps += usize::from(threads == 2);
+            tuner.observe(1, Duration::from_secs_f64(if threads == 2 { 0.090 } else { 0.019 }));
+            assert!(slow_steps < 100, "never switched");
+        }
+        // Half the recent steps slow show it; no baseline of more slow steps follows.
+        assert_eq!(slow_steps, TRIAL_STEPS / 2, "the slow steps that showed the slowdown, and no more");
     }
 
     #[test]
