@@ -20,6 +20,9 @@ pub struct Dashboard {
     /// Replies and messages seen per hour over the week, oldest first.
     pub hourly_replies: Vec<u64>,
     pub hourly_messages: Vec<u64>,
+    /// The text channels Discord has shown since the bot connected: id → `#name (server)`.
+    #[serde(default)]
+    pub channels: std::collections::BTreeMap<String, String>,
 }
 
 /// The server-wide settings (`!setrate`, `!settemp`, `!setmaxlen`, `!mentions_only`,
@@ -53,6 +56,7 @@ pub fn gather(status: Status, config: &Config, store: &FjallStore, gateway: &Gat
         week: stats::window(store, now_ms, WEEK_HOURS),
         hourly_replies: stats::hourly(store, "replies", now_ms, WEEK_HOURS),
         hourly_messages: stats::hourly(store, "messages", now_ms, WEEK_HOURS),
+        channels: gateway.channel_names().into_iter().map(|(id, name)| (id.to_string(), name)).collect(),
     })
 }
 

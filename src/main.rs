@@ -254,7 +254,7 @@ async fn console(config: &Config, start: bool) -> anyhow::Result<ExitCode> {
             config.storage.path.display()
         );
     } else {
-        println!("Sidekick console: http://{} (log in with the token in {}/console.token)", console.addr, config.storage.path.display());
+        println!("Sidekick console: {} (log in with the token in {}/console.token)", console.url(), config.storage.path.display());
     }
     console.serve(stop, std::time::Duration::from_secs_f64(config.shutdown.grace_seconds)).await?;
     Ok(ExitCode::SUCCESS)

@@ -66,13 +66,15 @@ pub const WITHOUT_MESSAGE_CONTENT: &str = "Running without the Message Content i
      commands; chance replies and learning from history are off (discord.message_content; the intent is turned on in the developer \
      portal, Bot → Privileged Gateway Intents).";
 
-/// Shared between the gateway (which writes) and the watchdog (which reads); empty when there
-/// is no gateway (the console).
+/// What the gateway knows of Discord, shared between the gateway (which writes) and the
+/// watchdog and control socket (which read); empty when there is no gateway (the console).
 #[derive(Clone, Default)]
 pub struct GatewayHealth {
     state: Arc<Mutex<Option<GatewayState>>>,
     /// Discord refused the Message Content intent and the gateway runs without it.
     without_message_content: Arc<std::sync::atomic::AtomicBool>,
+    /// The text channels Discord has shown, by id: `#name (server)`, for people to read.
+    channel_names: Arc<Mutex<std::collections::BTreeMap<u64, String>>>,
 }
 
 impl GatewayHealth {
@@ -97,6 +99,19 @@ impl GatewayHealth {
 
     pub fn without_message_content(&self) -> bool {
         self.without_message_content.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records (or renames) a channel; `None` forgets a deleted one.
+    pub fn name_channel(&self, id: u64, name: Option<String>) {
+        let mut names = self.channel_names.lock_or_recover();
+        match name {
+            Some(name) => names.insert(id, name),
+            None => names.remove(&id),
+        };
+    }
+
+    pub fn channel_names(&self) -> std::collections::BTreeMap<u64, String> {
+        self.channel_names.lock_or_recover().clone()
     }
 }
 

@@ -13,6 +13,8 @@ const DESCRIBED: &[(&str, &str)] = &[
     ("chat.system_prompt", "seed 003's \"regular on this server\" prompt"),
     ("retrieval.index_path", "`<storage.path>/vectors.usearch`"),
     ("train.targets", "all seven projections"),
+    ("console.tls_cert", "none (HTTP)"),
+    ("console.tls_key", "none"),
 ];
 
 /// `section.key` → default, from the code (tables other than sections are left out).

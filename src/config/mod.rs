@@ -82,16 +82,36 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
-    /// `host:port` of the page; a non-loopback address needs `allow_plain_http`.
+    /// `host:port` of the page; a non-loopback address needs TLS or `allow_plain_http`.
     pub listen: String,
+    /// Serve HTTPS with this certificate chain (PEM; empty: plain HTTP).
+    pub tls_cert: PathBuf,
+    /// The certificate's private key (PEM), with `tls_cert`.
+    pub tls_key: PathBuf,
     /// Serve a non-loopback address over plain HTTP (the login token crosses the network
-    /// readable by anyone on the path; put a TLS proxy in front instead when you can).
+    /// readable by anyone on the path; configure TLS instead when you can).
     pub allow_plain_http: bool,
+    /// The systemd unit of an installed bot: when systemd has it, the console drives it with
+    /// `systemctl` and shows its journal instead of running `sidekick run` itself ("": never).
+    pub service: String,
+}
+
+impl ConsoleConfig {
+    /// Both TLS files are set.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
+    }
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9465".into(), allow_plain_http: false }
+        Self {
+            listen: "127.0.0.1:9465".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            allow_plain_http: false,
+            service: "sidekick.service".into(),
+        }
     }
 }
 

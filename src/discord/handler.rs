@@ -12,8 +12,8 @@ use super::deliver::deliver;
 use crate::config::SlashRegistration;
 use ractor::ActorRef;
 use serenity::all::{
-    ChannelId, Context, Event, EventHandler, Guild, GuildId, Http, Interaction, Message, MessageId, MessageType, Reaction, ReactionType,
-    Ready, UserId,
+    ChannelId, ChannelType, Context, Event, EventHandler, Guild, GuildChannel, GuildId, Http, Interaction, Message, MessageId, MessageType,
+    Reaction, ReactionType, Ready, UserId,
 };
 use serenity::async_trait;
 use serenity::gateway::CollectorCallback;
@@ -52,6 +52,8 @@ pub struct Router {
     pub registered: Mutex<HashSet<Option<GuildId>>>,
     /// Says whether the gateway runs without the Message Content intent.
     pub health: sidekick_actors::liveness::GatewayHealth,
+    /// Server names from GUILD_CREATE, to name their channels.
+    pub guild_names: std::sync::Mutex<std::collections::HashMap<GuildId, String>>,
 }
 
 /// Channels whose kind is remembered; beyond this the memory starts over (a lookup is cheap).
@@ -103,6 +105,18 @@ pub struct Handler {
 }
 
 impl Handler {
+    /// Keeps the names of the text channels for the console's allowlist (`#name (server)`).
+    fn name_channel(&self, channel: &GuildChannel) {
+        if !matches!(channel.kind, ChannelType::Text | ChannelType::News | ChannelType::Forum) {
+            return;
+        }
+        let name = match self.router.guild_names.lock_or_recover().get(&channel.guild_id) {
+            Some(server) => format!("#{} ({server})", channel.name),
+            None => format!("#{}", channel.name),
+        };
+        self.router.health.name_channel(channel.id.get(), Some(name));
+    }
+
     /// Starts the task that routes the collector's events in order.
     pub fn new(router: Router) -> Self {
         let router = Arc::new(router);
@@ -298,7 +312,23 @@ impl EventHandler for Handler {
     }
 
     async fn guild_create(&self, ctx: Context, guild: Guild, _: Option<bool>) {
+        self.router.guild_names.lock_or_recover().insert(guild.id, guild.name.clone());
+        for channel in guild.channels.values() {
+            self.name_channel(channel);
+        }
         self.router.register(&ctx.http, Some(guild.id)).await;
+    }
+
+    async fn channel_create(&self, _: Context, channel: GuildChannel) {
+        self.name_channel(&channel);
+    }
+
+    async fn channel_update(&self, _: Context, _: Option<GuildChannel>, channel: GuildChannel) {
+        self.name_channel(&channel);
+    }
+
+    async fn channel_delete(&self, _: Context, channel: GuildChannel, _: Option<Vec<Message>>) {
+        self.router.health.name_channel(channel.id.get(), None);
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {

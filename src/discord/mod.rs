@@ -136,6 +136,7 @@ pub async fn connect(
             .then(|| Arc::new(buttons::Buttons::new(Duration::from_secs_f64(config.discord.buttons_minutes * 60.0)))),
         registered: Default::default(),
         health: health.clone(),
+        guild_names: Default::default(),
     }));
     let mode = config.discord.message_content;
     let restart = Restart { token, base, handler, health, service, mode };

@@ -19,12 +19,20 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Keys {
     token: String,
     csrf: String,
+    /// Served over HTTPS: the cookie is marked `Secure`, never sent over plain HTTP.
+    secure: bool,
 }
 
 impl Keys {
     pub fn new(token: String) -> Keys {
         let csrf = hex(&Sha256::digest(format!("sidekick console csrf:{token}").as_bytes())[..16]);
-        Keys { token, csrf }
+        Keys { token, csrf, secure: false }
+    }
+
+    /// Marks the login cookie `Secure` (the console serves HTTPS).
+    pub fn secure(mut self, secure: bool) -> Keys {
+        self.secure = secure;
+        self
     }
 
     pub fn csrf(&self) -> &str {
@@ -63,7 +71,8 @@ impl Keys {
 
     /// The `Set-Cookie` header that logs a browser in.
     pub fn login_cookie(&self) -> String {
-        format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000", self.token)
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000{secure}", self.token)
     }
 }
 

@@ -1,8 +1,10 @@
-//! The bot process the console runs (`sidekick run` as its child, the seed's pattern) or
-//! finds already running (then it is only watched and signalled, and outlives the console).
-//! Its stdout and stderr go to the [`LogBook`]; a crash is restarted and explained.
+//! The bot process the console runs (`sidekick run` as its child, the seed's pattern), the
+//! systemd service it drives instead when the bot is installed as one ([`SystemdUnit`]), or a
+//! bot it finds already running (then it is only watched and signalled, and outlives the
+//! console). Its output goes to the [`LogBook`]; a crash is restarted and explained.
 
 use super::logs::LogBook;
+use super::service::{self, SystemdUnit};
 use crate::control::{self, Request, Response};
 use crate::dashboard::Dashboard;
 use serde::Serialize;
@@ -43,6 +45,8 @@ pub struct BotView {
     pub dashboard: Option<Dashboard>,
     /// Things the owner should know or do, newest last.
     pub banners: Vec<String>,
+    /// The systemd unit driven instead of a child process.
+    pub service: Option<String>,
 }
 
 /// How to start the bot.
@@ -53,6 +57,8 @@ pub struct Launch {
     pub socket: PathBuf,
     /// The configured model file; a missing one is explained instead of started.
     pub model_missing: Option<String>,
+    /// Installed as a systemd service: Start, Stop and Force stop go through `systemctl`.
+    pub service: Option<SystemdUnit>,
 }
 
 #[derive(Clone)]
@@ -105,6 +111,7 @@ impl Bot {
             memory_mb: state.pid.and_then(resident_mb),
             dashboard: state.dashboard.clone(),
             banners: state.banners.clone(),
+            service: self.launch.service.as_ref().map(|u| u.name.clone()),
         }
     }
 
@@ -144,6 +151,7 @@ impl Bot {
                         state.pid = Some(d.status.pid);
                         state.dashboard = Some(*d);
                     }
+                    Ok(_) | Err(_) if self.launch.service.is_some() => self.service_not_answering(&mut state),
                     Ok(_) | Err(_) => {
                         // An adopted bot that went away: nobody else will say so.
                         if !state.started_here && matches!(state.phase, Phase::Running | Phase::Stopping) {
@@ -168,6 +176,16 @@ impl Bot {
             drop(state);
             self.banner(why.clone());
             return Err(why.clone());
+        }
+        if let Some(unit) = &self.launch.service {
+            unit.start()?;
+            state.phase = Phase::Starting;
+            state.started_here = false;
+            state.stop_asked = None;
+            state.dashboard = None;
+            drop(state);
+            self.logs.push(&format!("console: systemctl start {}", unit.name));
+            return Ok(format!("Starting {}: the model is loading.", unit.name));
         }
         let mut command = tokio::process::Command::new(&self.launch.program);
         // A missing default config file means defaults; named, it would be required.
@@ -240,9 +258,7 @@ impl Bot {
         if asked == Some(StopKind::Force) {
             state.phase = Phase::Stopped;
             drop(state);
-            self.banner(format!(
-                "Force stop: the bot {shown} at {at}; a reply it was writing is lost. Its log above shows what it was doing. Press Start to run it again."
-            ));
+            self.banner(force_banner(&shown, &at));
             return;
         }
         if asked.is_some() || code == Some(0) {
@@ -271,6 +287,50 @@ impl Bot {
         }
     }
 
+    /// Service mode, the control socket silent: systemd says what the bot is doing.
+    fn service_not_answering(&self, state: &mut State) {
+        let Some(unit) = self.launch.service.as_ref().and_then(SystemdUnit::state) else { return };
+        let at = clock_time();
+        let why = || self.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+        let shown = service::ended(&unit);
+        let mut banner = None;
+        match unit.active.as_str() {
+            "failed" if state.phase != Phase::Error => {
+                state.phase = Phase::Error;
+                state.last_exit = Some(format!("{shown} at {at}"));
+                banner = Some(match state.stop_asked.take() {
+                    Some(StopKind::Force) => force_banner(&shown, &at),
+                    _ => format!("The bot {shown} at {at} and systemd gave up on it{}. Fix the cause, then press Start.", why()),
+                });
+            }
+            "inactive" if state.phase != Phase::Stopped => {
+                state.phase = Phase::Stopped;
+                let clean = unit.result == "success";
+                state.last_exit = Some(if clean { format!("exited normally (code 0) at {at}") } else { format!("{shown} at {at}") });
+                if state.stop_asked.take() == Some(StopKind::Force) {
+                    banner = Some(force_banner(&shown, &at));
+                }
+            }
+            // Between a crash and systemd's restart (`Restart=on-failure`).
+            "activating" if state.phase == Phase::Running && state.stop_asked.is_none() => {
+                state.phase = Phase::Starting;
+                state.last_exit = Some(format!("{shown} at {at}"));
+                banner = Some(format!("The bot {shown} at {at}{}; systemd is restarting it.", why()));
+            }
+            _ => {}
+        }
+        if !matches!(state.phase, Phase::Running | Phase::Starting | Phase::Stopping) {
+            state.pid = None;
+            state.dashboard = None;
+        }
+        if let Some(text) = banner {
+            self.logs.push(&format!("console: {text}"));
+            if !state.banners.contains(&text) {
+                state.banners.push(text);
+            }
+        }
+    }
+
     /// The last error the bot wrote, for the banner.
     fn last_error(&self) -> Option<String> {
         let (lines, _) = self.logs.follow(0);
@@ -293,15 +353,26 @@ impl Bot {
             StopKind::Force => (libc::SIGKILL, "SIGKILL"),
         };
         let mut state = self.state.lock_or_recover();
-        let Some(pid) = state.pid.filter(|_| matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping)) else {
+        let live = matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping);
+        // systemd knows the process even before its control socket answers.
+        if !live || (state.pid.is_none() && self.launch.service.is_none()) {
             return Err("the bot is not running".into());
-        };
+        }
+        let pid = state.pid.unwrap_or(0);
         // Force stop after Stop is still a force stop.
         if state.stop_asked != Some(StopKind::Force) {
             state.stop_asked = Some(kind);
         }
         state.phase = Phase::Stopping;
         drop(state);
+        if let Some(unit) = &self.launch.service {
+            self.logs.push(&format!("console: asking systemd to stop {} ({name})", unit.name));
+            return match kind {
+                StopKind::Graceful => unit.stop(),
+                StopKind::Force => unit.force_stop(),
+            }
+            .map(|()| done.to_string());
+        }
         self.logs.push(&format!("console: sending {name} to pid {pid}"));
         // SAFETY: kill(2) with a pid this console started or the daemon reported.
         if unsafe { libc::kill(pid as i32, signal) } != 0 {
@@ -322,11 +393,22 @@ impl Bot {
         false
     }
 
+    /// The systemd unit driven instead of a child, if any.
+    pub fn service(&self) -> Option<&SystemdUnit> {
+        self.launch.service.as_ref()
+    }
+
     /// Whether this console started the bot running now.
     pub fn started_here(&self) -> bool {
         let state = self.state.lock_or_recover();
         state.started_here && state.pid.is_some()
     }
+}
+
+fn force_banner(shown: &str, at: &str) -> String {
+    format!(
+        "Force stop: the bot {shown} at {at}; a reply it was writing is lost. Its log above shows what it was doing. Press Start to run it again."
+    )
 }
 
 pub fn phase_word(phase: Phase) -> &'static str {

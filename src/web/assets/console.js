@@ -3,6 +3,9 @@
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 let phase = "stopped";
+// Channel names Discord gave the bot, for answers that mention a channel as <#id>.
+let channelNames = {};
+const named = (text) => text.replace(/<#(\d+)>/g, (whole, id) => channelNames[id] || "channel " + id);
 
 async function send(path, body) {
   const options = { method: "POST", headers: { "x-csrf-token": csrf } };
@@ -15,7 +18,7 @@ async function send(path, body) {
     const text = await response.text();
     let message = text;
     try { message = JSON.parse(text).message; } catch (_) { /* plain text */ }
-    $("notice").textContent = message;
+    $("notice").textContent = named(String(message));
     refresh();
     return response.ok;
   } catch (e) {
@@ -58,7 +61,9 @@ function render(state) {
   const bot = state.bot;
   phase = bot.phase;
   const words = { stopped: "Stopped", starting: "Starting", running: "Running", stopping: "Stopping", error: "Error" };
-  $("phase").textContent = words[phase] + (bot.started_here || phase === "stopped" ? "" : " (not started here)");
+  const foreign = !bot.service && !bot.started_here && phase !== "stopped" && phase !== "error";
+  $("phase").textContent = words[phase] + (foreign ? " (not started here)" : "");
+  $("run-by").textContent = bot.service ? "systemd (" + bot.service + ")" : bot.started_here ? "this console" : foreign ? "found running (started elsewhere)" : "–";
   $("phase").className = "pill " + phase;
   const live = phase === "running" || phase === "starting";
   $("start").disabled = live || phase === "stopping";
@@ -97,19 +102,32 @@ function render(state) {
       if (!editing.has(key)) { $(key).value = set[key]; $(key + "-value").textContent = shown[key](set[key]); }
     }
     $("mentions_only").checked = set.mentions_only;
-    const list = $("allowlist");
-    if (list.dataset.ids !== set.allowlist.join(",")) {
-      list.dataset.ids = set.allowlist.join(",");
+    const list = $("allowlist"), names = d.channels || {};
+    channelNames = names;
+    const key = set.allowlist.map((id) => id + "=" + (names[id] || "")).join(",");
+    if (list.dataset.key !== key) {
+      list.dataset.key = key;
       list.innerHTML = "";
       set.allowlist.forEach((id) => {
         const li = document.createElement("li");
+        const name = names[id] || "a channel not seen since the bot started";
         const remove = document.createElement("button");
         remove.className = "link"; remove.type = "button"; remove.textContent = "Remove";
-        remove.setAttribute("aria-label", "Remove channel " + id);
+        remove.setAttribute("aria-label", "Remove " + name);
         remove.onclick = () => send("/api/settings", { key: "deny", value: id });
-        li.append("#" + id + " ", remove);
+        const label = document.createElement("span");
+        label.textContent = name + " ";
+        const small = document.createElement("small");
+        small.textContent = id;
+        li.append(label, small, " ", remove);
         list.append(li);
       });
+    }
+    const known = $("known-channels"), choices = Object.entries(names).filter(([id]) => !set.allowlist.includes(id));
+    if (known.dataset.key !== JSON.stringify(choices)) {
+      known.dataset.key = JSON.stringify(choices);
+      known.innerHTML = "";
+      choices.forEach(([id, name]) => { const o = document.createElement("option"); o.value = id; o.label = name; known.append(o); });
     }
     for (const [name, w] of [["day", d.day], ["week", d.week]]) {
       const rate = w.messages ? " (" + (100 * w.replies / w.messages).toFixed(1) + " %)" : "";

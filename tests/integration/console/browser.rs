@@ -38,6 +38,15 @@ async fn the_owner_starts_tunes_and_stops_the_bot_from_the_page() {
     assert!(shown.contains("temperature = 0.9"), "{shown}");
     browser.wait_text("temperature-value", Duration::from_secs(5), |t| t == "0.90").await;
 
+    // The allowlist by name: the channel is offered with its name, and listed with it.
+    let offered = browser.client.find(Locator::Css(&format!("#known-channels option[value='{CH1}']"))).await.unwrap();
+    assert_eq!(offered.attr("label").await.unwrap().as_deref(), Some("#channel-0 (Fake Guild)"));
+    browser.client.find(Locator::Id("allow-id")).await.unwrap().send_keys(&format!("{CH1}\n")).await.unwrap();
+    let listed = browser.wait_text("allowlist", Duration::from_secs(10), |t| !t.is_empty()).await;
+    assert!(listed.starts_with("#channel-0 (Fake Guild)") && listed.contains(&CH1.to_string()), "{listed}");
+    let said = browser.text("notice").await;
+    assert!(said.starts_with("#channel-0 (Fake Guild) is on the allowlist"), "the answer names the channel too: {said}");
+
     // The page as the README shows it, at desktop and phone width.
     screenshot(&browser, "console-desktop.png").await;
     browser.client.set_window_size(390, 1700).await.unwrap();
@@ -69,10 +78,7 @@ async fn force_stop_kills_a_bot_stuck_in_a_reply_and_the_banner_explains() {
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
     browser.click("start").await;
     browser.wait_text("phase", START, |t| t == "Running").await;
-    let pid: i32 = match control::ask(&console.socket, &Request::Status).await {
-        Ok(Response::Status(s)) => s.pid as i32,
-        other => panic!("{other:?}"),
-    };
+    let pid = bot_pid(&console).await;
     // The engine hangs inside its next step, as in a llama.cpp call that never returns.
     let stalled = control::ask(&console.socket, &Request::Panic { actor: "engine-stall".into() }).await;
     assert!(matches!(stalled, Ok(Response::Done)), "{stalled:?}");
@@ -128,5 +134,64 @@ async fn screenshot(browser: &Browser, name: &str) {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}: {} bytes", png.len());
     if let Some(dir) = std::env::var_os("SIDEKICK_SCREENSHOTS") {
         std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+/// The banners an owner meets: a crash the console restarted, a token Discord refuses (exit
+/// code 2: not restarted, it needs the owner), and a model file that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banners_explain_a_crash_a_refused_token_and_a_missing_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let console = ConsoleProcess::start(dir.path(), &fake, &[]).await;
+    let browser = Browser::open(1280, 1000).await;
+    browser.client.goto(&console.login_url()).await.unwrap();
+    browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
+    browser.click("start").await;
+    browser.wait_text("phase", START, |t| t == "Running").await;
+
+    // A crash (here SIGKILL from outside, as the kernel's OOM killer would): restarted, and said.
+    let first = bot_pid(&console).await;
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let banner = browser.wait_text("banners", Duration::from_secs(10), |t| !t.is_empty()).await;
+    assert!(banner.contains("The bot was killed (SIGKILL) at") && banner.contains("the console restarted it"), "{banner}");
+    browser.wait_text("phase", START, |t| t == "Running").await;
+    let second = bot_pid(&console).await;
+    assert_ne!(second, first, "a new bot process runs");
+    browser.client.find(Locator::Css("#banners button")).await.unwrap().click().await.unwrap();
+    browser.wait_text("banners", Duration::from_secs(5), |t| t.is_empty()).await;
+
+    // The token is reset in the developer portal: the restarted bot exits 2 and stays down.
+    fake.refuse_token();
+    browser.click("restart").await;
+    browser.wait_text("phase", START, |t| t == "Error").await;
+    let banner = browser.wait_text("banners", Duration::from_secs(5), |t| !t.is_empty()).await;
+    assert!(
+        banner.contains("exited with code 2") && banner.contains("needs you") && banner.contains("Discord refused the token"),
+        "{banner}"
+    );
+    assert!(browser.text("last-exit").await.starts_with("exited with code 2"));
+    browser.close().await;
+    assert_eq!(console.stop().await, Some(0));
+
+    // A console whose model file is missing says so, and what to run, instead of starting.
+    let other = tempfile::tempdir().unwrap();
+    let missing = other.path().join("no-model.gguf");
+    let console = ConsoleProcess::start(other.path(), &fake, &[("SIDEKICK_MODEL_PATH", missing.to_str().unwrap())]).await;
+    let browser = Browser::open(1280, 1000).await;
+    browser.client.goto(&console.login_url()).await.unwrap();
+    browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
+    browser.click("start").await;
+    let banner = browser.wait_text("banners", Duration::from_secs(5), |t| !t.is_empty()).await;
+    assert!(banner.contains("no-model.gguf") && banner.contains("./run.sh setup"), "{banner}");
+    assert_eq!(browser.text("phase").await, "Stopped");
+    browser.close().await;
+    assert_eq!(console.stop().await, Some(0));
+}
+
+async fn bot_pid(console: &ConsoleProcess) -> i32 {
+    match control::ask(&console.socket, &Request::Status).await {
+        Ok(Response::Status(s)) => s.pid as i32,
+        other => panic!("{other:?}"),
     }
 }

@@ -84,3 +84,54 @@ fn a_non_loopback_address_is_refused_unless_plain_http_is_allowed() {
     std::io::Read::read_to_string(&mut allowed.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success() && stderr.contains("plain HTTP on a non-loopback address"), "{stderr}");
 }
+
+/// With a certificate the console serves HTTPS, on a non-loopback address too, with a
+/// `Secure` cookie; plain HTTP and clients that do not trust the certificate get nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_it_serves_https_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("console.crt"), dir.path().join("console.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+
+    // Half a configuration, or a key of another certificate: refused with the reason, exit 2.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    for (env, says) in [
+        (vec![("SIDEKICK_CONSOLE_TLS_CERT", &cert)], "console.tls_cert and console.tls_key go together"),
+        (vec![("SIDEKICK_CONSOLE_TLS_CERT", &cert), ("SIDEKICK_CONSOLE_TLS_KEY", &other)], "do not go together"),
+        (vec![("SIDEKICK_CONSOLE_TLS_CERT", &key), ("SIDEKICK_CONSOLE_TLS_KEY", &key)], "no certificate in it"),
+    ] {
+        let out = crate::support::sidekick(dir.path()).arg("console").envs(env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+
+    let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
+    let files = [("SIDEKICK_CONSOLE_TLS_CERT", cert.to_str().unwrap()), ("SIDEKICK_CONSOLE_TLS_KEY", key.to_str().unwrap())];
+    let console = ConsoleProcess::start(dir.path(), &fake, &[("SIDEKICK_CONSOLE_LISTEN", "0.0.0.0:0"), files[0], files[1]]).await;
+    assert!(console.base.starts_with("https://0.0.0.0:"), "{}", console.base);
+    let port = console.base.rsplit(':').next().unwrap();
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap())
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let login = trusted.get(format!("{base}/login?token={}", console.token)).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let set = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("Secure"), "{set}");
+    let state = trusted.get(format!("{base}/api/state")).bearer_auth(&console.token).send().await.unwrap();
+    assert_eq!(state.status(), StatusCode::OK);
+
+    let plain = reqwest::Client::new().get(format!("http://localhost:{port}/api/state")).bearer_auth(&console.token).send().await;
+    assert!(plain.is_err(), "plain HTTP got an answer: {plain:?}");
+    let untrusting = reqwest::Client::new().get(format!("{base}/api/state")).send().await;
+    assert!(untrusting.is_err(), "a client that does not trust the certificate got an answer");
+    // The console still answers after those failed handshakes.
+    assert_eq!(trusted.get(format!("{base}/api/state")).bearer_auth(&console.token).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(console.stop().await, Some(0));
+}

@@ -4,6 +4,7 @@
 
 mod browser;
 mod http;
+mod systemd;
 
 use crate::fake_discord::FakeDiscord;
 use std::io::BufRead;
@@ -28,6 +29,8 @@ impl ConsoleProcess {
             .arg("console")
             .env("SIDEKICK_CONSOLE_LISTEN", "127.0.0.1:0")
             .env("SIDEKICK_GENERATION_MAX_TOKENS", "48")
+            // Never the service of a bot installed on the machine running the tests.
+            .env("SIDEKICK_CONSOLE_SERVICE", "")
             .stdout(Stdio::piped())
             .stderr(crate::support::daemon_log(dir));
         for (k, v) in env {
@@ -40,9 +43,13 @@ impl ConsoleProcess {
             std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
         });
         let line = tokio::time::timeout(Duration::from_secs(30), first).await.expect("the console printed its link").unwrap().unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no link in {line:?}"));
-        let (base, token) = url.split_once("/login?token=").unwrap_or_else(|| panic!("not a login link: {url}"));
-        ConsoleProcess { child, base: base.to_string(), token: token.to_string(), socket: dir.join("store/sidekick.sock") }
+        let url = line.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_else(|| panic!("no link in {line:?}"));
+        // The link with the token is printed once, when the token is made; later the file has it.
+        let (base, token) = match url.split_once("/login?token=") {
+            Some((base, token)) => (base.to_string(), token.to_string()),
+            None => (url.to_string(), std::fs::read_to_string(dir.join("store/console.token")).expect("the token file").trim().to_string()),
+        };
+        ConsoleProcess { child, base, token, socket: dir.join("store/sidekick.sock") }
     }
 
     pub fn login_url(&self) -> String {
