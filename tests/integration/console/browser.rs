@@ -27,6 +27,9 @@ async fn the_owner_starts_tunes_and_stops_the_bot_from_the_page() {
     let (written, seen) = log_line_latency(&browser, "connected to Discord").await;
     assert!(seen - written < 1.0, "the line reached the page {:.3} s after the bot wrote it", seen - written);
     browser.wait_text("phase", START, |t| t == "Running").await;
+    // The Discord token is nowhere on the page: not in the settings read at start, not in the log.
+    let page = browser.client.source().await.unwrap();
+    assert!(page.contains("Read at start") && !page.contains("fake-token"), "the page shows the Discord token");
 
     // The temperature slider, with the keyboard: four steps of 0.05 up from 0.7.
     let slider =

@@ -42,12 +42,20 @@ impl ConsoleProcess {
             let mut line = String::new();
             std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
         });
-        let line = tokio::time::timeout(Duration::from_secs(30), first).await.expect("the console printed its link").unwrap().unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_else(|| panic!("no link in {line:?}"));
+        let line = match tokio::time::timeout(Duration::from_secs(30), first).await {
+            Ok(Ok(Ok(line))) if line.contains("http") => line,
+            other => {
+                // A console that printed no link is not left running after the test.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the console printed no link: {other:?}");
+            }
+        };
+        let url = line.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_default();
         // The link with the token is printed once, when the token is made; later the file has it.
         let (base, token) = match url.split_once("/login?token=") {
             Some((base, token)) => (base.to_string(), token.to_string()),
-            None => (url.to_string(), std::fs::read_to_string(dir.join("store/console.token")).expect("the token file").trim().to_string()),
+            None => (url.to_string(), std::fs::read_to_string(dir.join("store/console.token")).unwrap_or_default().trim().to_string()),
         };
         ConsoleProcess { child, base, token, socket: dir.join("store/sidekick.sock") }
     }
