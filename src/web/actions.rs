@@ -167,3 +167,48 @@ impl Jobs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Action, Jobs};
+    use crate::web::LogBook;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    /// A stand-in `sidekick` that reports progress, then ends as `$1` says.
+    fn program(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("sidekick");
+        let script = "#!/bin/sh\necho \"step 1 of 2\"\nsleep 1\nif [ \"$1\" = eval ]; then echo 'no adapter to evaluate' >&2; exit 1; fi\necho \"$1 done\"\n";
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    async fn finished(jobs: &Jobs) -> super::JobView {
+        for _ in 0..100 {
+            match jobs.view() {
+                Some(view) if !view.running => return view,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("the job did not end: {:?}", jobs.view());
+    }
+
+    #[tokio::test]
+    async fn one_action_at_a_time_with_its_progress_and_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Jobs::new(program(dir.path()), dir.path().join("none.toml"), dir.path().join("backups"), LogBook::default());
+        assert_eq!(jobs.start(Action::Dataset), Ok("Build the dataset started.".into()));
+        let refused = jobs.start(Action::Train).unwrap_err();
+        assert!(refused.starts_with("Build the dataset is still running"), "{refused}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let running = jobs.view().unwrap();
+        assert_eq!((running.running, running.last_line.as_str()), (true, "step 1 of 2"));
+        let done = finished(&jobs).await;
+        assert_eq!((done.ok, done.last_line.as_str()), (Some(true), "dataset done"));
+        // Done, the next may start; a failure keeps its reason as the result.
+        jobs.start(Action::Eval).unwrap();
+        let failed = finished(&jobs).await;
+        assert_eq!((failed.ok, failed.last_line.as_str()), (Some(false), "no adapter to evaluate"));
+    }
+}

@@ -57,6 +57,24 @@ async fn no_token_or_no_csrf_token_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(setting.status(), StatusCode::CONFLICT);
     assert!(setting.text().await.unwrap().contains("the bot is not running: start it to change settings"));
+
+    // An action: a backup, run as `sidekick backup`, reported when done, and one at a time.
+    let backup = http.post(format!("{base}/api/actions/backup")).bearer_auth(&console.token).send().await.unwrap();
+    assert_eq!(backup.status(), StatusCode::OK);
+    let again = http.post(format!("{base}/api/actions/dataset")).bearer_auth(&console.token).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("Back up is still running"));
+    let job = loop {
+        let state = http.get(format!("{base}/api/state")).bearer_auth(&console.token).send().await.unwrap().text().await.unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        if state["job"]["running"] == false {
+            break state["job"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["ok"], true, "{job}");
+    let made: Vec<_> = std::fs::read_dir(dir.path().join("store/backups")).unwrap().collect();
+    assert_eq!(made.len(), 1, "one backup folder: {job}");
     assert_eq!(console.stop().await, Some(0));
 }
 
