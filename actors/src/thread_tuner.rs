@@ -5,8 +5,8 @@
 //! slower than one thread alone. The tuner serves the best count it has measured and, every
 //! so often or as soon as steps get clearly slower, tries a neighbouring count for a few
 //! steps right after a few steps of the current one (so both see the same load and batch
-//! sizes), keeping whichever was faster. A trial step more than twice as slow as the current
-//! count ends the trial at once: on a box with a busy core a two-thread step can take five
+//! sizes), keeping whichever was faster. Two trial steps in a row more than twice as slow as
+//! the current count end the trial at once: on a box with a busy core a two-thread step can take five
 //! times as long, and six of them every probe would cost more than the probing finds. It
 //! only sees durations, so tests are exact.
 
@@ -20,7 +20,8 @@ pub const TRIAL_STEPS: usize = 6;
 const SWITCH_MARGIN: f64 = 0.95;
 /// Steps this much slower than the count's last measure start a probe at once.
 const SLOWDOWN: f64 = 1.5;
-/// A trial step this much slower than the baseline ends the trial: the candidate lost.
+/// Two trial steps in a row this much slower than the baseline end the trial: the candidate
+/// lost (two, so one step that only had fewer replies in its batch does not decide).
 const CLEARLY_SLOWER: f64 = 2.0;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +102,8 @@ impl ThreadTuner {
             }
             Phase::Trial { candidate, baseline, times } => {
                 times.push(per_token);
-                if per_token > *baseline * CLEARLY_SLOWER {
+                let clearly_slower = |t: &f64| *t > *baseline * CLEARLY_SLOWER;
+                if times.len() >= 2 && times[times.len() - 2..].iter().all(clearly_slower) {
                     self.reference = Some(*baseline);
                     self.recent.clear();
                     self.phase = Phase::Serve { left: PROBE_EVERY };
@@ -179,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_losing_probe_on_a_busy_core_costs_one_step() {
+    fn a_losing_probe_on_a_busy_core_costs_two_steps() {
         let mut tuner = ThreadTuner::new(2);
         let busy = |t: u32| if t == 2 { 0.100 } else { 0.020 };
         run(&mut tuner, 2 * TRIAL_STEPS, busy);
@@ -190,9 +192,9 @@ mod tests {
             on_two += usize::from(threads == 2);
             tuner.observe(1, Duration::from_secs_f64(busy(threads)));
         }
-        // A probe every PROBE_EVERY steps, after TRIAL_STEPS of baseline, and one step of trial.
-        let probes = 10 * PROBE_EVERY as usize / (PROBE_EVERY as usize + TRIAL_STEPS + 1);
-        assert_eq!(on_two, probes, "one step on two threads per probe, not {TRIAL_STEPS}");
+        // A probe every PROBE_EVERY steps, after TRIAL_STEPS of baseline, and two steps of trial.
+        let probes = 10 * PROBE_EVERY as usize / (PROBE_EVERY as usize + TRIAL_STEPS + 2);
+        assert_eq!(on_two, 2 * probes, "two steps on two threads per probe, not {TRIAL_STEPS}");
         assert_eq!(tuner.best(), 1);
     }
 
@@ -209,6 +211,28 @@ mod tests {
         }
         // Half the recent steps slow show it; no baseline of more slow steps follows.
         assert_eq!(slow_steps, TRIAL_STEPS / 2, "the slow steps that showed the slowdown, and no more");
+    }
+
+    #[test]
+    fn one_slow_trial_step_does_not_decide() {
+        let mut tuner = ThreadTuner::new(2);
+        // One thread is faster, but its first trial step had a smaller batch (3x per token).
+        let mut trial_steps = 0;
+        for _ in 0..2 * TRIAL_STEPS {
+            let threads = tuner.threads();
+            let cost = if threads == 1 {
+                trial_steps += 1;
+                if trial_steps == 1 {
+                    0.060
+                } else {
+                    0.010
+                }
+            } else {
+                0.018
+            };
+            tuner.observe(1, Duration::from_secs_f64(cost));
+        }
+        assert_eq!(tuner.best(), 1);
     }
 
     #[test]

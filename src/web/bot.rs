@@ -18,6 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 /// A crash is restarted at most this many times within [`CRASH_WINDOW`]; then the owner is asked.
 const MAX_RESTARTS: usize = 3;
 const CRASH_WINDOW: Duration = Duration::from_secs(600);
+/// systemd calls the service ready, but its control socket has been silent this long.
+const SILENT_SOCKET: Duration = Duration::from_secs(10);
 /// How often the daemon is asked for its dashboard while it runs.
 pub const POLL: Duration = Duration::from_millis(500);
 
@@ -84,6 +86,8 @@ struct State {
     dashboard: Option<Dashboard>,
     banners: Vec<String>,
     crashes: Vec<Instant>,
+    /// When a Start of the systemd unit was asked (for a control socket that never answers).
+    starting_since: Option<Instant>,
 }
 
 impl Bot {
@@ -97,6 +101,7 @@ impl Bot {
             dashboard: None,
             banners: Vec::new(),
             crashes: Vec::new(),
+            starting_since: None,
         };
         Bot { state: Arc::new(Mutex::new(state)), logs, launch: Arc::new(launch) }
     }
@@ -133,6 +138,14 @@ impl Bot {
     pub async fn watch(self) {
         loop {
             let answer = control::ask(&self.launch.socket, &Request::Dashboard).await;
+            // systemd's view of a silent bot, asked before the state is locked (D-Bus may be slow).
+            let unit = match (&answer, &self.launch.service) {
+                (Ok(Response::Dashboard(_)), _) | (_, None) => None,
+                (_, Some(unit)) => {
+                    let unit = unit.clone();
+                    tokio::task::spawn_blocking(move || unit.state()).await.ok().flatten()
+                }
+            };
             {
                 let mut state = self.state.lock_or_recover();
                 match answer {
@@ -151,7 +164,11 @@ impl Bot {
                         state.pid = Some(d.status.pid);
                         state.dashboard = Some(*d);
                     }
-                    Ok(_) | Err(_) if self.launch.service.is_some() => self.service_not_answering(&mut state),
+                    Ok(_) | Err(_) if self.launch.service.is_some() => {
+                        if let Some(unit) = unit {
+                            self.service_not_answering(&mut state, &unit);
+                        }
+                    }
                     Ok(_) | Err(_) => {
                         // An adopted bot that went away: nobody else will say so.
                         if !state.started_here && matches!(state.phase, Phase::Running | Phase::Stopping) {
@@ -172,20 +189,25 @@ impl Bot {
         if matches!(state.phase, Phase::Starting | Phase::Running | Phase::Stopping) {
             return Err(format!("the bot is already {}", phase_word(state.phase)));
         }
-        if let Some(why) = &self.launch.model_missing {
-            drop(state);
-            self.banner(why.clone());
-            return Err(why.clone());
-        }
         if let Some(unit) = &self.launch.service {
-            unit.start()?;
+            // The unit has its own working directory and model path: systemd says if they fail.
             state.phase = Phase::Starting;
             state.started_here = false;
             state.stop_asked = None;
             state.dashboard = None;
+            state.starting_since = Some(Instant::now());
             drop(state);
             self.logs.push(&format!("console: systemctl start {}", unit.name));
+            if let Err(e) = unit.start() {
+                self.state.lock_or_recover().phase = Phase::Stopped;
+                return Err(e);
+            }
             return Ok(format!("Starting {}: the model is loading.", unit.name));
+        }
+        if let Some(why) = &self.launch.model_missing {
+            drop(state);
+            self.banner(why.clone());
+            return Err(why.clone());
         }
         let mut command = tokio::process::Command::new(&self.launch.program);
         // A missing default config file means defaults; named, it would be required.
@@ -288,19 +310,24 @@ impl Bot {
     }
 
     /// Service mode, the control socket silent: systemd says what the bot is doing.
-    fn service_not_answering(&self, state: &mut State) {
-        let Some(unit) = self.launch.service.as_ref().and_then(SystemdUnit::state) else { return };
+    fn service_not_answering(&self, state: &mut State, unit: &service::UnitState) {
         let at = clock_time();
         let why = || self.last_error().map(|e| format!(": {e}")).unwrap_or_default();
-        let shown = service::ended(&unit);
+        let shown = service::ended(unit);
         let mut banner = None;
         match unit.active.as_str() {
-            "failed" if state.phase != Phase::Error => {
-                state.phase = Phase::Error;
+            // Not again for a force stop already shown (SIGKILL leaves the unit failed).
+            "failed" if state.phase != Phase::Error && !(state.phase == Phase::Stopped && state.last_exit.is_some()) => {
                 state.last_exit = Some(format!("{shown} at {at}"));
                 banner = Some(match state.stop_asked.take() {
-                    Some(StopKind::Force) => force_banner(&shown, &at),
-                    _ => format!("The bot {shown} at {at} and systemd gave up on it{}. Fix the cause, then press Start.", why()),
+                    Some(StopKind::Force) => {
+                        state.phase = Phase::Stopped;
+                        force_banner(&shown, &at)
+                    }
+                    _ => {
+                        state.phase = Phase::Error;
+                        format!("The bot {shown} at {at} and systemd gave up on it{}. Fix the cause, then press Start.", why())
+                    }
                 });
             }
             "inactive" if state.phase != Phase::Stopped => {
@@ -310,6 +337,15 @@ impl Bot {
                 if state.stop_asked.take() == Some(StopKind::Force) {
                     banner = Some(force_banner(&shown, &at));
                 }
+            }
+            // Ready for systemd (Type=notify: connected to Discord), yet its control socket is
+            // silent: most likely another store folder (a relative storage.path).
+            "active" if state.phase == Phase::Starting && state.starting_since.is_some_and(|t| t.elapsed() > SILENT_SOCKET) => {
+                state.starting_since = None;
+                banner = Some(format!(
+                    "systemd says the bot runs, but its control socket {} does not answer, so this page cannot see it. Start the console in the service's WorkingDirectory with its config (cd /opt/sidekick && sudo ./target/release/sidekick --config sidekick.toml console).",
+                    self.launch.socket.display()
+                ));
             }
             // Between a crash and systemd's restart (`Restart=on-failure`).
             "activating" if state.phase == Phase::Running && state.stop_asked.is_none() => {
@@ -359,24 +395,34 @@ impl Bot {
             return Err("the bot is not running".into());
         }
         let pid = state.pid.unwrap_or(0);
+        let before = (state.phase, state.stop_asked);
         // Force stop after Stop is still a force stop.
         if state.stop_asked != Some(StopKind::Force) {
             state.stop_asked = Some(kind);
         }
         state.phase = Phase::Stopping;
         drop(state);
-        if let Some(unit) = &self.launch.service {
+        let sent = if let Some(unit) = &self.launch.service {
             self.logs.push(&format!("console: asking systemd to stop {} ({name})", unit.name));
-            return match kind {
+            match kind {
                 StopKind::Graceful => unit.stop(),
                 StopKind::Force => unit.force_stop(),
             }
-            .map(|()| done.to_string());
-        }
-        self.logs.push(&format!("console: sending {name} to pid {pid}"));
-        // SAFETY: kill(2) with a pid this console started or the daemon reported.
-        if unsafe { libc::kill(pid as i32, signal) } != 0 {
-            return Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error()));
+        } else {
+            self.logs.push(&format!("console: sending {name} to pid {pid}"));
+            // SAFETY: kill(2) with a pid this console started or the daemon reported.
+            match unsafe { libc::kill(pid as i32, signal) } {
+                0 => Ok(()),
+                _ => Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error())),
+            }
+        };
+        if let Err(e) = sent {
+            // Nothing was stopped: the page must not wait for an exit that will not come.
+            let mut state = self.state.lock_or_recover();
+            if state.phase == Phase::Stopping {
+                (state.phase, state.stop_asked) = before;
+            }
+            return Err(e);
         }
         Ok(done.into())
     }

@@ -39,7 +39,12 @@ impl SystemdUnit {
         loaded.then(|| SystemdUnit { name: name.to_string() })
     }
 
+    /// A unit systemd gave up on (its start limit hit, or an exit it must not restart) is
+    /// reset first: the owner pressed Start after fixing the cause.
     pub fn start(&self) -> Result<(), String> {
+        if self.state().is_some_and(|s| s.active == "failed") {
+            self.systemctl(&["reset-failed"])?;
+        }
         self.systemctl(&["start", "--no-block"])
     }
 

@@ -16,6 +16,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; more connections meanwhile are closed (a flood of silent
+/// clients must not use up the file descriptors the console needs).
+const MAX_HANDSHAKES: usize = 64;
 
 /// The server's certificate chain and key, checked to belong together.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ConsoleError> {
@@ -59,6 +62,9 @@ impl axum::serve::Listener for TlsListener {
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
+                    Ok((_, addr)) if self.handshakes.len() >= MAX_HANDSHAKES => {
+                        tracing::debug!(%addr, "too many TLS handshakes under way; connection closed");
+                    }
                     Ok((stream, addr)) => {
                         let acceptor = self.acceptor.clone();
                         self.handshakes.spawn(async move {

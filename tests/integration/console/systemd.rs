@@ -52,6 +52,14 @@ async fn an_installed_service_is_driven_with_systemctl_and_outlives_the_console(
     browser.client.goto(&console.login_url()).await.unwrap();
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Running").await;
 
+    // Without the right to manage the unit, Stop says why and how, and the bot stays Running.
+    std::fs::write(state.join("deny"), "").unwrap();
+    browser.click("stop").await;
+    let said = browser.wait_text("notice", Duration::from_secs(10), |t| t.contains("Access denied")).await;
+    assert!(said.contains("systemctl stop --no-block sidekick.service failed") && said.contains("run the console as root"), "{said}");
+    browser.wait_text("phase", Duration::from_secs(5), |t| t == "Running").await;
+    std::fs::remove_file(state.join("deny")).unwrap();
+
     // Stop goes to systemd, which sends SIGTERM: the bot exits 0 and the page says so.
     browser.click("stop").await;
     browser.wait_text("phase", Duration::from_secs(60), |t| t == "Stopped").await;
