@@ -121,9 +121,13 @@ impl Bot {
     }
 
     pub fn banner(&self, text: impl Into<String>) {
-        let text = text.into();
-        self.logs.push(&format!("console: {text}"));
         let mut state = self.state.lock_or_recover();
+        self.show_banner(&mut state, text.into());
+    }
+
+    /// Logs `text` and shows it once, with the state already locked.
+    fn show_banner(&self, state: &mut State, text: String) {
+        self.logs.push(&format!("console: {text}"));
         if !state.banners.contains(&text) {
             state.banners.push(text);
         }
@@ -261,13 +265,7 @@ impl Bot {
     fn ended(&self, status: std::io::Result<std::process::ExitStatus>) {
         let code = status.as_ref().ok().and_then(|s| s.code());
         let shown = match &status {
-            Ok(s) if s.success() => "exited normally (code 0)".to_string(),
-            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(s)) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(9)) => "was killed (SIGKILL)".to_string(),
-                (None, Some(sig)) => format!("was killed by signal {sig}"),
-                _ => "ended".to_string(),
-            },
+            Ok(s) => exit_words(s.code(), std::os::unix::process::ExitStatusExt::signal(s)),
             Err(e) => format!("could not be waited for: {e}"),
         };
         let at = clock_time();
@@ -332,8 +330,7 @@ impl Bot {
             }
             "inactive" if state.phase != Phase::Stopped => {
                 state.phase = Phase::Stopped;
-                let clean = unit.result == "success";
-                state.last_exit = Some(if clean { format!("exited normally (code 0) at {at}") } else { format!("{shown} at {at}") });
+                state.last_exit = Some(format!("{shown} at {at}"));
                 if state.stop_asked.take() == Some(StopKind::Force) {
                     banner = Some(force_banner(&shown, &at));
                 }
@@ -360,10 +357,7 @@ impl Bot {
             state.dashboard = None;
         }
         if let Some(text) = banner {
-            self.logs.push(&format!("console: {text}"));
-            if !state.banners.contains(&text) {
-                state.banners.push(text);
-            }
+            self.show_banner(state, text);
         }
     }
 
@@ -448,6 +442,18 @@ impl Bot {
     pub fn started_here(&self) -> bool {
         let state = self.state.lock_or_recover();
         state.started_here && state.pid.is_some()
+    }
+}
+
+/// How a run ended, for a person: an exit code or the signal that killed it (from the child's
+/// exit status, or from systemd's record of the unit's main process).
+pub(super) fn exit_words(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(0), _) => "exited normally (code 0)".to_string(),
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(9)) => "was killed (SIGKILL)".to_string(),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "ended".to_string(),
     }
 }
 

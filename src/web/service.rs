@@ -23,8 +23,6 @@ pub struct UnitState {
     pub result: String,
     /// The main process's exit code (or signal number) of the last run.
     pub status: String,
-    /// Restarts systemd made itself (after crashes).
-    pub restarts: u64,
 }
 
 impl SystemdUnit {
@@ -61,18 +59,13 @@ impl SystemdUnit {
 
     pub fn state(&self) -> Option<UnitState> {
         let out = Command::new("systemctl")
-            .args(["show", "--property=ActiveState,Result,ExecMainStatus,NRestarts", &self.name])
+            .args(["show", "--property=ActiveState,Result,ExecMainStatus", &self.name])
             .stderr(Stdio::null())
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or_default().trim().to_string();
-        Some(UnitState {
-            active: field("ActiveState"),
-            result: field("Result"),
-            status: field("ExecMainStatus"),
-            restarts: field("NRestarts").parse().unwrap_or(0),
-        })
+        Some(UnitState { active: field("ActiveState"), result: field("Result"), status: field("ExecMainStatus") })
     }
 
     fn systemctl(&self, args: &[&str]) -> Result<(), String> {
@@ -130,16 +123,17 @@ impl SystemdUnit {
     }
 }
 
-/// How a failed unit's last run ended, for a person.
+/// How the unit's last run ended, for a person.
 pub fn ended(state: &UnitState) -> String {
-    match (state.result.as_str(), state.status.as_str()) {
-        ("exit-code", code) => format!("exited with code {code}"),
-        ("signal" | "core-dump", "9") => "was killed (SIGKILL)".into(),
-        ("signal" | "core-dump", sig) => format!("was killed by signal {sig}"),
-        ("watchdog", _) => "stopped answering systemd's watchdog and was killed".into(),
-        ("timeout", _) => "did not start or stop in time".into(),
-        ("start-limit-hit", _) => "failed too often (systemd's start limit)".into(),
-        (other, _) => format!("ended ({other})"),
+    let number = state.status.parse().ok();
+    match state.result.as_str() {
+        "success" => super::bot::exit_words(Some(0), None),
+        "exit-code" => super::bot::exit_words(number, None),
+        "signal" | "core-dump" => super::bot::exit_words(None, number),
+        "watchdog" => "stopped answering systemd's watchdog and was killed".into(),
+        "timeout" => "did not start or stop in time".into(),
+        "start-limit-hit" => "failed too often (systemd's start limit)".into(),
+        other => format!("ended ({other})"),
     }
 }
 
@@ -148,11 +142,12 @@ mod tests {
     use super::{ended, UnitState};
 
     fn state(result: &str, status: &str) -> UnitState {
-        UnitState { active: "failed".into(), result: result.into(), status: status.into(), restarts: 0 }
+        UnitState { active: "failed".into(), result: result.into(), status: status.into() }
     }
 
     #[test]
     fn a_failed_unit_is_explained() {
+        assert_eq!(ended(&state("success", "0")), "exited normally (code 0)");
         assert_eq!(ended(&state("exit-code", "2")), "exited with code 2");
         assert_eq!(ended(&state("signal", "9")), "was killed (SIGKILL)");
         assert_eq!(ended(&state("core-dump", "11")), "was killed by signal 11");

@@ -111,9 +111,7 @@ async fn sigterm_during_a_reply_sends_it_then_exits_0() {
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let mut daemon = spawn_connected_daemon(dir.path(), &fake, &[("SIDEKICK_GENERATION_MAX_TOKENS", "48")]).await;
     let asked = mention(&fake, CH1, &alice(), "tell me about your favourite linux distribution").await;
-    while fake.typing(CH1) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(fake.wait_typing(CH1, Duration::from_secs(60)).await, "the bot never started the reply");
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let code = exit_code(&mut daemon, Duration::from_secs(30)).await;
     if code.is_none() {

@@ -16,8 +16,7 @@ async fn the_owner_starts_tunes_and_stops_the_bot_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let console = ConsoleProcess::start(dir.path(), &fake, &[]).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     assert_eq!(browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await, "Stopped");
 
     // Start: Running within the time the model takes to load.
@@ -58,9 +57,7 @@ async fn the_owner_starts_tunes_and_stops_the_bot_from_the_page() {
 
     // Stop while a reply is being written: it is finished and sent, then the bot exits 0.
     let asked = mention(&fake, CH1, &alice(), "tell me about your favourite linux distribution").await;
-    while fake.typing(CH1) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(fake.wait_typing(CH1, Duration::from_secs(60)).await, "the bot never started the reply");
     browser.click("stop").await;
     browser.wait_text("phase", Duration::from_secs(60), |t| t == "Stopped").await;
     let exit = browser.wait_text("last-exit", Duration::from_secs(5), |t| t != "–").await;
@@ -76,8 +73,7 @@ async fn force_stop_kills_a_bot_stuck_in_a_reply_and_the_banner_explains() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let console = ConsoleProcess::start(dir.path(), &fake, &[("SIDEKICK_FAULT_INJECTION", "1")]).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
     browser.click("start").await;
     browser.wait_text("phase", START, |t| t == "Running").await;
@@ -87,9 +83,7 @@ async fn force_stop_kills_a_bot_stuck_in_a_reply_and_the_banner_explains() {
     assert!(matches!(stalled, Ok(Response::Done)), "{stalled:?}");
     let sent_before = fake.sent().len();
     mention(&fake, CH1, &alice(), "hello?").await;
-    while fake.typing(CH1) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(fake.wait_typing(CH1, Duration::from_secs(60)).await, "the bot never started the reply");
     browser.click("force-stop").await;
     browser.client.accept_alert().await.unwrap();
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
@@ -147,8 +141,7 @@ async fn banners_explain_a_crash_a_refused_token_and_a_missing_model() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
     let console = ConsoleProcess::start(dir.path(), &fake, &[]).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
     browser.click("start").await;
     browser.wait_text("phase", START, |t| t == "Running").await;
@@ -181,8 +174,7 @@ async fn banners_explain_a_crash_a_refused_token_and_a_missing_model() {
     let other = tempfile::tempdir().unwrap();
     let missing = other.path().join("no-model.gguf");
     let console = ConsoleProcess::start(other.path(), &fake, &[("SIDEKICK_MODEL_PATH", missing.to_str().unwrap())]).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Stopped").await;
     browser.click("start").await;
     let banner = browser.wait_text("banners", Duration::from_secs(5), |t| !t.is_empty()).await;

@@ -125,6 +125,13 @@ impl Browser {
         }
     }
 
+    /// A desktop-sized browser on `console`'s page, logged in with its link.
+    pub async fn logged_in(console: &ConsoleProcess) -> Browser {
+        let browser = Browser::open(1280, 1000).await;
+        browser.client.goto(&console.login_url()).await.unwrap();
+        browser
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();

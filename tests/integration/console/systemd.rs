@@ -30,8 +30,7 @@ async fn an_installed_service_is_driven_with_systemctl_and_outlives_the_console(
     let fake = FakeDiscord::start(BOT, owner(), GUILD, &[CH1]).await;
 
     let console = ConsoleProcess::start(dir.path(), &fake, &env).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     browser.wait_text("run-by", Duration::from_secs(10), |t| t == "systemd (sidekick.service)").await;
     assert_eq!(browser.text("phase").await, "Stopped");
     browser.click("start").await;
@@ -48,8 +47,7 @@ async fn an_installed_service_is_driven_with_systemctl_and_outlives_the_console(
     let pid: i32 = std::fs::read_to_string(state.join("pid")).expect("the service runs").trim().parse().unwrap();
     assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "the bot (pid {pid}) outlived the console");
     let console = ConsoleProcess::start(dir.path(), &fake, &env).await;
-    let browser = Browser::open(1280, 1000).await;
-    browser.client.goto(&console.login_url()).await.unwrap();
+    let browser = Browser::logged_in(&console).await;
     browser.wait_text("phase", Duration::from_secs(10), |t| t == "Running").await;
 
     // Without the right to manage the unit, Stop says why and how, and the bot stays Running.

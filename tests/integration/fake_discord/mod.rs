@@ -296,6 +296,11 @@ impl FakeDiscord {
         self.inner.state().typing.get(&channel_id).copied().unwrap_or(0)
     }
 
+    /// Waits until the bot shows it is typing in `channel_id` (a reply under way); false on timeout.
+    pub async fn wait_typing(&self, channel_id: u64, timeout: Duration) -> bool {
+        self.wait_for(timeout, |st| st.typing.get(&channel_id).is_some_and(|n| *n > 0)).await
+    }
+
     /// (channel id, message id, emoji) of every reaction the bot added.
     pub fn reactions_added_by_bot(&self) -> Vec<(u64, u64, String)> {
         self.inner.state().bot_reactions.clone()
